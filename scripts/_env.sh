@@ -1,0 +1,39 @@
+# Sourced by scripts/demo and scripts/test: create or reuse .venv and install what is needed.
+# Re-installs only when setup.cfg or pyproject.toml changed (a stamp file records their hash).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${MLOPS_VENV:-$ROOT/.venv}"
+PY="${PYTHON:-python3}"
+
+ensure_venv() {  # ensure_venv EXTRAS   e.g. ensure_venv "tf,dev"
+  local extras="$1"
+  if [ ! -x "$VENV/bin/python" ]; then
+    echo "mlops: creating $VENV" >&2
+    "$PY" -m venv "$VENV"
+  fi
+  local stamp="$VENV/.mlops-installed-$extras"
+  local want
+  want="$(cat "$ROOT/setup.cfg" "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)"
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "mlops: installing the project with extras [$extras] into $VENV (first time: a few minutes)" >&2
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
+    "$VENV/bin/python" -m pip install --quiet -e "$ROOT[$extras]" >&2
+    echo "$want" > "$stamp"
+  fi
+  export PATH="$VENV/bin:$PATH"
+}
+
+ensure_apt() {  # ensure_apt CMD PACKAGE...   installs PACKAGEs when CMD is missing (needs root)
+  local cmd="$1"; shift
+  if command -v "$cmd" >/dev/null 2>&1; then return 0; fi
+  if [ "$(id -u)" != 0 ]; then
+    echo "mlops: '$cmd' is missing; install it with: sudo apt-get install $*" >&2
+    return 1
+  fi
+  echo "mlops: installing $* (apt)" >&2
+  if [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v -e lock -e partial)" ] || [ -z "${MLOPS_APT_UPDATED:-}" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || true
+    export MLOPS_APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}

@@ -1,0 +1,97 @@
+"""The ``mlops`` command. Thin: parse, call the library, print. Subcommands load lazily so
+``mlops --help`` and ``mlops classify`` never import TensorFlow, pandas or Optuna."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from tuner import __version__
+from tuner.errors import EXIT_INTERNAL, MlopsError
+
+# name -> "module:attribute"; each module holds one click command or group.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "classify": ("tuner.cli.classify_cmd:classify", "Tell which image a training script needs (cnn, ann, regression)."),
+    "hparams": ("tuner.cli.hparams_cmd:hparams", "Show or rewrite the settings the tuner may change."),
+    "train": ("tuner.cli.train_cmd:train", "Train a script once, in a trial workdir."),
+    "run": ("tuner.cli.run_cmd:run", "Tune a script until it reaches the goal or the budget is spent."),
+    "strategies": ("tuner.cli.run_cmd:strategies", "List the search strategies."),
+    "report": ("tuner.cli.run_cmd:report", "Write report.html and summary.json of a run directory."),
+    "notify": ("notify.cli:notify", "Mail the outcome of a run; flush the outbox."),
+    "watch": ("monitor.cli:watch", "Supervise one training run: restart it from its checkpoint."),
+    "jenkins": ("tuner.cli.jenkins_cmd:jenkins", "Sync jobs, trigger a retrain, show status (Jenkins)."),
+    "images": ("tuner.cli.images_cmd:images", "Build the Docker images for each kind."),
+    "config": ("tuner.cli.config_cmd:config", "Show the settings in force and where each came from."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name, (target, _) in COMMANDS.items() if _exists(target)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None or not _exists(entry[0]):
+            return None
+        module_name, attr = entry[0].split(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(n, COMMANDS[n][1]) for n in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def _exists(target: str) -> bool:
+    import importlib.util
+
+    module_name = target.split(":")[0]
+    try:
+        return importlib.util.find_spec(module_name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mlops")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """mlops: classify pushed training code, train it in the right image, tune it to the goal."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: runs the CLI and maps errors to one line and an exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        rv = cli.main(args=args, prog_name="mlops", standalone_mode=False)
+    except MlopsError as exc:
+        if debug:
+            raise
+        click.echo(f"mlops: error: {exc}", err=True)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("mlops: interrupted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("mlops: interrupted", err=True)
+        return 130
+    except Exception as exc:  # pragma: no cover - the last line of defence
+        if debug:
+            raise
+        click.echo(f"mlops: internal error: {type(exc).__name__}: {exc} (rerun with --debug)", err=True)
+        return EXIT_INTERNAL
+    return rv if isinstance(rv, int) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

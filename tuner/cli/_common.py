@@ -1,0 +1,39 @@
+"""Small helpers shared by the CLI commands (parsing only; no heavy imports)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tuner.config import Config
+from tuner.errors import ConfigError
+
+
+def parse_settings(sets: tuple[str, ...] | list[str], settings_json: str | None = None) -> dict[str, Any]:
+    """``--settings '{"fc_layers": [64]}'`` then ``--set name=value`` on top."""
+    from tuner.hparams import parse_assignments
+
+    settings: dict[str, Any] = {}
+    if settings_json:
+        try:
+            loaded = json.loads(settings_json)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--settings: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError("--settings: expected a JSON object such as '{\"learning_rate\": 0.001}'")
+        settings.update(loaded)
+    settings.update(parse_assignments(list(sets)))
+    return settings
+
+
+def hparam_names(cfg: Config) -> dict[str, list[str]]:
+    return {k: cfg[f"hparams.names.{k}"] for k in ("fc_layers", "learning_rate", "epochs", "batch_size")}
+
+
+def build_runner(cfg: Config, name: str | None = None) -> Any:
+    from tuner.runners import get_runner
+
+    name = name or cfg.runner
+    if name == "docker":
+        return get_runner("docker", config=cfg, names=hparam_names(cfg))
+    return get_runner(name, names=hparam_names(cfg))

@@ -1,0 +1,286 @@
+"""One config object with one precedence: flags > ``MLOPS_*`` environment > ``mlops.yaml`` > defaults.
+
+``mlops.yaml`` lives beside the user's training script. Every key is declared once in
+:data:`SCHEMA` (type, default, environment variable); values are validated when loaded and a
+bad one is a :class:`~tuner.errors.ConfigError` that names the key and where it came from.
+Secrets (SMTP password, Jenkins token) are never config keys: they are read from the
+environment or a file at the moment they are used.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tuner.errors import ConfigError
+
+CONFIG_FILENAME = "mlops.yaml"
+
+
+@dataclass(frozen=True)
+class Key:
+    type: type | tuple[type, ...]
+    default: Any
+    env: str | None = None
+    choices: tuple[Any, ...] | None = None
+    check: Callable[[Any], str | None] | None = None  # returns an error text or None
+    help: str = ""
+
+
+def _positive(v: Any) -> str | None:
+    return None if v is None or v > 0 else "must be greater than 0"
+
+
+def _non_negative(v: Any) -> str | None:
+    return None if v is None or v >= 0 else "must be 0 or more"
+
+
+def _port(v: Any) -> str | None:
+    return None if v is None or 0 < v < 65536 else "must be a TCP port between 1 and 65535"
+
+
+SCHEMA: dict[str, Key] = {
+    # the tune loop
+    "goal": Key(float, 0.90, "MLOPS_GOAL", help="stop as soon as a trial reaches this metric"),
+    "metric": Key(str, "val_accuracy", "MLOPS_METRIC", help="the held-out metric that counts"),
+    "direction": Key(str, "auto", "MLOPS_DIRECTION", choices=("auto", "maximize", "minimize")),
+    "strategy": Key(str, "ladder", "MLOPS_STRATEGY", help="search strategy (mlops strategies)"),
+    "max_trials": Key(int, 10, "MLOPS_MAX_TRIALS", check=_positive),
+    "max_minutes": Key(float, 60.0, "MLOPS_MAX_MINUTES", check=_positive),
+    "trial_timeout_minutes": Key(float, 30.0, "MLOPS_TRIAL_TIMEOUT_MINUTES", check=_positive),
+    "prune": Key(bool, True, "MLOPS_PRUNE", help="stop trials that cannot beat the best"),
+    "runner": Key(str, "local", "MLOPS_RUNNER", choices=("local", "docker")),
+    "seed": Key(int, 0, "MLOPS_SEED", check=_non_negative),
+    "run_dir": Key(str, None, "MLOPS_RUN_DIR", help="default: mlops-runs/<script> beside it"),
+    # what the tuner may change
+    "hparams.names.fc_layers": Key(list, ["FC_LAYERS", "DENSE_LAYERS", "HIDDEN_LAYERS", "HIDDEN_UNITS", "FC_UNITS"]),
+    "hparams.names.learning_rate": Key(list, ["LEARNING_RATE", "LR"]),
+    "hparams.names.epochs": Key(list, ["EPOCHS", "NUM_EPOCHS", "N_EPOCHS"]),
+    "hparams.names.batch_size": Key(list, ["BATCH_SIZE"]),
+    "hparams.space": Key(dict, {}, help="per-setting overrides of the search ranges"),
+    # mail
+    "mail.to": Key(str, None, "MLOPS_MAIL_TO"),
+    "mail.from": Key(str, None, "MLOPS_MAIL_FROM"),
+    "mail.smtp_host": Key(str, None, "MLOPS_SMTP_HOST"),
+    "mail.smtp_port": Key(int, None, "MLOPS_SMTP_PORT", check=_port),
+    "mail.smtp_user": Key(str, None, "MLOPS_SMTP_USER"),
+    "mail.smtp_security": Key(str, "auto", "MLOPS_SMTP_SECURITY", choices=("auto", "plain", "starttls", "ssl")),
+    "mail.smtp_timeout": Key(float, 30.0, "MLOPS_SMTP_TIMEOUT", check=_positive),
+    "mail.outbox": Key(str, None, "MLOPS_OUTBOX", help="default: ~/.local/share/mlops/outbox"),
+    # watchdog
+    "watchdog.enabled": Key(bool, True, "MLOPS_WATCHDOG"),
+    "watchdog.heartbeat_timeout": Key(float, 300.0, "MLOPS_HEARTBEAT_TIMEOUT", check=_positive),
+    "watchdog.epoch_timeout": Key(float, None, "MLOPS_EPOCH_TIMEOUT", check=_positive),
+    "watchdog.max_restarts": Key(int, 3, "MLOPS_MAX_RESTARTS", check=_non_negative),
+    "watchdog.backoff_seconds": Key(float, 2.0, "MLOPS_BACKOFF_SECONDS", check=_non_negative),
+    # docker
+    "docker.images.cnn": Key(str, None, "MLOPS_IMAGE_CNN"),
+    "docker.images.ann": Key(str, None, "MLOPS_IMAGE_ANN"),
+    "docker.images.regression": Key(str, None, "MLOPS_IMAGE_REGRESSION"),
+    "docker.gpus": Key(str, "auto", "MLOPS_GPUS", help="auto, all, none, or device ids '0,1'"),
+    "docker.memory": Key(str, "8g", "MLOPS_DOCKER_MEMORY"),
+    "docker.cpus": Key(float, None, "MLOPS_DOCKER_CPUS", check=_positive),
+    "docker.network": Key(str, "none", "MLOPS_DOCKER_NETWORK"),
+    # jenkins (the token is never a key: JENKINS_API_TOKEN or JENKINS_API_TOKEN_FILE)
+    "jenkins.url": Key(str, None, "JENKINS_URL"),
+    "jenkins.user": Key(str, None, "JENKINS_USER"),
+    "jenkins.timeout": Key(float, 30.0, "MLOPS_JENKINS_TIMEOUT", check=_positive),
+}
+
+_SECRET_WORDS = ("password", "token", "secret", "api_key", "apikey")
+
+
+def _coerce(key: str, spec: Key, value: Any, origin: str) -> Any:
+    if value is None:
+        return None
+    types = spec.type if isinstance(spec.type, tuple) else (spec.type,)
+    if isinstance(value, str) and str not in types:
+        text = value.strip()
+        try:
+            if bool in types:
+                low = text.lower()
+                if low in ("1", "true", "yes", "on"):
+                    value = True
+                elif low in ("0", "false", "no", "off"):
+                    value = False
+                else:
+                    raise ValueError(text)
+            elif int in types:
+                value = int(text)
+            elif float in types:
+                value = float(text)
+            elif list in types:
+                value = [p.strip() for p in text.split(",") if p.strip()]
+            else:
+                raise ValueError(text)
+        except ValueError:
+            raise ConfigError(
+                f"{key}: {value!r} from {origin} is not a {types[0].__name__}"
+            ) from None
+    if float in types and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(value, bool) and bool not in types:
+        raise ConfigError(f"{key}: {value!r} from {origin} is not a {types[0].__name__}")
+    if not isinstance(value, types):
+        raise ConfigError(
+            f"{key}: expected a {types[0].__name__} but {origin} gives {value!r}"
+        )
+    if spec.choices and value not in spec.choices:
+        valid = ", ".join(str(c) for c in spec.choices)
+        raise ConfigError(f"{key}: {value!r} from {origin} is not one of: {valid}")
+    if spec.check:
+        problem = spec.check(value)
+        if problem:
+            raise ConfigError(f"{key}: {value!r} from {origin} {problem}")
+    return value
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        dotted = f"{prefix}{k}"
+        if dotted in SCHEMA:
+            out[dotted] = v
+        elif isinstance(v, Mapping):
+            out.update(_flatten(v, dotted + "."))
+        else:
+            out[dotted] = v
+    return out
+
+
+class Config:
+    """Validated settings. ``cfg["mail.to"]`` or ``cfg.goal``; ``cfg.origin(key)`` says where
+    a value came from (flag, environment variable, file, default)."""
+
+    def __init__(self, values: dict[str, Any], origins: dict[str, str], path: Path | None):
+        self._values = values
+        self._origins = origins
+        self.path = path
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in SCHEMA:
+            raise KeyError(key)
+        return self._values[key]
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name in SCHEMA:
+            return self._values[name]
+        raise AttributeError(name)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._values.get(key, default)
+
+    def origin(self, key: str) -> str:
+        return self._origins.get(key, "default")
+
+    def section(self, prefix: str) -> dict[str, Any]:
+        """``cfg.section("mail")`` -> {"to": ..., "smtp_host": ...}."""
+        p = prefix + "."
+        return {k[len(p):]: v for k, v in self._values.items() if k.startswith(p)}
+
+    def as_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(self._values)
+
+    @property
+    def maximize(self) -> bool:
+        direction = self._values["direction"]
+        if direction == "auto":
+            m = self._values["metric"].lower()
+            return not any(w in m for w in ("loss", "error", "mse", "mae", "rmse"))
+        return direction == "maximize"
+
+
+def find_config_file(script: str | os.PathLike[str] | None) -> Path | None:
+    if script is None:
+        return None
+    p = Path(script)
+    folder = p if p.is_dir() else p.parent
+    candidate = folder / CONFIG_FILENAME
+    return candidate if candidate.is_file() else None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: not valid YAML: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, not {type(data).__name__}")
+    flat = _flatten(data)
+    for key in flat:
+        if any(word in key.lower() for word in _SECRET_WORDS):
+            raise ConfigError(
+                f"{path}: {key}: secrets do not belong in mlops.yaml; set MLOPS_SMTP_PASSWORD / "
+                "JENKINS_API_TOKEN (or the *_FILE variant) in the environment instead"
+            )
+        if key not in SCHEMA:
+            near = [k for k in SCHEMA if k.split(".")[-1] == key.split(".")[-1]]
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            raise ConfigError(f"{path}: unknown key '{key}'{hint}; see 'mlops config --keys'")
+    return flat
+
+
+def load_config(
+    script: str | os.PathLike[str] | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+) -> Config:
+    """Load the config for ``script``: defaults, then its ``mlops.yaml``, then ``MLOPS_*``
+    variables, then ``overrides`` (command-line flags; ``None`` values are ignored)."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {k: copy.deepcopy(s.default) for k, s in SCHEMA.items()}
+    origins: dict[str, str] = {}
+    path = Path(config_file) if config_file else find_config_file(script)
+    if config_file and not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    if path is not None:
+        for key, raw in read_config_file(path).items():
+            values[key] = _coerce(key, SCHEMA[key], raw, str(path))
+            origins[key] = str(path)
+    for key, spec in SCHEMA.items():
+        if spec.env and env.get(spec.env) not in (None, ""):
+            values[key] = _coerce(key, spec, env[spec.env], f"${spec.env}")
+            origins[key] = f"${spec.env}"
+    for key, raw in (overrides or {}).items():
+        if raw is None:
+            continue
+        if key not in SCHEMA:
+            raise ConfigError(f"unknown setting '{key}'")
+        values[key] = _coerce(key, SCHEMA[key], raw, f"--{key.replace('_', '-')}")
+        origins[key] = "flag"
+    return Config(values, origins, path)
+
+
+def read_secret(name: str, env: Mapping[str, str] | None = None) -> str | None:
+    """A secret from ``$NAME`` or from the file named by ``$NAME_FILE``; ``None`` if neither.
+    The value is never logged; errors name the variable, never the value."""
+    env = os.environ if env is None else env
+    if env.get(name):
+        return env[name]
+    file_var = f"{name}_FILE"
+    if env.get(file_var):
+        p = Path(env[file_var]).expanduser()
+        try:
+            return p.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"${file_var}: cannot read {p} ({exc.strerror})") from None
+    return None

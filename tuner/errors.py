@@ -1,0 +1,70 @@
+"""One exception root. The CLI turns an :class:`MlopsError` into one line and an exit code."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_GOAL_NOT_MET = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 3
+
+
+class MlopsError(Exception):
+    """Root of every error this project raises on purpose. ``str(err)`` is the one-line message
+    a user sees; it says what is wrong and, where it can, what to do next."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class ConfigError(MlopsError):
+    """A bad value in mlops.yaml, an MLOPS_* variable or a flag; the message names the key."""
+
+
+class SourceError(MlopsError):
+    """A script that cannot be read, parsed, classified or rewritten. Names file and line."""
+
+    def __init__(self, path: str, line: int | None, message: str):
+        self.path = str(path)
+        self.line = line
+        self.message = message
+        where = f"{self.path}:{line}" if line else self.path
+        super().__init__(f"{where}: {message}")
+
+
+class ClassifyError(SourceError):
+    """The script cannot be routed to an image (unparseable, trains nothing, unsupported)."""
+
+
+class HParamsError(SourceError):
+    """A setting that cannot be found in the script, or a value of the wrong type."""
+
+
+class RunnerError(MlopsError):
+    """A runner could not start or follow a trial (not: the trial failed, that is a result)."""
+
+
+class StudyError(MlopsError):
+    """The study store cannot be opened or does not match this run."""
+
+
+class SearchError(MlopsError):
+    """Unknown strategy, or a search space that cannot be built."""
+
+
+class NotifyError(MlopsError):
+    """A message that cannot be built or sent (bad address, header injection, template)."""
+
+
+class JenkinsError(MlopsError):
+    """Jenkins refused or could not be reached; the message says what to fix."""
+
+
+class DockerError(MlopsError):
+    """The Docker engine refused or could not be reached."""
+
+
+class WatchdogError(MlopsError):
+    """The watchdog gave up on a training run; carries the reason and the last log lines."""
+
+    def __init__(self, message: str, log_tail: str = ""):
+        self.log_tail = log_tail
+        super().__init__(message)
