@@ -1,0 +1,61 @@
+"""``mlops train FILE [--set name=value ...] [--workdir DIR]``: one trial, for real."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from tuner.errors import EXIT_GOAL_NOT_MET
+
+
+@click.command()
+@click.argument("script", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+              help="A setting to apply before training, e.g. --set fc_layers=[128,64] --set learning_rate=3e-4.")
+@click.option("--settings", "settings_json", metavar="JSON", help="All settings as one JSON object.")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
+              help="Trial folder (default: mlops-runs/<script>/train-<time> beside the script).")
+@click.option("--metric", help="Held-out metric that counts [default: val_accuracy].")
+@click.option("--runner", type=click.Choice(["local", "docker"]), help="Where to run [default: local].")
+@click.option("--seed", type=int, help="Random seed [default: 0].")
+@click.option("--timeout-minutes", type=float, help="Kill the trial after this long.")
+@click.option("--kind", type=click.Choice(["cnn", "ann", "regression"]), help="Skip classification.")
+def train(script: Path, sets: tuple[str, ...], settings_json: str | None, workdir: Path | None,
+          metric: str | None, runner: str | None, seed: int | None, timeout_minutes: float | None,
+          kind: str | None) -> int:
+    """Train SCRIPT once (with the given settings) and write the trial workdir:
+    the rewritten script, settings.diff, train.log, metrics.jsonl, result.json."""
+    from tuner.cli._common import build_runner, parse_settings
+    from tuner.config import load_config
+    from tuner.trial import TrialSpec
+
+    cfg = load_config(script, overrides={"metric": metric, "runner": runner, "seed": seed,
+                                         "trial_timeout_minutes": timeout_minutes})
+    if kind is None:
+        from tuner.classify import classify_file
+
+        kind = classify_file(script).kind
+    settings = parse_settings(sets, settings_json)
+    if workdir is None:
+        workdir = script.resolve().parent / "mlops-runs" / script.stem / time.strftime("train-%Y%m%d-%H%M%S")
+    spec = TrialSpec(script=script.resolve(), kind=kind, workdir=workdir.resolve(), settings=settings,
+                     metric=cfg.metric, timeout=cfg.trial_timeout_minutes * 60, seed=cfg.seed)
+    click.echo(f"mlops: training {script.name} ({kind}) in {workdir}")
+    result = build_runner(cfg).run(spec, on_progress=lambda h: click.echo(_epoch_line(h[-1], cfg.metric)))
+    if result.ok:
+        click.echo(f"mlops: {result.metric_name} {result.metric:.4f} after {result.epochs} epochs "
+                   f"in {result.seconds:.1f} s; result in {workdir / 'result.json'}")
+        return 0
+    click.echo(f"mlops: trial {result.status}: {result.reason}", err=True)
+    if result.log_tail:
+        click.echo("--- last lines of train.log ---\n" + "\n".join(result.log_tail.splitlines()[-15:]), err=True)
+    return EXIT_GOAL_NOT_MET
+
+
+def _epoch_line(rec: dict, metric: str) -> str:
+    value = rec.get(metric)
+    shown = f"{metric} {value:.4f}" if isinstance(value, (int, float)) else ", ".join(
+        f"{k} {v:.4f}" for k, v in rec.items() if k not in ("epoch", "time") and isinstance(v, (int, float)))
+    return f"  epoch {rec['epoch']}: {shown}"

@@ -1,0 +1,355 @@
+"""The training harness: runs a user's script in this process, unchanged, and records it.
+
+``python -m tuner.harness SCRIPT`` with ``MLOPS_WORKDIR`` set (the runners do this):
+
+* seeds Python, NumPy and Keras (``MLOPS_SEED``) so a trial is repeatable;
+* for Keras scripts, wraps ``keras.Model.fit`` so every ``fit`` call gets two callbacks
+  the script never sees:
+
+  - :class:`Checkpoint` (a Keras ``BackupAndRestore``) that writes one atomic checkpoint per
+    finished epoch, carrying that epoch's metrics, and on a restart resumes from the newest
+    one that loads (a corrupt checkpoint, or one from another model, is set aside with a
+    warning and training starts fresh);
+  - :class:`Recorder` that appends each finished epoch to ``metrics.jsonl``, touches the
+    ``heartbeat`` file while batches run, and stops at the end of an epoch when the loop or
+    the watchdog writes a ``STOP`` file;
+
+* scripts that are not Keras report a held-out score with :func:`tuner.report` or print a
+  line such as ``accuracy: 0.93``.
+
+Nothing here imports TensorFlow unless the script is a Keras script.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tuner.trial import (
+    CHECKPOINT_DIR,
+    HEARTBEAT_FILE,
+    METRICS_FILE,
+    REPORTED_FILE,
+    STOP_FILE,
+)
+
+HEARTBEAT_EVERY = 1.0  # seconds between heartbeat writes while batches run
+_KEEP_CHECKPOINTS = 2
+
+
+def _workdir() -> Path | None:
+    wd = os.environ.get("MLOPS_WORKDIR")
+    return Path(wd) if wd else None
+
+
+def _warn(text: str) -> None:
+    print(f"mlops-harness: warning: {text}", file=sys.stderr, flush=True)
+
+
+def _info(text: str) -> None:
+    print(f"mlops-harness: {text}", file=sys.stderr, flush=True)
+
+
+def report_metrics(metrics: dict[str, Any]) -> None:
+    """What :func:`tuner.report` does: merge into ``reported.json`` in the trial workdir."""
+    clean: dict[str, float] = {}
+    for name, value in metrics.items():
+        try:
+            clean[str(name)] = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"tuner.report({name}=...) needs a number, got {value!r}") from None
+    wd = _workdir()
+    text = ", ".join(f"{k}={v:.4f}" for k, v in clean.items())
+    if wd is None:
+        print(f"reported: {text}", flush=True)
+        return
+    path = wd / REPORTED_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        data = {}
+    data.update(clean)
+    _atomic_write(path, json.dumps(data, sort_keys=True))
+    touch_heartbeat(wd, {"reported": True})
+    print(f"mlops: reported {text}", flush=True)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def touch_heartbeat(workdir: Path, state: dict[str, Any]) -> None:
+    data = {"time": time.time(), "pid": os.getpid(), **state}
+    try:
+        _atomic_write(workdir / HEARTBEAT_FILE, json.dumps(data))
+    except OSError as exc:  # a full disk must not kill training over a heartbeat
+        _warn(f"could not write the heartbeat ({exc.strerror})")
+
+
+def _jsonable(logs: dict[str, Any] | None) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k, v in (logs or {}).items():
+        try:
+            out[str(k)] = float(v)
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def _recorded_epochs(workdir: Path) -> set[int]:
+    from tuner.trial import read_history
+
+    return {rec["epoch"] for rec in read_history(workdir)}
+
+
+def _append_metrics(workdir: Path, record: dict[str, Any]) -> None:
+    with open(workdir / METRICS_FILE, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _make_callbacks(keras: Any, workdir: Path, fit_index: int, epoch_offset: int) -> list[Any]:
+    """Build the two callbacks for one ``fit`` call (classes need keras, so they live here)."""
+
+    class Checkpoint(keras.callbacks.BackupAndRestore):
+        """``BackupAndRestore`` with atomic, self-describing checkpoints.
+
+        Each finished epoch is written to ``epoch-NNNN.tmp/`` (weights + metadata with the
+        epoch's metrics and a model fingerprint) and renamed to ``epoch-NNNN/``: a kill at any
+        moment leaves either the previous checkpoint or the new one, never half of one."""
+
+        def __init__(self, backup_dir: str):
+            super().__init__(backup_dir=backup_dir, save_freq="epoch", delete_checkpoint=False)
+            self.restored_epoch = 0
+            self.history: list[dict[str, Any]] = []
+
+        # -- restore ---------------------------------------------------------------
+        def _fingerprint(self) -> list[Any]:
+            return [list(w.shape) for w in self.model.weights]
+
+        def _candidates(self) -> list[Path]:
+            root = Path(self.backup_dir)
+            if not root.is_dir():
+                return []
+            dirs = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("epoch-") and not p.name.endswith(".tmp")]
+            return sorted(dirs, key=lambda p: p.name, reverse=True)
+
+        def _load_model(self) -> None:
+            if not self.model.built:
+                raise ValueError(
+                    "mlops checkpoints need a built model before fit(): give the first layer an "
+                    "input shape (keras.Input(shape=...))"
+                )
+            for cand in self._candidates():
+                try:
+                    meta = json.loads((cand / "metadata.json").read_text(encoding="utf-8"))
+                    if meta.get("fingerprint") != json.loads(json.dumps(self._fingerprint())):
+                        raise ValueError("it was written by a model with other layers or shapes")
+                    if self.model.optimizer is not None and not self.model.optimizer.built:
+                        self.model.optimizer.build(self.model.trainable_variables)
+                    self.model.load_weights(str(cand / "model.weights.h5"))
+                except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+                    bad = cand.with_name(f"unusable-{cand.name}-{int(time.time())}")
+                    try:
+                        cand.rename(bad)
+                    except OSError:
+                        pass
+                    _warn(
+                        f"checkpoint {cand.name} cannot be used ({str(exc).splitlines()[0][:200]}); "
+                        f"set aside as {bad.name}"
+                    )
+                    continue
+                self.restored_epoch = int(meta["epoch"])
+                self.history = list(meta.get("history", []))
+                self.model._initial_epoch = self.restored_epoch
+                _info(f"resumed from checkpoint after epoch {epoch_offset + self.restored_epoch}")
+                return
+            if self._candidates() == [] and any(Path(self.backup_dir).glob("unusable-*")):
+                _warn("no usable checkpoint left; training starts fresh")
+
+        # -- save ------------------------------------------------------------------
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            self._current_epoch = epoch + 1
+            self._last_batch_seen = 0
+            record = {"epoch": epoch_offset + epoch + 1, **_jsonable(logs), "time": time.time()}
+            self.history = [h for h in self.history if h["epoch"] < record["epoch"]] + [record]
+            self._save_model()
+
+        def _save_model(self) -> None:
+            root = Path(self.backup_dir)
+            name = f"epoch-{self._current_epoch:04d}"
+            tmp = root / f"{name}.tmp"
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+                shutil.rmtree(tmp, ignore_errors=True)
+                tmp.mkdir()
+                self.model.save_weights(str(tmp / "model.weights.h5"))
+                meta = {
+                    "epoch": self._current_epoch,
+                    "history": self.history,
+                    "fingerprint": self._fingerprint(),
+                }
+                _atomic_write(tmp / "metadata.json", json.dumps(meta))
+                final = root / name
+                shutil.rmtree(final, ignore_errors=True)
+                os.replace(tmp, final)
+            except OSError as exc:
+                shutil.rmtree(tmp, ignore_errors=True)
+                _warn(
+                    f"could not write the checkpoint for epoch {epoch_offset + self._current_epoch} "
+                    f"({exc.strerror or exc}); training goes on, a restart would resume from the "
+                    "previous checkpoint. Free disk space in the run directory."
+                )
+                return
+            for old in self._candidates()[_KEEP_CHECKPOINTS:]:
+                shutil.rmtree(old, ignore_errors=True)
+
+        def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+            pass  # keep the checkpoint: a later fit() in the script or a restart needs it
+
+    class Recorder(keras.callbacks.Callback):
+        """Per-epoch metrics, heartbeat, cooperative stop. Runs after :class:`Checkpoint`."""
+
+        def __init__(self, checkpoint: Checkpoint):
+            super().__init__()
+            self.checkpoint = checkpoint
+            self.epoch = 0
+            self.last_beat = 0.0
+            self.epochs_done = 0
+
+        def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+            # epochs the checkpoint holds but metrics.jsonl lost (killed between the two writes)
+            have = _recorded_epochs(workdir)
+            for rec in self.checkpoint.history:
+                if rec["epoch"] not in have:
+                    _append_metrics(workdir, rec)
+            self.epochs_done = self.checkpoint.restored_epoch
+            touch_heartbeat(workdir, {"epoch": epoch_offset + self.epochs_done, "batch": 0, "fit": fit_index})
+
+        def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            self.epoch = epoch
+            touch_heartbeat(workdir, {"epoch": epoch_offset + epoch + 1, "batch": 0, "fit": fit_index})
+            self.last_beat = time.monotonic()
+
+        def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+            now = time.monotonic()
+            if now - self.last_beat >= HEARTBEAT_EVERY:
+                self.last_beat = now
+                touch_heartbeat(workdir, {"epoch": epoch_offset + self.epoch + 1, "batch": batch + 1, "fit": fit_index})
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            record = self.checkpoint.history[-1] if self.checkpoint.history else {
+                "epoch": epoch_offset + epoch + 1, **_jsonable(logs), "time": time.time()}
+            if record["epoch"] not in _recorded_epochs(workdir):
+                _append_metrics(workdir, record)
+            self.epochs_done = epoch + 1
+            touch_heartbeat(workdir, {"epoch": record["epoch"], "batch": 0, "fit": fit_index, "epoch_done": True})
+            if (workdir / STOP_FILE).exists():
+                reason = (workdir / STOP_FILE).read_text(encoding="utf-8", errors="replace").strip()
+                _info(f"stopping after epoch {record['epoch']}: {reason or 'asked to stop'}")
+                self.model.stop_training = True
+
+    ckpt = Checkpoint(str(workdir / CHECKPOINT_DIR / f"fit-{fit_index}"))
+    return [ckpt, Recorder(ckpt)]
+
+
+def install_keras_hooks(workdir: Path) -> None:
+    """Wrap ``keras.Model.fit`` so every call carries the checkpoint and recorder callbacks."""
+    import keras
+
+    original_fit = keras.Model.fit
+    state = {"fits": 0, "offset": 0}
+
+    def fit(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if len(args) > 5:  # callbacks passed positionally: fit(x, y, batch_size, epochs, verbose, callbacks)
+            args = list(args)
+            kwargs["callbacks"] = args[5]
+            del args[5]
+        if (workdir / STOP_FILE).exists():
+            _info("a STOP request is pending; this fit() call is skipped")
+        user_callbacks = list(kwargs.pop("callbacks", None) or [])
+        state["fits"] += 1
+        callbacks = _make_callbacks(keras, workdir, state["fits"], state["offset"])
+        kwargs.setdefault("verbose", 2)
+        try:
+            return original_fit(self, *args, callbacks=user_callbacks + callbacks, **kwargs)
+        finally:
+            state["offset"] += callbacks[1].epochs_done
+
+    keras.Model.fit = fit
+
+
+def seed_everything(seed: int | None, keras_too: bool) -> None:
+    if seed is None:
+        return
+    os.environ.setdefault("PYTHONHASHSEED", str(seed))
+    random.seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:  # pragma: no cover
+        pass
+    if keras_too:
+        import keras
+
+        keras.utils.set_random_seed(seed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import runpy
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        print("usage: python -m tuner.harness SCRIPT   (with MLOPS_WORKDIR set)", file=sys.stderr)
+        return 2
+    script = Path(args[0]).resolve()
+    workdir = _workdir()
+    if workdir is None:
+        print("tuner.harness: MLOPS_WORKDIR is not set", file=sys.stderr)
+        return 2
+    workdir.mkdir(parents=True, exist_ok=True)
+    kind = os.environ.get("MLOPS_KIND", "")
+    seed_text = os.environ.get("MLOPS_SEED", "")
+    seed = int(seed_text) if seed_text.strip().lstrip("-").isdigit() else None
+    keras_script = kind in ("cnn", "ann")
+    if keras_script:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    touch_heartbeat(workdir, {"phase": "starting"})
+    seed_everything(seed, keras_too=keras_script)
+    if keras_script:
+        install_keras_hooks(workdir)
+    extra_path = os.environ.get("MLOPS_SCRIPT_DIR")
+    sys.path.insert(0, extra_path or str(script.parent))
+    sys.argv = [str(script)]
+    _info(f"running {script.name} (kind {kind or 'unknown'}, seed {seed})")
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as exc:
+        code = exc.code
+        if code is None:
+            return 0
+        if isinstance(code, int):
+            return code
+        print(code, file=sys.stderr)
+        return 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

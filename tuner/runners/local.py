@@ -1,0 +1,118 @@
+"""Local runner: the trial runs in a child process on this machine (the embedded default).
+
+The child is ``python -m tuner.harness <script copy>`` in its own process group (so a kill
+reaches everything it started), with its working directory set to the trial workdir and its
+output appended to ``train.log``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tuner.errors import RunnerError
+from tuner.runners.base import Runner, TrialHandle
+from tuner.trial import LOG_FILE, TrialSpec, prepare_workdir
+
+
+class LocalHandle(TrialHandle):
+    def __init__(self, spec: TrialSpec, proc: subprocess.Popen[bytes], log: object):
+        self.spec = spec
+        self.proc = proc
+        self._log = log
+        self.started = time.monotonic()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def _signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            try:
+                self.proc.send_signal(sig)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self._signal_group(signal.SIGKILL)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # pragma: no cover - a zombie we cannot reap
+                pass
+
+    def freeze(self) -> None:
+        self._signal_group(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self._signal_group(signal.SIGCONT)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.kill()
+        log = self._log
+        if log is not None and not log.closed:  # type: ignore[attr-defined]
+            log.close()  # type: ignore[attr-defined]
+
+
+def harness_env(spec: TrialSpec) -> dict[str, str]:
+    """The environment a trial runs with, the same for every runner (paths differ in Docker)."""
+    return {
+        "MLOPS_WORKDIR": str(spec.workdir),
+        "MLOPS_KIND": spec.kind,
+        "MLOPS_METRIC": spec.metric,
+        "MLOPS_SEED": "" if spec.seed is None else str(spec.seed),
+        "MLOPS_SCRIPT_DIR": str(spec.script.parent),
+        "PYTHONUNBUFFERED": "1",
+        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+        **spec.env,
+    }
+
+
+class LocalRunner(Runner):
+    """Runs each trial as ``<python> -m tuner.harness`` in a new process group."""
+
+    name = "local"
+
+    def __init__(self, python: str | None = None, names: dict[str, list[str]] | None = None):
+        self.python = python or sys.executable
+        self.names = names
+
+    def start(self, spec: TrialSpec) -> LocalHandle:
+        if not spec.script.is_file():
+            raise RunnerError(f"{spec.script}: training script not found")
+        prepare_workdir(spec, self.names)
+        env = {**os.environ, **harness_env(spec)}
+        # the project's own package must be importable by the child even when not installed
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        log = open(spec.workdir / LOG_FILE, "ab", buffering=0)
+        log.write(f"--- mlops: trial started {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
+        try:
+            proc = subprocess.Popen(
+                [self.python, "-u", "-m", "tuner.harness", str(spec.script_copy)],
+                cwd=spec.workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            log.close()
+            raise RunnerError(f"cannot start {self.python}: {exc.strerror}") from None
+        return LocalHandle(spec, proc, log)

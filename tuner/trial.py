@@ -1,0 +1,294 @@
+"""What a trial is: its spec (what to run), its result, and its workdir layout.
+
+Every runner (local process, Docker, Jenkins build) reads a :class:`TrialSpec` and leaves a
+workdir laid out as below; :func:`collect_result` reads that workdir back into a
+:class:`TrialResult`, so the result means the same whatever ran the trial.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SETTINGS_FILE = "settings.json"
+DIFF_FILE = "settings.diff"
+LOG_FILE = "train.log"
+METRICS_FILE = "metrics.jsonl"
+HEARTBEAT_FILE = "heartbeat"
+CHECKPOINT_DIR = "checkpoint"
+REPORTED_FILE = "reported.json"
+STOP_FILE = "STOP"
+RESULT_FILE = "result.json"
+SPEC_FILE = "trial.json"
+
+STATUSES = ("ok", "failed", "timeout", "killed", "pruned")
+LOG_TAIL_LINES = 50
+
+
+@dataclass
+class TrialSpec:
+    """What to run. ``script`` is the user's original file; the runner runs the copy with
+    ``settings`` applied, which :func:`prepare_workdir` writes into ``workdir``."""
+
+    script: Path
+    kind: str
+    workdir: Path
+    settings: dict[str, Any] = field(default_factory=dict)
+    metric: str = "val_accuracy"
+    timeout: float | None = None  # seconds of wall time for the whole trial
+    seed: int | None = 0
+    env: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)  # e.g. study and trial number
+
+    def __post_init__(self) -> None:
+        self.script = Path(self.script)
+        self.workdir = Path(self.workdir)
+
+    @property
+    def script_copy(self) -> Path:
+        return self.workdir / self.script.name
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["script"] = str(self.script)
+        d["workdir"] = str(self.workdir)
+        return d
+
+
+@dataclass
+class TrialResult:
+    status: str
+    metric: float | None
+    metric_name: str
+    settings: dict[str, Any]
+    seconds: float
+    epochs: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    returncode: int | None = None
+    reason: str | None = None
+    log_tail: str = ""
+    restarts: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok" and self.metric is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrialResult:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def prepare_workdir(spec: TrialSpec, names: dict[str, list[str]] | None = None) -> Path:
+    """Create the workdir: the rewritten script copy, ``settings.json``, ``settings.diff``.
+
+    Idempotent: a restarted trial keeps its checkpoint, metrics and log."""
+    from tuner import hparams
+
+    spec.workdir.mkdir(parents=True, exist_ok=True)
+    original = spec.script.read_text(encoding="utf-8")
+    rewritten = (
+        hparams.apply_settings(original, spec.settings, path=str(spec.script), names=names)
+        if spec.settings
+        else original
+    )
+    _write_atomic(spec.script_copy, rewritten)
+    _write_atomic(spec.workdir / SETTINGS_FILE, json.dumps(spec.settings, indent=2, sort_keys=True) + "\n")
+    _write_atomic(
+        spec.workdir / DIFF_FILE, hparams.make_diff(original, rewritten, spec.script.name)
+    )
+    _write_atomic(spec.workdir / SPEC_FILE, json.dumps(spec.to_json(), indent=2, sort_keys=True) + "\n")
+    return spec.workdir
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    _write_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_history(workdir: Path) -> list[dict[str, Any]]:
+    """Per-epoch records from ``metrics.jsonl``; a torn last line (killed mid-write) is skipped,
+    and a repeated epoch number keeps its latest record."""
+    path = Path(workdir) / METRICS_FILE
+    by_epoch: dict[int, dict[str, Any]] = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("epoch"), int):
+            by_epoch[rec["epoch"]] = rec
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+_PRINTED_METRIC = re.compile(
+    r"^\s*(?:final\s+|test\s+|validation\s+|val[_ ])?(accuracy|acc|score|r2|f1|auc|mse|mae|rmse|loss)\s*[:=]\s*"
+    r"([-+]?\d*\.?\d+(?:[eE][-+]?\d+)?)\s*(%?)\s*$",
+    re.IGNORECASE,
+)
+
+
+def parse_printed_metrics(log_text: str) -> dict[str, float]:
+    """Scores that classic scripts print on a line of their own, e.g. ``accuracy: 0.93`` or
+    ``Accuracy = 93.1%``. The last one printed for each name wins."""
+    found: dict[str, float] = {}
+    for line in log_text.splitlines():
+        m = _PRINTED_METRIC.match(line)
+        if not m:
+            continue
+        name = m.group(1).lower()
+        name = {"acc": "accuracy"}.get(name, name)
+        value = float(m.group(2))
+        if m.group(3) == "%" or (name == "accuracy" and 1.0 < value <= 100.0):
+            value /= 100.0
+        found[name] = value
+    return found
+
+
+def metric_from(history: list[dict[str, Any]], reported: dict[str, Any], name: str) -> float | None:
+    """The metric that counts: what the script reported for ``name`` (or ``name`` without its
+    ``val_`` prefix: reported scores are held-out by contract), else the last epoch's value."""
+    bare = name[4:] if name.startswith("val_") else name
+    for key in (name, bare):
+        v = reported.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return float(v)
+    if history:
+        v = history[-1].get(name)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return float(v)
+    return None
+
+
+def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 64 * 1024))
+            data = fh.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(data.splitlines()[-lines:])
+
+
+def read_reported(workdir: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((Path(workdir) / REPORTED_FILE).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        data = {}
+    return data if isinstance(data, dict) else {}
+
+
+def collect_result(
+    spec: TrialSpec,
+    *,
+    returncode: int | None,
+    seconds: float,
+    status: str | None = None,
+    reason: str | None = None,
+    restarts: int = 0,
+) -> TrialResult:
+    """Read the workdir back into a result and write ``result.json``.
+
+    ``status`` forces an outcome decided outside the process (timeout, killed); otherwise it
+    follows from the return code, the STOP file and whether a metric was found."""
+    workdir = spec.workdir
+    history = read_history(workdir)
+    reported = read_reported(workdir)
+    log_path = workdir / LOG_FILE
+    if not reported:
+        try:
+            printed = parse_printed_metrics(log_path.read_text(encoding="utf-8", errors="replace"))
+        except FileNotFoundError:
+            printed = {}
+        reported = printed
+    metric = metric_from(history, reported, spec.metric)
+    stop_reason = None
+    stop = workdir / STOP_FILE
+    if stop.exists():
+        stop_reason = stop.read_text(encoding="utf-8", errors="replace").strip() or "stopped"
+    if status is None:
+        if returncode == 0 and stop_reason:
+            status, reason = "pruned", stop_reason
+        elif returncode == 0 and metric is not None:
+            status = "ok"
+        elif returncode == 0:
+            status = "failed"
+            seen = sorted({k for rec in history for k in rec if k not in ("epoch", "time")})
+            reason = (
+                f"the script finished but reported no '{spec.metric}'"
+                + (f" (it recorded: {', '.join(seen)})" if seen else "")
+                + "; give model.fit validation data, or call tuner.report(accuracy=...)"
+            )
+        else:
+            status = "killed" if returncode is not None and returncode < 0 else "failed"
+            reason = reason or _exit_reason(returncode, log_path)
+    result = TrialResult(
+        status=status,
+        metric=metric if status in ("ok", "pruned") else None,
+        metric_name=spec.metric,
+        settings=dict(spec.settings),
+        seconds=round(seconds, 3),
+        epochs=len(history),
+        history=history,
+        returncode=returncode,
+        reason=reason,
+        log_tail=tail(log_path) if status != "ok" else "",
+        restarts=restarts,
+    )
+    write_json_atomic(workdir / RESULT_FILE, result.to_json())
+    return result
+
+
+def _exit_reason(returncode: int | None, log_path: Path) -> str:
+    import signal
+
+    if returncode is None:
+        return "the training process did not finish"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        hint = " (the kernel's OOM killer sends SIGKILL when memory runs out)" if name == "SIGKILL" else ""
+        return f"the training process was killed by {name}{hint}"
+    last = _last_error_line(tail(log_path, 200))
+    return f"the training script exited with code {returncode}" + (f": {last}" if last else "")
+
+
+def _last_error_line(text: str) -> str:
+    for line in reversed(text.splitlines()):
+        s = line.strip()
+        if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b", s) or s.startswith("Traceback"):
+            return s[:300]
+    return ""
+
+
+def heartbeat_age(workdir: Path, now: float | None = None) -> float | None:
+    """Seconds since the harness last touched the heartbeat; None if it never did."""
+    try:
+        mtime = (Path(workdir) / HEARTBEAT_FILE).stat().st_mtime
+    except FileNotFoundError:
+        return None
+    return (time.time() if now is None else now) - mtime
