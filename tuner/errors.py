@@ -22,11 +22,15 @@ class ConfigError(MlopsError):
 class SourceError(MlopsError):
     """A script that cannot be read, parsed, classified or rewritten. Names file and line."""
 
-    def __init__(self, path: str, line: int | None, message: str):
+    def __init__(self, path: str, line: int | None, message: str, cell: int | None = None):
         self.path = str(path)
         self.line = line
+        self.cell = cell
         self.message = message
-        where = f"{self.path}:{line}" if line else self.path
+        if cell is not None:
+            where = f"{self.path}: cell {cell}, line {line}" if line else f"{self.path}: cell {cell}"
+        else:
+            where = f"{self.path}:{line}" if line else self.path
         super().__init__(f"{where}: {message}")
 
 

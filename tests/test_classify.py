@@ -1,0 +1,469 @@
+"""tuner.classify and ``mlops classify``: golden fixtures, name resolution through imports,
+notebooks, errors that name file and line, the CLI, and a start-up free of heavy imports."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tuner.classify import Classification, Evidence, classify_file, classify_source
+from tuner.cli import main
+from tuner.errors import ClassifyError, MlopsError
+
+FIXTURES = Path(__file__).parent / "fixtures" / "classify"
+EXPECTED: dict = yaml.safe_load((FIXTURES / "expected.yaml").read_text(encoding="utf-8"))
+SCRIPTS = sorted(p.name for p in FIXTURES.iterdir() if p.is_file() and p.name != "expected.yaml")
+CLASSIFIED = [n for n in SCRIPTS if "kind" in EXPECTED.get(n, {})]
+
+
+# ---------------------------------------------------------------------------------------------
+# golden fixtures
+
+
+def test_fixture_folder_is_complete() -> None:
+    assert len(SCRIPTS) >= 30
+    assert sorted(set(EXPECTED) - set(SCRIPTS)) == [], "expected.yaml names fixtures that do not exist"
+    assert {n.rsplit(".", 1)[-1] for n in SCRIPTS} == {"py", "ipynb"}
+    kinds = {EXPECTED[n].get("kind", "error") for n in SCRIPTS if n in EXPECTED}
+    assert kinds == {"cnn", "ann", "regression", "error"}
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_fixture(name: str) -> None:
+    assert name in EXPECTED, f"{name} has no expectation in {FIXTURES / 'expected.yaml'}"
+    exp = EXPECTED[name]
+    path = FIXTURES / name
+    if "error" in exp:
+        with pytest.raises(ClassifyError) as info:
+            classify_file(path)
+        err = info.value
+        assert exp["error"] in err.message
+        assert err.line == exp["line"]
+        assert getattr(err, "cell", None) == exp.get("cell")
+        text = str(err)
+        assert text.startswith(str(path)) and "\n" not in text
+        if exp["line"] is not None and exp.get("cell") is None:
+            assert text.startswith(f"{path}:{exp['line']}: ")
+        return
+    result = classify_file(path)
+    assert result.kind == exp["kind"]
+    assert result.framework == ("sklearn" if exp["kind"] == "regression" else "keras")
+    assert result.path == str(path)
+    assert result.evidence, "a classification always says why"
+    for ev_name, lines in exp.get("evidence", {}).items():
+        got = [e.line if isinstance(lines[0], int) else e.where for e in result.evidence if e.name == ev_name]
+        assert got == lines, f"{ev_name}: evidence at {got}, expected {lines}"
+
+
+def _source_line(path: Path, ev: Evidence) -> str:
+    if ev.cell is None:
+        return path.read_text(encoding="utf-8").splitlines()[ev.line - 1]
+    cell = json.loads(path.read_text(encoding="utf-8"))["cells"][ev.cell - 1]
+    src = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+    return src.split("\n")[ev.line - 1]
+
+
+@pytest.mark.parametrize("name", CLASSIFIED)
+def test_evidence_points_at_the_real_line(name: str) -> None:
+    path = FIXTURES / name
+    for ev in classify_file(path).evidence:
+        line = _source_line(path, ev)
+        written = re.search(r"written as ([\w.]+)", ev.reason)
+        token = written.group(1) if written else ev.name
+        code = line.split("#", 1)[0]
+        assert re.search(rf"\b{re.escape(token)}\b", code), f"{ev.where} of {name} is {line!r}, not {token}"
+        assert ev.name in ev.reason
+
+
+# ---------------------------------------------------------------------------------------------
+# name resolution through imports
+
+CONV_LAST = [
+    "import tensorflow as tf\nm = tf.keras.Sequential([tf.keras.layers.Conv2D(8, 3)])",
+    "from tensorflow.keras import layers as L\nfrom tensorflow.keras import Sequential\nm = Sequential([L.Conv2D(8, 3)])",
+    "from keras.layers import Conv2D as C\nimport keras\nm = keras.Sequential([C(8, 3)])",
+    "import keras\nm = keras.Sequential([keras.layers.Conv2D(8, 3)])",
+    "from tensorflow import keras\nm = keras.Sequential([keras.layers.Conv2D(8, 3)])",
+    "import tensorflow.keras.layers\nimport tensorflow\nm = tensorflow.keras.Sequential([tensorflow.keras.layers.Conv2D(8, 3)])",
+    "import tensorflow as tf\nlayers = tf.keras.layers\nm = tf.keras.Sequential([layers.Conv2D(8, 3)])",
+    "import tensorflow.keras as K\nm = K.models.Sequential([K.layers.Conv2D(8, 3)])",
+    "from keras.layers import *\nfrom keras.models import Sequential\nm = Sequential([Conv2D(8, 3)])",
+]
+
+
+@pytest.mark.parametrize("source", CONV_LAST)
+def test_import_forms_resolve(source: str) -> None:
+    result = classify_source(source + "\nm.fit(x, y)\n")
+    assert result.kind == "cnn"
+    conv = [e for e in result.evidence if e.name == "Conv2D"]
+    assert [e.line for e in conv] == [source.count("\n") + 1]
+    assert re.search(r"\((tensorflow\.)?keras\.layers\.Conv2D[,)]", conv[0].reason)
+
+
+def test_evidence_reason_names_the_resolved_module() -> None:
+    result = classify_source("import tensorflow as tf\n\nm = tf.keras.Sequential()\nm.add(tf.keras.layers.Conv2D(8, 3))\n")
+    assert result.evidence[0] == Evidence(4, "Conv2D layer (tensorflow.keras.layers.Conv2D)", "Conv2D")
+    aliased = classify_source("from keras.layers import Conv2D as C\nimport keras\nm = keras.Sequential([C(8, 3)])\n")
+    assert aliased.evidence[0].reason == "Conv2D layer (keras.layers.Conv2D, written as C)"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import tensorflow as tf\nb = tf.keras.applications.vgg16.VGG16(include_top=False)",
+        "from keras.applications import ResNet50\nb = ResNet50(weights=None)",
+        "from tensorflow.keras.applications.inception_v3 import InceptionV3\nb = InceptionV3()",
+        "import keras\nb = keras.applications.Xception(include_top=False)",
+        "import tensorflow.keras.applications as apps\nb = apps.DenseNet121()",
+        "from keras import applications\nb = applications.ConvNeXtTiny()",
+        "from tensorflow.keras.applications import MobileNet, EfficientNetB0, VGG19\nb = EfficientNetB0()",
+    ],
+)
+def test_pretrained_applications_are_cnn_without_any_conv_token(source: str) -> None:
+    assert "Conv2D" not in source
+    result = classify_source(source + "\nb.fit(x, y)\n")
+    assert result.kind == "cnn"
+    assert result.evidence[0].line == 2
+    assert result.evidence[0].reason.startswith("pretrained CNN ")
+
+
+def test_applications_helpers_are_not_models() -> None:
+    source = (
+        "import tensorflow as tf\n"
+        "x = tf.keras.applications.vgg16.preprocess_input(images)\n"
+        "m = tf.keras.Sequential([tf.keras.layers.Dense(2)])\n"
+    )
+    assert classify_source(source).kind == "ann"
+
+
+@pytest.mark.parametrize(
+    "layer",
+    ["Conv1D", "Conv2D", "Conv3D", "SeparableConv1D", "SeparableConv2D", "DepthwiseConv2D",
+     "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose", "Convolution2D", "ConvLSTM2D"],
+)
+def test_every_convolution_layer_is_cnn(layer: str) -> None:
+    source = f"from tensorflow import keras\nm = keras.Sequential([keras.layers.{layer}(4, 3), keras.layers.Dense(1)])\n"
+    result = classify_source(source)
+    assert result.kind == "cnn"
+    assert [e.name for e in result.evidence] == [layer]
+
+
+@pytest.mark.parametrize("layer", ["Dense", "LSTM", "GRU", "Embedding", "BatchNormalization"])
+def test_keras_without_convolution_is_ann(layer: str) -> None:
+    source = f"import keras\nm = keras.Sequential([keras.layers.{layer}(4), keras.layers.Dense(1)])\nm.fit(x, y)\n"
+    result = classify_source(source)
+    assert (result.kind, result.framework) == ("ann", "keras")
+
+
+def test_low_level_tf_convolution_inside_a_keras_model_is_cnn() -> None:
+    source = (
+        "import tensorflow as tf\n"
+        "class Block(tf.keras.layers.Layer):\n"
+        "    def call(self, x):\n"
+        "        return tf.nn.conv2d(x, self.w, 1, 'SAME')\n"
+        "m = tf.keras.Sequential([Block(), tf.keras.layers.Dense(1)])\n"
+    )
+    result = classify_source(source)
+    assert result.kind == "cnn" and result.evidence[0].line == 4
+
+
+def test_local_definitions_shadow_keras_names_in_order() -> None:
+    local_after_import = (
+        "from keras.layers import Conv2D, Dense\n"
+        "import keras\n"
+        "class Conv2D:\n"
+        "    pass\n"
+        "m = keras.Sequential([Conv2D(), Dense(1)])\n"
+    )
+    assert classify_source(local_after_import).kind == "ann"
+    import_after_local = (
+        "def Conv2D(*a):\n"
+        "    return None\n"
+        "from keras.layers import Conv2D, Dense\n"
+        "import keras\n"
+        "m = keras.Sequential([Conv2D(8, 3), Dense(1)])\n"
+    )
+    assert classify_source(import_after_local).kind == "cnn"
+
+
+def test_a_function_sees_names_imported_after_it_is_defined() -> None:
+    source = (
+        "def build():\n"
+        "    return keras.Sequential([layers.Conv2D(8, 3), layers.Dense(1)])\n"
+        "from tensorflow import keras\n"
+        "from tensorflow.keras import layers\n"
+        "model = build()\n"
+    )
+    result = classify_source(source)
+    assert result.kind == "cnn" and result.evidence[0].line == 2
+
+
+def test_names_in_strings_comments_and_unrelated_modules_decide_nothing() -> None:
+    source = (
+        "# Conv2D VGG16 LogisticRegression\n"
+        "import mylib.keras.layers as layers\n"
+        "from torchlike import Conv2D\n"
+        "note = 'tf.keras.layers.Conv2D and sklearn.svm.SVC'\n"
+        "getattr(layers, 'Conv2D')\n"
+        "Conv2D(3)\n"
+    )
+    with pytest.raises(ClassifyError, match="trains nothing"):
+        classify_source(source, "notes.py")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from sklearn.linear_model import LogisticRegression\nm = LogisticRegression().fit(X, y)",
+        "from sklearn.ensemble import RandomForestClassifier\nm = RandomForestClassifier().fit(X, y)",
+        "from sklearn.svm import SVC, SVR\nm = SVR().fit(X, y)",
+        "import sklearn.linear_model\nm = sklearn.linear_model.Ridge(alpha=2).fit(X, y)",
+        "from sklearn.ensemble import GradientBoostingRegressor as GBR\nm = GBR().fit(X, y)",
+        "from sklearn.neighbors import KNeighborsClassifier\nm = KNeighborsClassifier(3).fit(X, y)",
+        "from sklearn.naive_bayes import GaussianNB\nm = GaussianNB().fit(X, y)",
+        "from sklearn import tree\nm = tree.DecisionTreeRegressor().fit(X, y)",
+        "from sklearn.pipeline import make_pipeline\nfrom sklearn.preprocessing import StandardScaler\nfrom sklearn.svm import SVC\n"
+        "m = make_pipeline(StandardScaler(), SVC()).fit(X, y)",
+        "import lightgbm as lgb\nm = lgb.LGBMRegressor(n_estimators=50).fit(X, y)",
+        "from catboost import CatBoostClassifier\nm = CatBoostClassifier(iterations=10).fit(X, y)",
+    ],
+)
+def test_scikit_learn_estimators_are_regression(source: str) -> None:
+    result = classify_source(source + "\n")
+    assert (result.kind, result.framework) == ("regression", "sklearn")
+    assert [e.line for e in result.evidence] == [source.count("\n") + 1]
+
+
+def test_scikit_learn_only_preprocessing_in_keras_script_is_ann() -> None:
+    source = (
+        "from sklearn.model_selection import train_test_split\n"
+        "from sklearn.preprocessing import StandardScaler\n"
+        "from sklearn.datasets import load_breast_cancer\n"
+        "from sklearn.metrics import accuracy_score\n"
+        "from tensorflow import keras\n"
+        "m = keras.Sequential([keras.layers.Dense(8), keras.layers.Dense(1)])\n"
+    )
+    result = classify_source(source)
+    assert result.kind == "ann"
+    assert all("sklearn" not in e.reason for e in result.evidence)
+
+
+def test_keras_layers_with_fit_but_model_built_elsewhere_is_keras() -> None:
+    source = "from mymodels import build\nfrom keras import layers\nm = build(layers.Dense(4))\nm.fit(x, y)\n"
+    assert classify_source(source).kind == "ann"
+    with pytest.raises(ClassifyError, match="builds no model") as info:
+        classify_source("from keras import layers\nhead = layers.Dense(4)\n", "head.py")
+    assert info.value.line == 2
+
+
+def test_keras_wins_over_torch_import_and_torch_alone_is_refused() -> None:
+    # Keras 3 on the torch backend imports torch for its data loaders: still a Keras script
+    keras_on_torch = "import torch\nimport keras\nm = keras.Sequential([keras.layers.Dense(1)])\n"
+    assert classify_source(keras_on_torch).kind == "ann"
+    with pytest.raises(ClassifyError) as info:
+        classify_source("import os\n\nimport torch.nn as nn\nfrom sklearn.svm import SVC\nSVC()\nnet = nn.Linear(2, 2)\n", "t.py")
+    assert info.value.line == 3
+    assert info.value.message == (
+        "unsupported framework: PyTorch (torch imported at line 3); "
+        "mlops tunes TensorFlow/Keras and scikit-learn scripts"
+    )
+
+
+def test_the_script_is_never_imported_or_run(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    source = (
+        "import tuner_classify_canary_module\n"
+        f"open({str(marker)!r}, 'w').write('ran')\n"
+        "raise SystemExit(3)\n"
+        "import keras\n"
+        "m = keras.Sequential([keras.layers.Dense(1)])\n"
+    )
+    assert classify_source(source).kind == "ann"
+    assert not marker.exists()
+    assert "tuner_classify_canary_module" not in sys.modules
+
+
+# ---------------------------------------------------------------------------------------------
+# results and errors
+
+
+def test_to_json_shape() -> None:
+    result = classify_file(FIXTURES / "face_cnn.py")
+    data = json.loads(json.dumps(result.to_json()))
+    assert data["file"] == str(FIXTURES / "face_cnn.py")
+    assert data["kind"] == "cnn" and data["framework"] == "keras"
+    assert data["evidence"][0] == {"line": 18, "reason": "Conv2D layer (tensorflow.keras.layers.Conv2D)"}
+    assert isinstance(result, Classification)
+
+
+def test_classify_source_default_path_and_errors_are_mlops_errors() -> None:
+    assert classify_source("import keras\nm = keras.Sequential()\n").path == "<string>"
+    with pytest.raises(MlopsError) as info:
+        classify_source("x = (\n")
+    assert str(info.value).startswith("<string>:1: syntax error")
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: d / "missing.py", "no such file"),
+        (lambda d: d, "is a directory"),
+    ],
+)
+def test_unreadable_paths(tmp_path: Path, make, message: str) -> None:
+    with pytest.raises(ClassifyError, match=message) as info:
+        classify_file(make(tmp_path))
+    assert info.value.line is None
+
+
+def test_nul_byte_bom_and_line_endings(tmp_path: Path) -> None:
+    nul = tmp_path / "nul.py"
+    nul.write_bytes(b"import keras\n\nx = 1\x00\n")
+    with pytest.raises(ClassifyError, match="NUL byte") as info:
+        classify_file(nul)
+    assert info.value.line == 3
+    crlf = tmp_path / "crlf.py"
+    crlf.write_bytes(b"\xef\xbb\xbfimport keras\r\n\r\n# c\r\nm = keras.Sequential([keras.layers.Conv2D(8, 3)])\r\n")
+    result = classify_file(crlf)
+    assert result.kind == "cnn" and result.evidence[0].line == 4
+
+
+def test_parsing_warnings_do_not_reach_the_user() -> None:
+    source = 'import re\nfrom sklearn.svm import SVC\np = re.compile("\\d+")\nsame = 1 is 1\nSVC()\n'
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert classify_source(source).kind == "regression"
+    assert caught == []
+
+
+def test_docstring_only_file_holds_no_code() -> None:
+    with pytest.raises(ClassifyError, match="holds only comments") as info:
+        classify_source('"""Model to come."""\n# nothing yet\n', "todo.py")
+    assert str(info.value) == "todo.py: the file is empty or holds only comments; give the training script itself"
+
+
+# ---------------------------------------------------------------------------------------------
+# notebooks
+
+
+def _notebook(*cells: tuple[str, str | list[str]]) -> str:
+    return json.dumps({
+        "cells": [{"cell_type": kind, "metadata": {}, "source": src} for kind, src in cells],
+        "metadata": {}, "nbformat": 4, "nbformat_minor": 5,
+    })
+
+
+def test_notebook_magics_and_other_language_cells_are_ignored() -> None:
+    text = _notebook(
+        ("markdown", "Uses `Conv2D` later, maybe"),
+        ("code", "%%writefile other.py\nfrom keras.layers import Conv2D\nConv2D(3, 3)\n"),
+        ("code", "%%bash\nfor f in *.py; do echo $f; done\n"),
+        ("code", ["!pip install keras\n", "%load_ext tensorboard\n", "import keras\n", "files = !ls\n",
+                  "if True:\n", "    %time x = 1\n", "keras.Sequential?\n"]),
+        ("code", "model = keras.Sequential([keras.layers.Dense(4)])\nawait model_ready()\n"),
+    )
+    result = classify_source(text, "nb.ipynb")
+    assert result.kind == "ann"
+    assert [(e.cell, e.line, e.name) for e in result.evidence] == [(5, 1, "Sequential"), (5, 1, "Dense")]
+    assert result.to_json()["evidence"][0] == {"cell": 5, "line": 1, "reason": "Keras Sequential model (keras.Sequential)"}
+    assert result.summary() == "Sequential at cell 5, line 1; Dense at cell 5, line 1"
+
+
+def test_notebook_percent_in_valid_code_is_untouched() -> None:
+    text = _notebook(("code", "import keras\nrate = (10\n        % 3)\nm = keras.Sequential([keras.layers.Conv2D(rate, 3)])"))
+    result = classify_source(text, "nb.ipynb")
+    assert result.kind == "cnn" and (result.evidence[0].cell, result.evidence[0].line) == (1, 4)
+
+
+def test_notebook_errors_name_cell_and_line() -> None:
+    text = _notebook(("markdown", "x"), ("code", "import torch"), ("code", "x = 1\n\nimport torch.nn as nn"))
+    with pytest.raises(ClassifyError) as info:
+        classify_source(text, "t.ipynb")
+    err = info.value
+    assert (getattr(err, "cell", None), err.line) == (2, 1)
+    assert str(err) == (
+        "t.ipynb: cell 2, line 1: unsupported framework: PyTorch (torch imported at cell 2, line 1); "
+        "mlops tunes TensorFlow/Keras and scikit-learn scripts"
+    )
+
+
+@pytest.mark.parametrize("text", ["[]", '{"nbformat": 4}', '"cells"'])
+def test_json_that_is_not_a_notebook(text: str) -> None:
+    with pytest.raises(ClassifyError, match="not a Jupyter notebook"):
+        classify_source(text, "x.ipynb")
+
+
+def test_nbformat3_worksheets() -> None:
+    text = json.dumps({"nbformat": 3, "worksheets": [{"cells": [
+        {"cell_type": "code", "input": ["from sklearn.svm import SVC\n", "SVC().fit(X, y)\n"]}]}]})
+    result = classify_source(text, "old.ipynb")
+    assert result.kind == "regression" and (result.evidence[0].cell, result.evidence[0].line) == (1, 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+
+
+def test_cli_human_output(capsys: pytest.CaptureFixture[str]) -> None:
+    files = [str(FIXTURES / n) for n in ("face_cnn.py", "iris_ann.py", "logistic_regression.py")]
+    assert main(["classify", *files]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [
+        f"{files[0]}: cnn (Conv2D at lines 18, 20; MaxPooling2D at lines 19, 21)",
+        f"{files[1]}: ann (Sequential at line 14; Dense at lines 16, 17)",
+        f"{files[2]}: regression (LogisticRegression at line 8)",
+    ]
+    assert err == ""
+
+
+def test_cli_json_lines_and_failures(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    missing = str(tmp_path / "gone.py")
+    files = [str(FIXTURES / "face_cnn.py"), missing, str(FIXTURES / "torch_cnn.py"),
+             str(FIXTURES / "cnn_notebook.ipynb"), str(FIXTURES / "notebook_syntax_error.ipynb")]
+    assert main(["classify", "--json", *files]) == 2
+    out, err = capsys.readouterr()
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["file"] for r in rows] == files
+    assert rows[0] == classify_file(files[0]).to_json()
+    assert rows[1] == {"file": missing, "kind": None, "error": "no such file; check the path of the training script", "line": None}
+    assert rows[2]["kind"] is None and rows[2]["line"] == 3 and rows[2]["error"].startswith("unsupported framework: PyTorch")
+    assert rows[3]["kind"] == "cnn" and rows[3]["evidence"][0]["cell"] == 5
+    assert (rows[4]["kind"], rows[4]["cell"], rows[4]["line"]) == (None, 3, 1)
+    assert err.splitlines() == [
+        f"mlops: error: {missing}: no such file; check the path of the training script",
+        f"mlops: error: {files[2]}:3: {rows[2]['error']}",
+        f"mlops: error: {files[4]}: {rows[4]['error']}",
+    ]
+
+
+def test_cli_needs_a_file(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["classify"]) == 2
+    assert "FILE" in capsys.readouterr().err
+
+
+HEAVY = {"tensorflow", "keras", "pandas", "optuna", "sklearn", "torch", "numpy"}
+
+
+@pytest.mark.parametrize("args", [["--help"], ["classify", str(FIXTURES / "face_cnn.py")], ["classify", "--help"]])
+def test_startup_imports_nothing_heavy(args: list[str]) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "tuner", *args],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    imported = {
+        line.rsplit("|", 1)[-1].strip().split(".")[0]
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert {"tuner", "click"} <= imported, "could not read the -X importtime report"
+    assert imported & HEAVY == set()
+    if args[0] == "classify" and "--help" not in args:
+        assert proc.stdout.startswith(f"{args[1]}: cnn (Conv2D at lines 18, 20")
