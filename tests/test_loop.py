@@ -1,0 +1,191 @@
+"""The tune loop's decisions, with a deterministic fake runner (fast)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.fakes import FakeRunner, quality, write_script
+from tuner.errors import SearchError
+from tuner.events import Event
+from tuner.loop import LoopSettings, MedianPruner, TuneLoop
+from tuner.study import Study
+
+
+def settings(**kw) -> LoopSettings:
+    base = dict(goal=0.9, metric="val_accuracy", maximize=True, strategy="ladder", max_trials=10,
+                max_minutes=60, trial_timeout=None, seed=0, prune=False)
+    base.update(kw)
+    return LoopSettings(**base)
+
+
+def run_loop(tmp_path: Path, runner: FakeRunner | None = None, events: list | None = None, **kw):
+    script = tmp_path / "model.py"
+    if not script.exists():
+        write_script(tmp_path)
+    runner = runner or FakeRunner()
+    listeners = [events.append] if events is not None else []
+    loop = TuneLoop(script, tmp_path / "run", settings(**kw), runner, kind="ann", listeners=listeners)
+    return loop.run(), runner
+
+
+def test_goal_met_stops_at_the_first_trial_that_reaches_it(tmp_path):
+    events: list[Event] = []
+    outcome, runner = run_loop(tmp_path, events=events)
+    assert outcome.status == "goal_met" and outcome.exit_code == 0
+    metrics = [t["metric"] for t in outcome.summary["trials"]]
+    assert metrics[-1] >= 0.9 and all(m < 0.9 for m in metrics[:-1])
+    assert len(runner.started) == len(metrics) > 1
+    # the first trial is the script as written
+    assert runner.started[0] == {"fc_layers": [16], "learning_rate": 0.03, "epochs": 6, "batch_size": 32}
+    types = [e.type for e in events]
+    assert types[0] == "run_started" and types[-1] == "run_finished" and "goal_met" in types
+    assert types.count("trial_started") == types.count("trial_finished") == len(metrics)
+
+
+def test_best_script_and_diff_and_summary_are_written(tmp_path):
+    outcome, _ = run_loop(tmp_path)
+    run = tmp_path / "run"
+    best = outcome.summary["best"]
+    assert best["metric"] == max(t["metric"] for t in outcome.summary["trials"])
+    text = (run / "best" / "model.py").read_text()
+    assert f"FC_LAYERS = {best['settings']['fc_layers']}" in text.replace("\n", " ").replace("  ", " ") or \
+        str(best["settings"]["fc_layers"][0]) in text
+    diff = (run / "best" / "settings.diff").read_text()
+    assert diff.startswith("--- a/model.py") and "+FC_LAYERS" in diff or "+LEARNING_RATE" in diff
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["goal_met"] is True and summary["status"] == "goal_met"
+    assert summary["best"]["number"] == best["number"]
+    assert (run / "events.jsonl").read_text().count("\n") >= 2 * len(summary["trials"])
+
+
+def test_trial_budget_spent_exits_1_with_best_so_far(tmp_path):
+    outcome, runner = run_loop(tmp_path, goal=0.999, max_trials=3)
+    assert outcome.status == "budget_spent" and outcome.exit_code == 1
+    assert len(runner.started) == 3
+    assert "trial budget of 3" in outcome.reason and "best val_accuracy" in outcome.reason
+
+
+def test_time_budget_counts_across_sessions(tmp_path):
+    clock = iter(range(0, 100000, 50))  # every call to the clock advances 50 s
+    write_script(tmp_path)
+    loop = TuneLoop(tmp_path / "model.py", tmp_path / "run", settings(goal=0.999, max_minutes=3),
+                    FakeRunner(), kind="ann", clock=lambda: float(next(clock)))
+    outcome = loop.run()
+    assert outcome.status == "budget_spent" and "time budget of 3 minutes" in outcome.reason
+    assert Study.open(tmp_path / "run").elapsed() >= 180
+
+
+def test_strategy_with_nothing_new_to_try_ends_the_run(tmp_path):
+    outcome, runner = run_loop(tmp_path, goal=0.999, max_trials=200)
+    assert outcome.status == "budget_spent" and "nothing new to try" in outcome.reason
+    keys = [json.dumps(s, sort_keys=True) for s in runner.started]
+    assert len(keys) == len(set(keys)), "no setting is tried twice"
+
+
+def test_unknown_strategy_lists_the_valid_ones(tmp_path):
+    with pytest.raises(SearchError, match=r"unknown strategy 'hyperopt'; valid strategies: ladder, random, tpe"):
+        run_loop(tmp_path, strategy="hyperopt")
+
+
+@pytest.mark.parametrize("strategy", ["ladder", "random", "tpe"])
+def test_every_strategy_reaches_an_easy_goal(tmp_path, strategy):
+    outcome, _ = run_loop(tmp_path, strategy=strategy, goal=0.85, max_trials=30)
+    assert outcome.status == "goal_met", outcome.reason
+
+
+def test_resume_does_not_rerun_finished_trials(tmp_path):
+    first, r1 = run_loop(tmp_path, goal=0.999, max_trials=3)
+    assert len(r1.started) == 3
+    second, r2 = run_loop(tmp_path, goal=0.999, max_trials=5)
+    assert len(r2.started) == 2, "only the two new trials run"
+    assert [t["number"] for t in second.summary["trials"]] == [1, 2, 3, 4, 5]
+    assert r1.started[0] not in r2.started
+
+
+def test_a_trial_left_running_by_a_killed_session_is_resumed_first(tmp_path):
+    write_script(tmp_path)
+    run = tmp_path / "run"
+    study = Study.open(run)
+    rec = study.start_trial({"fc_layers": [16], "learning_rate": 0.03, "epochs": 6, "batch_size": 32},
+                            lambda n: run / "trials" / f"{n:04d}")
+    study.close()
+    (Path(rec.workdir)).mkdir(parents=True)
+    (Path(rec.workdir) / "metrics.jsonl").write_text('{"epoch": 1, "val_accuracy": 0.55}\n')
+    runner = FakeRunner()
+    loop = TuneLoop(tmp_path / "model.py", run, settings(max_trials=1, goal=0.999), runner, kind="ann")
+    outcome = loop.run()
+    assert len(runner.started) == 1 and outcome.summary["trials"][0]["number"] == 1
+    epochs = [r["epoch"] for r in outcome.summary["trials"][0]["history"]]
+    assert epochs == [1, 2, 3, 4, 5, 6], "the resumed trial continued after its recorded epoch"
+
+
+def test_pruning_stops_trials_that_cannot_beat_the_best(tmp_path):
+    events: list[Event] = []
+    # the first trials are good; later ones bad: bad ones get pruned
+    good = {"n": 0}
+
+    def final(s):
+        good["n"] += 1
+        return 0.88 if good["n"] <= 2 else 0.6
+
+    outcome, _ = run_loop(tmp_path, runner=FakeRunner(final=final, epochs=8), events=events, goal=0.99,
+                          max_trials=5, prune=True, strategy="random")
+    statuses = [t["status"] for t in outcome.summary["trials"]]
+    assert statuses[:2] == ["ok", "ok"] and "pruned" in statuses[2:]
+    pruned = [t for t in outcome.summary["trials"] if t["status"] == "pruned"]
+    assert all(t["epochs"] < 8 for t in pruned) and all("median" in t["reason"] for t in pruned)
+
+
+def test_median_pruner_waits_for_warmup_and_peers():
+    p = MedianPruner(maximize=True, warmup_epochs=2, min_peers=2)
+    peers = [[{"m": 0.8}, {"m": 0.85}], [{"m": 0.7}, {"m": 0.9}]]
+    assert p.should_prune("m", [{"m": 0.1}], peers) is None  # warm-up
+    assert p.should_prune("m", [{"m": 0.1}, {"m": 0.2}], peers[:1]) is None  # too few peers
+    assert "median" in p.should_prune("m", [{"m": 0.1}, {"m": 0.2}], peers)
+    assert p.should_prune("m", [{"m": 0.1}, {"m": 0.95}], peers) is None  # better than the best
+    lo = MedianPruner(maximize=False)
+    assert lo.should_prune("loss", [{"loss": 0.9}, {"loss": 0.9}], [[{"loss": 1}, {"loss": 0.5}]] * 2)
+
+
+def test_a_failing_baseline_stops_the_run_with_its_reason(tmp_path):
+    outcome, runner = run_loop(tmp_path, runner=FakeRunner(crash=lambda s, n: 1))
+    assert outcome.status == "failed" and outcome.exit_code == 1
+    assert len(runner.started) == 1
+    assert "injected crash" in outcome.reason
+    assert "RuntimeError: injected crash" in outcome.summary["trials"][0]["log_tail"]
+
+
+def test_three_failures_in_a_row_stop_the_run(tmp_path):
+    outcome, runner = run_loop(tmp_path, runner=FakeRunner(crash=lambda s, n: 2 if n > 1 else None),
+                               goal=0.999)
+    assert outcome.status == "failed" and "3 trials in a row failed" in outcome.reason
+    assert len(runner.started) == 4
+
+
+def test_a_script_with_nothing_to_tune_below_the_goal_exits_1(tmp_path):
+    script = write_script(tmp_path, "import keras\nmodel = keras.Sequential()\nmodel.compile(loss='mse')\n"
+                                    "model.fit(x, y, validation_split=0.2)\n")
+    runner = FakeRunner(final=lambda s: 0.7)
+    loop = TuneLoop(script, tmp_path / "run", settings(), runner, kind="ann")
+    outcome = loop.run()
+    assert outcome.status == "nothing_to_tune" and outcome.exit_code == 1
+    assert len(runner.started) == 1 and "declares nothing the tuner may change" in outcome.reason
+
+
+def test_minimize_metric_goal(tmp_path):
+    runner = FakeRunner(final=lambda s: 1 - quality(s))
+
+    outcome, _ = run_loop(tmp_path, runner=runner, metric="val_accuracy", maximize=False, goal=0.12)
+    assert outcome.status == "goal_met" and outcome.summary["best"]["metric"] <= 0.12
+
+
+def test_a_changed_script_does_not_silently_resume_an_old_study(tmp_path):
+    run_loop(tmp_path, goal=0.999, max_trials=1)
+    (tmp_path / "model.py").write_text((tmp_path / "model.py").read_text() + "\n# changed\n")
+    from tuner.errors import StudyError
+
+    with pytest.raises(StudyError, match="different version of the script.*--fresh"):
+        run_loop(tmp_path, goal=0.999, max_trials=2)

@@ -1,0 +1,389 @@
+"""The tune loop: ask, run, tell, until the goal is met or the budget is spent.
+
+It decides; runners execute and the watchdog restarts. Every trial is in the study before it
+starts and after it ends, so a killed loop resumes: finished trials are not run again and a
+trial that was running restarts from its checkpoint. The loop emits events (see
+:mod:`tuner.events`) and, at the end, writes ``best/``, ``summary.json`` and ``report.html``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import os
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuner.config import Config
+from tuner.errors import EXIT_GOAL_NOT_MET, EXIT_OK, StudyError
+from tuner.events import EventBus, JsonlSink, Listener
+from tuner.runners.base import Runner
+from tuner.search import Observation, SearchSpace, build_space, get_strategy
+from tuner.study import Study, TrialRecord
+from tuner.trial import TrialResult, TrialSpec, write_json_atomic
+
+MAX_CONSECUTIVE_FAILURES = 3
+
+
+@dataclass
+class RunOutcome:
+    status: str  # goal_met | budget_spent | failed | nothing_to_tune
+    reason: str
+    summary: dict[str, Any]
+    run_dir: Path
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_OK if self.status == "goal_met" else EXIT_GOAL_NOT_MET
+
+
+@dataclass
+class MedianPruner:
+    """Stop a trial whose metric at epoch *e* is worse than the median of the earlier trials
+    at the same epoch and worse than the best of them (it clearly cannot beat the best).
+    Waits ``warmup_epochs`` and until ``min_peers`` trials have reached that epoch."""
+
+    maximize: bool = True
+    warmup_epochs: int = 2
+    min_peers: int = 2
+
+    def should_prune(self, metric: str, history: list[dict[str, Any]], peers: list[list[dict[str, Any]]]) -> str | None:
+        e = len(history)
+        if e < self.warmup_epochs or not history:
+            return None
+        value = history[-1].get(metric)
+        if not isinstance(value, (int, float)):
+            return None
+        at_e = [h[e - 1].get(metric) for h in peers if len(h) >= e]
+        at_e = [v for v in at_e if isinstance(v, (int, float))]
+        if len(at_e) < self.min_peers:
+            return None
+        median = statistics.median(at_e)
+        best = max(at_e) if self.maximize else min(at_e)
+        own_best = max(r.get(metric, float("-inf")) for r in history) if self.maximize else min(
+            r.get(metric, float("inf")) for r in history)
+        worse = (lambda a, b: a < b) if self.maximize else (lambda a, b: a > b)
+        if worse(value, median) and worse(own_best, best):
+            return (f"pruned at epoch {e}: {metric} {value:.4f} is below the median {median:.4f} "
+                    f"of {len(at_e)} earlier trials at that epoch")
+        return None
+
+
+@dataclass
+class LoopSettings:
+    goal: float
+    metric: str
+    maximize: bool
+    strategy: str
+    max_trials: int
+    max_minutes: float
+    trial_timeout: float | None
+    seed: int
+    prune: bool = True
+    names: dict[str, list[str]] = field(default_factory=dict)
+    space_overrides: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> LoopSettings:
+        from tuner.cli._common import hparam_names
+
+        return cls(goal=cfg.goal, metric=cfg.metric, maximize=cfg.maximize, strategy=cfg.strategy,
+                   max_trials=cfg.max_trials, max_minutes=cfg.max_minutes,
+                   trial_timeout=cfg.trial_timeout_minutes * 60, seed=cfg.seed, prune=cfg.prune,
+                   names=hparam_names(cfg), space_overrides=dict(cfg["hparams.space"] or {}))
+
+
+def default_run_dir(script: Path) -> Path:
+    return script.resolve().parent / "mlops-runs" / script.stem
+
+
+def _now_iso(t: float | None = None) -> str:
+    return _dt.datetime.fromtimestamp(t or time.time(), tz=_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def git_info(script: Path) -> dict[str, str] | None:
+    """Commit, author and branch of the checkout holding ``script`` (Jenkins' GIT_* win)."""
+    def git(*args: str) -> str:
+        try:
+            out = subprocess.run(["git", "-C", str(script.parent), *args], capture_output=True,
+                                 text=True, timeout=10, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    commit = os.environ.get("GIT_COMMIT") or git("rev-parse", "HEAD")
+    if not commit:
+        return None
+    return {
+        "commit": commit,
+        "author_email": os.environ.get("GIT_AUTHOR_EMAIL") or git("log", "-1", "--format=%ae"),
+        "author_name": os.environ.get("GIT_AUTHOR_NAME") or git("log", "-1", "--format=%an"),
+        "branch": os.environ.get("GIT_BRANCH") or os.environ.get("BRANCH_NAME") or git("rev-parse", "--abbrev-ref", "HEAD"),
+    }
+
+
+class TuneLoop:
+    """One tuning run of one script in one run directory."""
+
+    def __init__(
+        self,
+        script: Path,
+        run_dir: Path,
+        settings: LoopSettings,
+        runner: Runner,
+        *,
+        kind: str | None = None,
+        listeners: list[Listener] | None = None,
+        supervise: Callable[..., TrialResult] | None = None,
+        runner_name: str = "local",
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.script = Path(script).resolve()
+        self.run_dir = Path(run_dir).resolve()
+        self.s = settings
+        self.runner = runner
+        self.kind = kind
+        self.bus = EventBus(listeners)
+        self.supervise = supervise
+        self.runner_name = runner_name
+        self.clock = clock
+        self.pruner = MedianPruner(maximize=settings.maximize)
+
+    # -- helpers -----------------------------------------------------------------------
+    def _meets_goal(self, value: float | None) -> bool:
+        if value is None:
+            return False
+        return value >= self.s.goal if self.s.maximize else value <= self.s.goal
+
+    def _observations(self, study: Study) -> list[Observation]:
+        return [Observation(t.number, t.settings, t.status, t.metric, t.history)
+                for t in study.trials() if t.finished]
+
+    def _best(self, trials: list[TrialRecord]) -> TrialRecord | None:
+        ok = [t for t in trials if t.status == "ok" and t.metric is not None]
+        if not ok:
+            return None
+        return (max if self.s.maximize else min)(ok, key=lambda t: t.metric)  # type: ignore[arg-type,return-value]
+
+    # -- the run -----------------------------------------------------------------------
+    def run(self) -> RunOutcome:
+        from tuner import hparams
+        from tuner.classify import classify_file
+
+        source = self.script.read_text(encoding="utf-8")
+        if self.kind is None:
+            self.kind = classify_file(self.script).kind
+        tunables = hparams.find_settings(source, path=str(self.script), names=self.s.names)
+        space = build_space(tunables, self.s.space_overrides)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        lock = _lock_run_dir(self.run_dir)
+        try:
+            return self._run_locked(source, tunables, space)
+        finally:
+            lock.close()
+
+    def _run_locked(self, source: str, tunables: Any, space: SearchSpace) -> RunOutcome:
+        self.bus.subscribe(JsonlSink(self.run_dir / "events.jsonl"))
+        study = Study.open(self.run_dir, {
+            "script_name": self.script.name,
+            "script_sha256": hashlib.sha256(source.encode()).hexdigest(),
+            "kind": self.kind, "metric": self.s.metric,
+        })
+        started_wall = time.time()
+        meta = study.meta()
+        first_started = meta.get("first_started_at", started_wall)
+        if "first_started_at" not in meta:
+            study.set_meta(first_started_at=started_wall)
+        strategy = get_strategy(self.s.strategy, space, maximize=self.s.maximize, seed=self.s.seed,
+                                metric=self.s.metric)
+        session_start = self.clock()
+        prior_elapsed = study.elapsed()
+        self.bus.emit("run_started", script=str(self.script), kind=self.kind, run_dir=str(self.run_dir),
+                      strategy=self.s.strategy, goal=self.s.goal, metric=self.s.metric,
+                      max_trials=self.s.max_trials, max_minutes=self.s.max_minutes,
+                      space=space.describe(), resumed_trials=len(study.trials()))
+        try:
+            status, reason = self._loop(study, strategy, space, session_start, prior_elapsed)
+        finally:
+            study.add_elapsed(self.clock() - session_start)
+        summary = self._finish(study, space, status, reason, first_started, tunables)
+        study.close()
+        return RunOutcome(status, reason, summary, self.run_dir)
+
+    def _elapsed(self, session_start: float, prior: float) -> float:
+        return prior + (self.clock() - session_start)
+
+    def _loop(self, study: Study, strategy: Any, space: SearchSpace, session_start: float,
+              prior_elapsed: float) -> tuple[str, str]:
+        budget_s = self.s.max_minutes * 60
+        # 1. trials that were running when a previous session died: resume them first
+        for rec in study.trials():
+            if rec.status == "running":
+                self._run_trial(study, rec, session_start, prior_elapsed, resumed=True)
+        consecutive_failures = 0
+        while True:
+            trials = study.trials()
+            best = self._best(trials)
+            if best is not None and self._meets_goal(best.metric):
+                reason = (f"trial {best.number} reached {self.s.metric} {best.metric:.4f} "
+                          f"(goal {self.s.goal:g}) after {len(trials)} trial(s)")
+                self.bus.emit("goal_met", trial=best.number, metric=best.metric, settings=best.settings)
+                return "goal_met", reason
+            finished = [t for t in trials if t.finished]
+            if finished and finished[0].status not in ("ok", "pruned") and len(finished) == 1:
+                return "failed", f"the script as written failed: {finished[0].reason}"
+            tail = finished[-MAX_CONSECUTIVE_FAILURES:]
+            if len(tail) == MAX_CONSECUTIVE_FAILURES and all(t.status in ("failed", "killed") for t in tail):
+                consecutive_failures = len(tail)
+                return "failed", (f"{consecutive_failures} trials in a row failed; the last: {tail[-1].reason}")
+            if finished and not space:
+                return "nothing_to_tune", (
+                    f"{self.script.name} is below the goal ({self._fmt(finished[0].metric)} < {self.s.goal:g}) "
+                    "and declares nothing the tuner may change: add FC_LAYERS / LEARNING_RATE constants, "
+                    "Dense layers and an optimizer learning rate, or estimator keywords (see mlops hparams)")
+            if len(trials) >= self.s.max_trials:
+                return self._budget(best, f"the trial budget of {self.s.max_trials} is spent")
+            elapsed = self._elapsed(session_start, prior_elapsed)
+            if elapsed >= budget_s:
+                return self._budget(best, f"the time budget of {self.s.max_minutes:g} minutes is spent")
+            settings = strategy.ask(self._observations(study))
+            if settings is None:
+                return self._budget(best, f"the {self.s.strategy} strategy has nothing new to try in the search space")
+            rec = study.start_trial(settings, lambda n: self.run_dir / "trials" / f"{n:04d}")
+            rec = self._run_trial(study, rec, session_start, prior_elapsed)
+            strategy.tell(Observation(rec.number, rec.settings, rec.status, rec.metric, rec.history))
+
+    def _fmt(self, v: float | None) -> str:
+        return "no metric" if v is None else f"{v:.4f}"
+
+    def _budget(self, best: TrialRecord | None, why: str) -> tuple[str, str]:
+        tail = (f"; best {self.s.metric} {best.metric:.4f} in trial {best.number}, below the goal {self.s.goal:g}"
+                if best is not None and best.metric is not None else "; no trial produced a metric")
+        self.bus.emit("budget_spent", reason=why)
+        return "budget_spent", why + tail
+
+    def _run_trial(self, study: Study, rec: TrialRecord, session_start: float, prior_elapsed: float,
+                   resumed: bool = False) -> TrialRecord:
+        remaining = self.s.max_minutes * 60 - self._elapsed(session_start, prior_elapsed)
+        timeout = max(1.0, min(self.s.trial_timeout or remaining, remaining)) if remaining > 0 else 1.0
+        spec = TrialSpec(script=self.script, kind=self.kind or "", workdir=Path(rec.workdir),
+                         settings=rec.settings, metric=self.s.metric, timeout=timeout, seed=self.s.seed,
+                         labels={"study": self.run_dir.name, "trial": str(rec.number)})
+        self.bus.emit("trial_started", trial=rec.number, settings=rec.settings, resumed=resumed,
+                      max_trials=self.s.max_trials, workdir=rec.workdir)
+        peers = [t.history for t in study.trials() if t.finished and t.number != rec.number
+                 and t.status in ("ok", "pruned")]
+
+        emitted = {"epoch": 0}
+
+        def on_progress(history: list[dict[str, Any]]) -> None:
+            study.update_history(rec.number, history)
+            for i, record in enumerate(history):
+                if record["epoch"] <= emitted["epoch"]:
+                    continue
+                emitted["epoch"] = record["epoch"]
+                self.bus.emit("epoch_finished", trial=rec.number, epoch=record["epoch"], record=record,
+                              metric=record.get(self.s.metric))
+                if self.s.prune and not (spec.workdir / "STOP").exists():
+                    why = self.pruner.should_prune(self.s.metric, history[: i + 1], peers)
+                    if why and not self._meets_goal(record.get(self.s.metric)):
+                        (spec.workdir / "STOP").write_text(why + "\n", encoding="utf-8")
+
+        def on_restart(info: dict[str, Any]) -> None:
+            study.restart_trial(rec.number)
+            self.bus.emit("trial_restarted", trial=rec.number, **info)
+
+        if resumed:
+            stop = spec.workdir / "STOP"
+            if stop.exists() and "budget" in stop.read_text(encoding="utf-8", errors="replace"):
+                stop.unlink()
+        if self.supervise is not None:
+            result = self.supervise(self.runner, spec, on_progress=on_progress, on_restart=on_restart)
+        else:
+            result = self.runner.run(spec, on_progress=on_progress)
+        finished = study.finish_trial(rec.number, result.to_json())
+        self.bus.emit("trial_finished", trial=rec.number, status=result.status, metric=result.metric,
+                      epochs=result.epochs, seconds=result.seconds, reason=result.reason,
+                      settings=rec.settings, restarts=finished.restarts)
+        if result.status in ("ok", "pruned"):
+            _drop_checkpoints(spec.workdir)
+        return finished
+
+    # -- the end -----------------------------------------------------------------------
+    def _finish(self, study: Study, space: SearchSpace, status: str, reason: str, first_started: float,
+                tunables: Any) -> dict[str, Any]:
+        from tuner import hparams
+
+        trials = study.trials()
+        best = self._best(trials)
+        best_json = None
+        best_dir = self.run_dir / "best"
+        if best is not None:
+            original = self.script.read_text(encoding="utf-8")
+            rewritten = hparams.apply_settings(original, best.settings, path=str(self.script), names=self.s.names) \
+                if best.settings else original
+            diff = hparams.make_diff(original, rewritten, self.script.name)
+            best_dir.mkdir(parents=True, exist_ok=True)
+            (best_dir / self.script.name).write_text(rewritten, encoding="utf-8")
+            (best_dir / "settings.diff").write_text(diff, encoding="utf-8")
+            write_json_atomic(best_dir / "settings.json", best.settings)
+            best_json = {"number": best.number, "metric": best.metric, "settings": best.settings, "diff": diff,
+                         "workdir": os.path.relpath(best.workdir, self.run_dir), "epochs": best.epochs,
+                         "seconds": best.seconds}
+        finished_at = time.time()
+        summary = {
+            "script": str(self.script), "script_name": self.script.name, "kind": self.kind,
+            "metric": self.s.metric, "maximize": self.s.maximize, "goal": self.s.goal,
+            "status": status, "goal_met": status == "goal_met", "reason": reason,
+            "strategy": self.s.strategy, "runner": self.runner_name, "run_dir": str(self.run_dir),
+            "started_at": _now_iso(first_started), "finished_at": _now_iso(finished_at),
+            "seconds": round(study.elapsed(), 1),
+            "budget": {"max_trials": self.s.max_trials, "max_minutes": self.s.max_minutes},
+            "search_space": space.describe(),
+            "baseline_settings": tunables.values(),
+            "best": best_json,
+            "trials": [{**t.to_json(), "workdir": os.path.relpath(t.workdir, self.run_dir)} for t in trials],
+            "git": git_info(self.script),
+            "build_url": os.environ.get("BUILD_URL") or None,
+        }
+        write_json_atomic(self.run_dir / "summary.json", summary)
+        try:
+            from tuner.html_report import write_report
+
+            write_report(self.run_dir, summary)
+        except ImportError:  # pragma: no cover - report module is part of the package
+            pass
+        self.bus.emit("run_finished", status=status, reason=reason, run_dir=str(self.run_dir),
+                      best=best_json and {k: best_json[k] for k in ("number", "metric", "settings")})
+        return summary
+
+
+def _lock_run_dir(run_dir: Path) -> Any:
+    """One ``mlops run`` per run directory at a time (an flock released when the process dies)."""
+    import fcntl
+
+    fh = open(run_dir / ".lock", "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.seek(0)
+        holder = fh.read().strip() or "another process"
+        fh.close()
+        raise StudyError(f"{run_dir}: another mlops run ({holder}) is using this run directory; "
+                         "wait for it to finish or use another --run-dir") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"pid {os.getpid()}")
+    fh.flush()
+    return fh
+
+
+def _drop_checkpoints(workdir: Path) -> None:
+    import shutil
+
+    shutil.rmtree(Path(workdir) / "checkpoint", ignore_errors=True)

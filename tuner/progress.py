@@ -1,0 +1,111 @@
+"""Live progress of a tuning run: a status line that updates in a terminal (rich), and plain
+line-by-line output when stdout is not a terminal (the Jenkins console)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+from tuner.events import Event
+
+
+def fmt_settings(settings: dict[str, Any]) -> str:
+    parts = []
+    order = {"fc_layers": 0, "learning_rate": 1, "epochs": 2, "batch_size": 3}
+    for k, v in sorted(settings.items(), key=lambda kv: (order.get(kv[0], 9), kv[0])):
+        if k == "fc_layers":
+            parts.append(f"FC {list(v)}")
+        elif k == "learning_rate":
+            parts.append(f"lr {v:.3g}")
+        else:
+            parts.append(f"{k} {v}")
+    return ", ".join(parts) or "as written"
+
+
+class Progress:
+    """An event listener. ``live=None`` picks rich's live status line when ``stream`` is a TTY."""
+
+    def __init__(self, stream: TextIO | None = None, live: bool | None = None):
+        self.stream = stream or sys.stdout
+        self.live = self.stream.isatty() if live is None else live
+        self.max_trials = 0
+        self.max_minutes = 0.0
+        self.metric = "val_accuracy"
+        self.goal = 0.0
+        self.best: float | None = None
+        self.started = time.monotonic()
+        self.trial = 0
+        self._status: Any = None
+        self._console: Any = None
+        if self.live:
+            from rich.console import Console
+
+            self._console = Console(file=self.stream, highlight=False)
+
+    def _print(self, text: str) -> None:
+        if self._console is not None:
+            self._console.print(text, markup=False)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def _time_left(self) -> str:
+        left = self.max_minutes * 60 - (time.monotonic() - self.started)
+        return f"{max(0, left) / 60:.1f} min left"
+
+    def _set_status(self, text: str) -> None:
+        if self._console is None:
+            return
+        if self._status is None:
+            self._status = self._console.status(text)
+            self._status.start()
+        else:
+            self._status.update(text)
+
+    def close(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    def __call__(self, event: Event) -> None:
+        d = event.data
+        t = event.type
+        if t == "run_started":
+            self.max_trials, self.max_minutes = d["max_trials"], d["max_minutes"]
+            self.metric, self.goal = d["metric"], d["goal"]
+            resumed = f", resuming {d['resumed_trials']} earlier trial(s)" if d.get("resumed_trials") else ""
+            self._print(f"mlops: tuning {d['script']} ({d['kind']}) until {self.metric} >= {self.goal:g} "
+                        f"with '{d['strategy']}'; budget {self.max_trials} trials / {self.max_minutes:g} min{resumed}")
+            self._print(f"mlops: search space: {d.get('space') or 'nothing to tune'}")
+        elif t == "trial_started":
+            self.trial = d["trial"]
+            again = " (resumed from its checkpoint)" if d.get("resumed") else ""
+            self._print(f"trial {d['trial']}/{self.max_trials}: {fmt_settings(d['settings'])}{again}  [{self._time_left()}]")
+            self._set_status(f"trial {d['trial']}/{self.max_trials} starting…")
+        elif t == "epoch_finished":
+            m = d.get("metric")
+            shown = f"{self.metric} {m:.4f}" if isinstance(m, (int, float)) else "no metric yet"
+            best = f", best so far {self.best:.4f}" if self.best is not None else ""
+            line = f"  trial {d['trial']} epoch {d['epoch']}: {shown}{best}"
+            if self.live:
+                self._set_status(f"trial {d['trial']}/{self.max_trials} · epoch {d['epoch']} · {shown}{best} · {self._time_left()}")
+            else:
+                self._print(line)
+        elif t == "trial_restarted":
+            self._print(f"  trial {d['trial']} restarted ({d.get('reason', '')}); resumed at epoch {d.get('resumed_at_epoch', 0)}")
+        elif t == "trial_finished":
+            m = d.get("metric")
+            if d["status"] == "ok" and m is not None and (self.best is None or m > self.best):
+                self.best = m
+            shown = f"{self.metric} {m:.4f}" if isinstance(m, (int, float)) else "no metric"
+            why = f" — {d['reason']}" if d.get("reason") and d["status"] != "ok" else ""
+            self._print(f"trial {d['trial']}/{self.max_trials} {d['status']}: {shown} after {d['epochs']} epochs, "
+                        f"{d['seconds']:.1f} s{why}")
+        elif t == "goal_met":
+            self.close()
+            self._print(f"mlops: goal met by trial {d['trial']}: {self.metric} {d['metric']:.4f} >= {self.goal:g}")
+        elif t == "budget_spent":
+            self.close()
+            self._print(f"mlops: stopping: {d['reason']}")
+        elif t == "run_finished":
+            self.close()

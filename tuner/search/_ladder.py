@@ -1,0 +1,86 @@
+"""``ladder``: the classic pipeline's behaviour, made explicit.
+
+Each retry starts from the previous trial's settings and makes the next move in a fixed
+cycle: widen the FC layers (x2), add an FC layer, move the learning rate toward 1e-3.
+A move that changes nothing (already at the edge of the space) is skipped. For
+scikit-learn scripts the cycle walks each keyword one rung toward the middle of its range."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from tuner.search.base import Observation, Strategy
+from tuner.search.space import Param
+
+TARGET_LR = 1e-3
+
+
+def _widen(p: Param, fc: list[int]) -> list[int]:
+    if not fc:
+        return p.clip([64])
+    return p.clip([u * 2 for u in fc])
+
+
+def _deepen(p: Param, fc: list[int]) -> list[int]:
+    if len(fc) >= int(p.high or 0):
+        return fc
+    nxt = max(16, (fc[-1] // 2) if fc else 64)
+    return p.clip(fc + [nxt])
+
+
+def _move_lr(p: Param, lr: float) -> float:
+    if abs(math.log10(lr) - math.log10(TARGET_LR)) < 0.05:
+        return p.clip(lr / 3)
+    if lr > TARGET_LR:
+        return p.clip(max(lr / 3.16, TARGET_LR))
+    return p.clip(min(lr * 3.16, TARGET_LR))
+
+
+def _toward_middle(p: Param, value: Any) -> Any:
+    if p.kind not in ("int", "float") or p.low is None or p.high is None or value is None:
+        return value
+    if p.log and p.low > 0 and value > 0:
+        mid = math.sqrt(p.low * p.high)
+        nxt = value * 3.16 if value < mid else value / 3.16
+        if (value - mid) * (nxt - mid) < 0:
+            nxt = mid
+    else:
+        mid = (p.low + p.high) / 2
+        step = (p.high - p.low) / 4
+        nxt = value + step if value < mid else value - step
+    return p.clip(nxt)
+
+
+class Ladder(Strategy):
+    name = "ladder"
+    description = "the classic pipeline: widen FC layers, add one, move the learning rate, in turn"
+
+    def propose(self, history: list[Observation], attempt: int) -> dict[str, Any] | None:
+        current = dict(history[-1].settings)
+        moves = self._moves()
+        if not moves:
+            return None
+        start = (len(history) - 1 + attempt) % len(moves)
+        for i in range(len(moves)):
+            name, move = moves[(start + i) % len(moves)]
+            new = move(current)
+            if new != current:
+                return new
+        return None
+
+    def _moves(self) -> list[tuple[str, Any]]:
+        params = self.space.params
+        moves: list[tuple[str, Any]] = []
+        if "fc_layers" in params:
+            p = params["fc_layers"]
+            moves.append(("widen", lambda s, p=p: {**s, "fc_layers": _widen(p, list(s.get("fc_layers") or []))}))
+            moves.append(("deepen", lambda s, p=p: {**s, "fc_layers": _deepen(p, list(s.get("fc_layers") or []))}))
+        if "learning_rate" in params and "fc_layers" in params:
+            p = params["learning_rate"]
+            moves.append(("lr", lambda s, p=p: {**s, "learning_rate": _move_lr(p, s["learning_rate"])}))
+        if moves:
+            return moves
+        for name, p in params.items():
+            moves.append((name, lambda s, name=name, p=p: {**s, name: _toward_middle(p, s.get(name, p.low))}))
+        return moves

@@ -1,0 +1,206 @@
+"""The search space: which settings may change and over which ranges.
+
+Built from what :mod:`tuner.hparams` found in the script (only settings the script declares
+are searched), with default ranges overridable under ``hparams.space`` in ``mlops.yaml``::
+
+    hparams:
+      space:
+        learning_rate: {low: 1.0e-4, high: 1.0e-2, log: true}
+        fc_layers: {min: 1, max: 3, units: [64, 128, 256]}
+        epochs: {low: 5, high: 30}
+        C: {low: 0.01, high: 100, log: true}
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tuner.errors import ConfigError
+
+FC_UNITS = (16, 32, 64, 128, 256, 512)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched setting. ``kind``: ``float``, ``int``, ``choice`` or ``fc`` (a list of
+    layer widths: ``low``..``high`` layers, each width one of ``choices``)."""
+
+    name: str
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: tuple[Any, ...] = ()
+
+    def sample(self, rng: random.Random) -> Any:
+        if self.kind == "float":
+            assert self.low is not None and self.high is not None
+            if self.log:
+                return _round_sig(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
+            return _round_sig(rng.uniform(self.low, self.high))
+        if self.kind == "int":
+            assert self.low is not None and self.high is not None
+            if self.log:
+                return int(round(math.exp(rng.uniform(math.log(self.low), math.log(self.high)))))
+            return rng.randint(int(self.low), int(self.high))
+        if self.kind == "choice":
+            return rng.choice(list(self.choices))
+        if self.kind == "fc":
+            n = rng.randint(int(self.low or 0), int(self.high or 0))
+            return sorted((rng.choice(list(self.choices)) for _ in range(n)), reverse=True)
+        raise ValueError(self.kind)
+
+    def clip(self, value: Any) -> Any:
+        """The nearest value inside the space (used by the ladder's fixed moves)."""
+        if self.kind in ("float", "int"):
+            assert self.low is not None and self.high is not None
+            v = min(max(value, self.low), self.high)
+            return int(round(v)) if self.kind == "int" else _round_sig(v)
+        if self.kind == "fc":
+            layers = list(value)[: int(self.high or 0)]
+            widths = sorted(self.choices)
+            return [min(widths, key=lambda w: abs(math.log(w) - math.log(max(u, 1)))) for u in layers]
+        return value
+
+    def contains(self, value: Any) -> bool:
+        if self.kind in ("float", "int"):
+            return isinstance(value, (int, float)) and self.low <= value <= self.high  # type: ignore[operator]
+        if self.kind == "choice":
+            return value in self.choices
+        if self.kind == "fc":
+            return isinstance(value, list) and (self.low or 0) <= len(value) <= (self.high or 0)
+        return False
+
+
+def _round_sig(x: float, digits: int = 3) -> float:
+    if x == 0:
+        return 0.0
+    return float(f"{x:.{digits}g}")
+
+
+@dataclass
+class SearchSpace:
+    params: dict[str, Param] = field(default_factory=dict)
+    baseline: dict[str, Any] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.params)
+
+    def sample(self, rng: random.Random) -> dict[str, Any]:
+        return {name: p.sample(rng) for name, p in self.params.items()}
+
+    def describe(self) -> str:
+        parts = []
+        for p in self.params.values():
+            if p.kind == "fc":
+                parts.append(f"{p.name}: {int(p.low or 0)}-{int(p.high or 0)} layers of {list(p.choices)}")
+            elif p.kind == "choice":
+                parts.append(f"{p.name}: {list(p.choices)}")
+            else:
+                parts.append(f"{p.name}: {p.low:g}..{p.high:g}{' (log)' if p.log else ''}")
+        return "; ".join(parts)
+
+
+# scikit-learn estimators: the keywords worth searching and their ranges
+SKLEARN_TABLE: dict[str, dict[str, Param]] = {}
+
+
+def _sk(estimators: tuple[str, ...], *params: Param) -> None:
+    for est in estimators:
+        SKLEARN_TABLE[est] = {p.name: p for p in params}
+
+
+_sk(("SVC", "SVR", "NuSVC"), Param("C", "float", 1e-3, 1e3, log=True), Param("gamma", "float", 1e-4, 1e1, log=True))
+_sk(("LinearSVC", "LinearSVR"), Param("C", "float", 1e-3, 1e3, log=True))
+_sk(("LogisticRegression",), Param("C", "float", 1e-3, 1e3, log=True))
+_sk(("Ridge", "RidgeClassifier", "Lasso", "ElasticNet"), Param("alpha", "float", 1e-4, 1e2, log=True))
+_sk(("RandomForestClassifier", "RandomForestRegressor", "ExtraTreesClassifier", "ExtraTreesRegressor"),
+    Param("n_estimators", "int", 10, 500, log=True), Param("max_depth", "int", 2, 32),
+    Param("min_samples_leaf", "int", 1, 10))
+_sk(("GradientBoostingClassifier", "GradientBoostingRegressor"),
+    Param("n_estimators", "int", 20, 500, log=True), Param("learning_rate", "float", 1e-3, 0.5, log=True),
+    Param("max_depth", "int", 1, 8))
+_sk(("HistGradientBoostingClassifier", "HistGradientBoostingRegressor"),
+    Param("learning_rate", "float", 1e-3, 0.5, log=True), Param("max_iter", "int", 20, 500, log=True),
+    Param("max_depth", "int", 2, 16))
+_sk(("DecisionTreeClassifier", "DecisionTreeRegressor"), Param("max_depth", "int", 1, 32),
+    Param("min_samples_leaf", "int", 1, 20))
+_sk(("KNeighborsClassifier", "KNeighborsRegressor"), Param("n_neighbors", "int", 1, 50))
+_sk(("MLPClassifier", "MLPRegressor"), Param("alpha", "float", 1e-6, 1e-1, log=True),
+    Param("learning_rate_init", "float", 1e-4, 1e-1, log=True))
+
+
+def _override(param: Param, spec: Any, key: str) -> Param:
+    if isinstance(spec, list):
+        if param.kind == "fc":
+            return Param(param.name, "fc", param.low, param.high, choices=tuple(int(u) for u in spec))
+        return Param(param.name, "choice", choices=tuple(spec))
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"hparams.space.{key}: expected a mapping such as {{low: 1e-4, high: 1e-2}} or a list of values")
+    allowed = {"low", "high", "log", "min", "max", "units", "choices"}
+    unknown = set(spec) - allowed
+    if unknown:
+        raise ConfigError(f"hparams.space.{key}: unknown field(s) {sorted(unknown)}; valid: {sorted(allowed)}")
+    if "choices" in spec:
+        return Param(param.name, "choice", choices=tuple(spec["choices"]))
+    if param.kind == "fc":
+        low = int(spec.get("min", param.low or 0))
+        high = int(spec.get("max", param.high or 0))
+        units = tuple(int(u) for u in spec.get("units", param.choices))
+        if not (0 <= low <= high) or not units or any(u <= 0 for u in units):
+            raise ConfigError(f"hparams.space.{key}: need 0 <= min <= max and positive units")
+        return Param(param.name, "fc", low, high, choices=units)
+    low = spec.get("low", param.low)
+    high = spec.get("high", param.high)
+    try:
+        low, high = float(low), float(high)
+    except (TypeError, ValueError):
+        raise ConfigError(f"hparams.space.{key}: low and high must be numbers") from None
+    log = bool(spec.get("log", param.log))
+    if low > high or (log and low <= 0):
+        raise ConfigError(f"hparams.space.{key}: need low <= high{' and low > 0 for log' if log else ''}")
+    kind = param.kind if param.kind in ("int", "float") else "float"
+    return Param(param.name, kind, low, high, log=log)
+
+
+def build_space(tunables: Any, overrides: Mapping[str, Any] | None = None) -> SearchSpace:
+    """The space for a script, from the ``Tunables`` that :func:`tuner.hparams.find_settings`
+    returned. Settings the script does not declare are not searched."""
+    overrides = dict(overrides or {})
+    found = tunables.values()
+    params: dict[str, Param] = {}
+    if tunables.framework == "sklearn":
+        table = SKLEARN_TABLE.get(tunables.estimator or "", {})
+        for name, default in table.items():
+            params[name] = default
+        # keywords written in the script but not in the table: searched only with an override
+    else:
+        if "fc_layers" in found:
+            base = found["fc_layers"] or []
+            params["fc_layers"] = Param("fc_layers", "fc", 0 if not base else 1, 3, choices=FC_UNITS)
+        if "learning_rate" in found:
+            params["learning_rate"] = Param("learning_rate", "float", 1e-4, 3e-2, log=True)
+        if "epochs" in found and isinstance(found["epochs"], int):
+            e = found["epochs"]
+            params["epochs"] = Param("epochs", "int", max(1, e // 2), max(e * 2, e + 2))
+        if "batch_size" in found and isinstance(found["batch_size"], int):
+            params["batch_size"] = Param("batch_size", "choice", choices=(16, 32, 64, 128))
+    for key, spec in overrides.items():
+        if key in params:
+            params[key] = _override(params[key], spec, key)
+        elif key in found or tunables.framework == "sklearn":
+            guess = Param(key, "float", None, None)
+            if isinstance(found.get(key), int) and not isinstance(found.get(key), bool):
+                guess = Param(key, "int", None, None)
+            if isinstance(spec, Mapping) and ("low" not in spec or "high" not in spec) and "choices" not in spec:
+                raise ConfigError(f"hparams.space.{key}: give low and high (no built-in range for '{key}')")
+            params[key] = _override(guess, spec, key)
+        else:
+            valid = ", ".join(sorted(found)) or "none found"
+            raise ConfigError(f"hparams.space.{key}: the script has no setting '{key}' (tunable: {valid})")
+    baseline = {k: v for k, v in found.items() if k in params}
+    return SearchSpace(params=params, baseline=baseline)
