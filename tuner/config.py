@@ -71,6 +71,7 @@ SCHEMA: dict[str, Key] = {
     "mail.smtp_security": Key(str, "auto", "MLOPS_SMTP_SECURITY", choices=("auto", "plain", "starttls", "ssl")),
     "mail.smtp_timeout": Key(float, 30.0, "MLOPS_SMTP_TIMEOUT", check=_positive),
     "mail.outbox": Key(str, None, "MLOPS_OUTBOX", help="default: ~/.local/share/mlops/outbox"),
+    "mail.smtp_cafile": Key(str, None, "MLOPS_SMTP_CAFILE", help="CA file that signed the SMTP server's certificate"),
     # watchdog
     "watchdog.enabled": Key(bool, True, "MLOPS_WATCHDOG"),
     "watchdog.heartbeat_timeout": Key(float, 300.0, "MLOPS_HEARTBEAT_TIMEOUT", check=_positive),
@@ -91,7 +92,7 @@ SCHEMA: dict[str, Key] = {
     "jenkins.timeout": Key(float, 30.0, "MLOPS_JENKINS_TIMEOUT", check=_positive),
 }
 
-_SECRET_WORDS = ("password", "token", "secret", "api_key", "apikey")
+_SECRET_WORDS = ("pass", "token", "secret", "api_key", "apikey", "credential")
 
 
 def _coerce(key: str, spec: Key, value: Any, origin: str) -> Any:

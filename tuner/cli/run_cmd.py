@@ -79,8 +79,12 @@ def run(script: Path, goal: float | None, metric: str | None, strategy: str | No
     click.echo(f"mlops: report: {target / 'report.html'}   summary: {target / 'summary.json'}")
     if not no_mail:
         from notify import notify_run
+        from tuner.errors import MlopsError
 
-        notify_run(target, cfg, echo=click.echo)
+        try:
+            notify_run(target, cfg, echo=click.echo)
+        except MlopsError as exc:  # a bad address must not change the run's own exit code
+            click.echo(f"mlops: the outcome email was not sent: {exc}", err=True)
     return outcome.exit_code
 
 

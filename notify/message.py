@@ -1,0 +1,622 @@
+"""Build the completion mail of a run: ``summary.json`` -> facts -> jinja2 templates -> a
+multipart (text + HTML) :class:`email.message.EmailMessage`, fully serialized before any
+connection is opened, so a bad address, a header injection or a template error stops
+everything before a byte is sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import socket
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tuner.errors import NotifyError
+
+SUMMARY_FILE = "summary.json"
+REPORT_FILE = "report.html"
+STATUSES = ("goal_met", "budget_spent", "failed", "nothing_to_tune")
+LOG_TAIL_LINES = 50
+MAX_TRIAL_ROWS = 50
+SUBJECT_REASON_CHARS = 90
+MESSAGE_ID_DOMAIN = "mlops-autotune.local"
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+TEMPLATE_NAMES = ("subject.j2", "body.txt.j2", "body.html.j2")
+CANONICAL_ORDER = ("fc_layers", "learning_rate", "epochs", "batch_size")
+
+# -- addresses and headers ---------------------------------------------------------------
+
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_ADDR_SPEC = re.compile(
+    r"^(?P<local>[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*)"
+    r"@(?P<domain>[^@\s<>()\[\],;:\"\\]+)$"
+)
+_DOMAIN = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class Address:
+    """One mailbox: ``addr`` is the bare ``local@domain`` used in the SMTP envelope."""
+
+    addr: str
+    name: str = ""
+
+    @property
+    def header(self) -> str:
+        from email.headerregistry import Address as HeaderAddress
+
+        local, domain = self.addr.rsplit("@", 1)
+        return str(HeaderAddress(display_name=self.name, username=local, domain=domain))
+
+
+def check_header(value: str, what: str) -> str:
+    """``value`` unchanged if it is safe in a mail header; a :class:`NotifyError` if it holds a
+    line break (CR/LF) or another control character that could inject headers."""
+    if "\r" in value or "\n" in value:
+        raise NotifyError(
+            f"{what}: {_shorten(value, 60)!r} contains a line break (CR/LF), which would inject "
+            "mail headers; nothing was sent. Remove the line break."
+        )
+    if _CONTROL.search(value):
+        raise NotifyError(
+            f"{what}: {_shorten(value, 60)!r} contains a control character; nothing was sent"
+        )
+    return value
+
+
+def _split_addresses(value: str) -> list[str]:
+    parts, buf, quoted, angle = [], [], False, False
+    for ch in value:
+        if ch == '"' and not angle:
+            quoted = not quoted
+        elif ch == "<" and not quoted:
+            angle = True
+        elif ch == ">" and not quoted:
+            angle = False
+        if ch in ",;" and not quoted and not angle:
+            parts.append("".join(buf))
+            buf = []
+        else:
+            buf.append(ch)
+    parts.append("".join(buf))
+    return [p.strip() for p in parts if p.strip()]
+
+
+def parse_addresses(value: str, what: str) -> list[Address]:
+    """``"Ann <ann@example.com>, bob@example.com"`` -> addresses. ``what`` names where the
+    value came from (e.g. ``mail.to ($MLOPS_MAIL_TO)``) for the error message."""
+    check_header(value, what)
+    found: list[Address] = []
+    for part in _split_addresses(value):
+        m = re.fullmatch(r'(?P<name>[^<>]*?)\s*<(?P<addr>[^<>]*)>', part)
+        name, addr = (m.group("name").strip(), m.group("addr").strip()) if m else ("", part)
+        if len(name) >= 2 and name[0] == name[-1] == '"':
+            name = name[1:-1]
+        found.append(Address(_check_addr_spec(addr, what), name))
+    if not found:
+        raise NotifyError(f"{what}: no mail address in {value!r}; give one such as ann@example.com")
+    return found
+
+
+def _check_addr_spec(addr: str, what: str) -> str:
+    hint = "give an address such as ann@example.com"
+    m = _ADDR_SPEC.match(addr)
+    if not m:
+        if not addr.isascii():
+            raise NotifyError(f"{what}: {addr!r}: only ASCII mail addresses are supported")
+        raise NotifyError(f"{what}: {addr!r} is not a valid mail address; {hint}")
+    local, domain = m.group("local"), m.group("domain")
+    if len(local) > 64:
+        raise NotifyError(f"{what}: {addr!r}: the part before @ is longer than 64 characters")
+    if not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise NotifyError(f"{what}: {addr!r}: the domain is not a valid host name") from None
+    if not _DOMAIN.match(domain) or len(domain) > 253:
+        raise NotifyError(f"{what}: {addr!r}: {domain!r} is not a valid domain; {hint}")
+    return f"{local}@{domain}"
+
+
+# -- the summary ----------------------------------------------------------------------------
+
+
+def load_summary(run_dir: Path) -> dict[str, Any]:
+    """``<run_dir>/summary.json``, checked for the keys the mail needs."""
+    path = Path(run_dir) / SUMMARY_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NotifyError(
+            f"{path}: not found; give the run directory that 'mlops run' wrote "
+            "(default: mlops-runs/<script> beside the script)"
+        ) from None
+    except OSError as exc:
+        raise NotifyError(f"{path}: cannot read it ({exc.strerror})") from None
+    except json.JSONDecodeError as exc:
+        raise NotifyError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise NotifyError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    for key in ("status", "script_name", "metric"):
+        if not isinstance(data.get(key), str) or not data[key]:
+            raise NotifyError(f"{path}: '{key}' is missing or not a string")
+    if data["status"] not in STATUSES:
+        raise NotifyError(
+            f"{path}: status {data['status']!r} is not one of: {', '.join(STATUSES)}"
+        )
+    for key, kind in (("trials", list), ("best", dict), ("git", dict), ("budget", dict)):
+        if data.get(key) is not None and not isinstance(data[key], kind):
+            raise NotifyError(f"{path}: '{key}' must be a {kind.__name__} or null")
+    return data
+
+
+def message_id_for(run_dir: Path, summary: Mapping[str, Any]) -> str:
+    """The same run outcome always gets the same Message-ID, so it is never mailed twice."""
+    seed = "\n".join(
+        [str(Path(run_dir).resolve()), str(summary.get("finished_at") or ""), summary["status"]]
+    )
+    digest = hashlib.sha256(seed.encode("utf-8")).hexdigest()[:32]
+    return f"<mlops.{digest}@{MESSAGE_ID_DOMAIN}>"
+
+
+# -- formatting -----------------------------------------------------------------------------
+
+
+def fmt_metric(value: Any) -> str:
+    """0.93 -> "0.93", 0.9 -> "0.90", 0.93125 -> "0.9313", 0.00012 -> "0.00012"."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return "n/a"
+    v = float(value)
+    if v != 0 and abs(v) < 0.01:
+        return f"{v:.2g}"
+    text = f"{v:.4f}".rstrip("0")
+    whole, _, frac = text.partition(".")
+    return f"{whole}.{frac.ljust(2, '0')}"
+
+
+def fmt_seconds(value: Any) -> str:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return "n/a"
+    s = int(round(float(value)))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {(s % 3600) // 60:02d} min"
+
+
+def fmt_value(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(fmt_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {fmt_value(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def _setting_order(name: str) -> tuple[int, str]:
+    return (CANONICAL_ORDER.index(name), "") if name in CANONICAL_ORDER else (len(CANONICAL_ORDER), name)
+
+
+def fmt_settings(settings: Mapping[str, Any] | None) -> str:
+    if not settings:
+        return "as written"
+    return ", ".join(f"{k}={fmt_value(settings[k])}" for k in sorted(settings, key=_setting_order))
+
+
+def fmt_time(value: Any) -> str | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if t.tzinfo is not None:
+        return t.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return t.strftime("%Y-%m-%d %H:%M")
+
+
+def oneline(value: Any, limit: int | None = None) -> str:
+    """The first non-empty line of ``value`` with runs of blanks collapsed, cut to ``limit``."""
+    text = "" if value is None else str(value)
+    first = next((ln for ln in text.splitlines() if ln.strip()), "")
+    first = re.sub(r"\s+", " ", first).strip()
+    return _shorten(first, limit) if limit else first
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def clean_log(text: str, lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` lines, without terminal colour codes or control characters."""
+    text = _ANSI.sub("", text or "")
+    out = [re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", "", ln.rstrip()) for ln in text.splitlines()]
+    while out and not out[-1]:
+        out.pop()
+    return "\n".join(_shorten(ln, 400) for ln in out[-lines:])
+
+
+# -- facts for the templates ----------------------------------------------------------------
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _log_tail(summary: Mapping[str, Any], run_dir: Path) -> tuple[str, str | None]:
+    """(last lines, where they come from) for a failed run."""
+    if isinstance(summary.get("log_tail"), str) and summary["log_tail"].strip():
+        return clean_log(summary["log_tail"]), "summary.json"
+    bad = [
+        t for t in (summary.get("trials") or [])
+        if isinstance(t, dict) and t.get("status") in ("failed", "timeout", "killed")
+    ]
+    for trial in reversed(bad):
+        workdir = run_dir / str(trial.get("workdir") or f"trials/{int(trial.get('number', 0)):04d}")
+        try:
+            result = json.loads((workdir / "result.json").read_text(encoding="utf-8"))
+            text = result.get("log_tail") if isinstance(result, dict) else None
+        except (OSError, json.JSONDecodeError):
+            text = None
+        where = f"{trial.get('workdir') or workdir.name}/train.log"
+        if isinstance(text, str) and text.strip():
+            return clean_log(text), where
+        from tuner.trial import tail
+
+        text = tail(workdir / "train.log", LOG_TAIL_LINES)
+        if text.strip():
+            return clean_log(text), where
+    return "", None
+
+
+def _report_link(
+    summary: Mapping[str, Any], run_dir: Path, env: Mapping[str, str]
+) -> tuple[str | None, str | None, str]:
+    """(build url, report url, report file path)."""
+    report_path = str(run_dir / REPORT_FILE)
+    build_url = summary.get("build_url") or env.get("BUILD_URL") or None
+    if isinstance(summary.get("report_url"), str) and summary["report_url"]:
+        return build_url, summary["report_url"], report_path
+    if not build_url:
+        return None, None, report_path
+    base = build_url if build_url.endswith("/") else build_url + "/"
+    rel = REPORT_FILE
+    workspace = env.get("WORKSPACE")
+    if workspace:
+        try:
+            rel = (run_dir / REPORT_FILE).resolve().relative_to(Path(workspace).resolve()).as_posix()
+        except ValueError:
+            pass
+    return build_url, f"{base}artifact/{rel}", report_path
+
+
+def _changes(baseline: Mapping[str, Any], best: Mapping[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for name in sorted(set(best), key=_setting_order):
+        before = baseline.get(name)
+        rows.append(
+            {
+                "name": name,
+                "before": fmt_value(before) if name in baseline else "as written",
+                "after": fmt_value(best[name]),
+                "changed": name not in baseline or before != best[name],
+            }
+        )
+    return rows
+
+
+def _diff_lines(diff: str) -> list[dict[str, str]]:
+    rows = []
+    for line in diff.splitlines():
+        if line.startswith(("+++", "---")):
+            kind = "file"
+        elif line.startswith("@@"):
+            kind = "hunk"
+        elif line.startswith("+"):
+            kind = "add"
+        elif line.startswith("-"):
+            kind = "del"
+        else:
+            kind = "same"
+        rows.append({"kind": kind, "text": line})
+    return rows
+
+
+def build_facts(
+    summary: Mapping[str, Any], run_dir: Path, env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The template context: every key always present (``None`` when unknown)."""
+    env = os.environ if env is None else env
+    run_dir = Path(run_dir)
+    status = summary["status"]
+    metric = summary["metric"]
+    maximize = summary.get("maximize", True) is not False
+    best = summary.get("best") if isinstance(summary.get("best"), dict) else None
+    trials_raw = [t for t in (summary.get("trials") or []) if isinstance(t, dict)]
+    best_number = best.get("number") if best else None
+
+    best_diff = ""
+    if best:
+        best_diff = best.get("diff") or ""
+        if not best_diff:
+            try:
+                best_diff = (run_dir / "best" / "settings.diff").read_text(encoding="utf-8")
+            except OSError:
+                best_diff = ""
+    best_facts = None
+    if best:
+        best_facts = {
+            "number": best.get("number"),
+            "metric": fmt_metric(best.get("metric")),
+            "settings": fmt_settings(best.get("settings")),
+            "epochs": best.get("epochs"),
+            "time": fmt_seconds(best.get("seconds")),
+            "workdir": best.get("workdir"),
+        }
+
+    trials = []
+    for t in trials_raw[-MAX_TRIAL_ROWS:]:
+        trials.append(
+            {
+                "number": t.get("number"),
+                "status": str(t.get("status") or "?"),
+                "metric": fmt_metric(t.get("metric")),
+                "settings": fmt_settings(t.get("settings")),
+                "epochs": t.get("epochs") if t.get("epochs") is not None else "",
+                "time": fmt_seconds(t.get("seconds")),
+                "is_best": best_number is not None and t.get("number") == best_number,
+                "note": oneline(t.get("reason"), 70) if t.get("reason") else "",
+                "restarts": t.get("restarts") or 0,
+            }
+        )
+
+    log_tail, log_source = _log_tail(summary, run_dir) if status == "failed" else ("", None)
+    build_url, report_url, report_path = _report_link(summary, run_dir, env)
+    git = summary.get("git") if isinstance(summary.get("git"), dict) else {}
+    budget = summary.get("budget") if isinstance(summary.get("budget"), dict) else {}
+    budget_parts = []
+    if _num(budget.get("max_trials")) is not None:
+        n = int(budget["max_trials"])
+        budget_parts.append(f"{n} trial{'s' if n != 1 else ''}")
+    if _num(budget.get("max_minutes")) is not None:
+        budget_parts.append(f"{fmt_value(budget['max_minutes'])} min")
+    n_trials = len(trials_raw)
+    commit = git.get("commit") or None
+
+    return {
+        "status": status,
+        "script_name": summary["script_name"],
+        "script": summary.get("script") or summary["script_name"],
+        "kind": summary.get("kind") or None,
+        "metric": metric,
+        "maximize": maximize,
+        "short_of": "below" if maximize else "above",
+        "goal": fmt_metric(summary.get("goal")),
+        "goal_met": bool(summary.get("goal_met")),
+        "reason": oneline(summary.get("reason")) or None,
+        "reason_short": oneline(summary.get("reason"), SUBJECT_REASON_CHARS) or "no reason recorded",
+        "best": best_facts,
+        "changes": _changes(
+            summary.get("baseline_settings") or {}, (best or {}).get("settings") or {}
+        ) if best else [],
+        "diff": best_diff.rstrip("\n"),
+        "diff_lines": _diff_lines(best_diff),
+        "trials": trials,
+        "trials_hidden": max(0, n_trials - MAX_TRIAL_ROWS),
+        "n_trials": n_trials,
+        "trials_word": "trial" if n_trials == 1 else "trials",
+        "duration": fmt_seconds(summary.get("seconds")),
+        "started_at": fmt_time(summary.get("started_at")),
+        "finished_at": fmt_time(summary.get("finished_at")),
+        "strategy": summary.get("strategy") or None,
+        "runner": summary.get("runner") or None,
+        "budget": " / ".join(budget_parts) or None,
+        "log_tail": log_tail,
+        "log_lines": len(log_tail.splitlines()) if log_tail else 0,
+        "log_source": log_source,
+        "build_url": build_url,
+        "report_url": report_url,
+        "report_path": report_path,
+        "run_dir": str(run_dir),
+        "commit": commit[:10] if isinstance(commit, str) else None,
+        "branch": git.get("branch") or None,
+        "author": git.get("author_email") or None,
+    }
+
+
+# -- rendering -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+def render(facts: Mapping[str, Any], templates_dir: Path | None = None) -> Rendered:
+    """Render subject, text and HTML. A variable a template uses but ``facts`` lacks is a
+    :class:`NotifyError` naming the template and the variable."""
+    import jinja2
+
+    folder = Path(templates_dir) if templates_dir else TEMPLATES_DIR
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(folder)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=lambda name: bool(name and name.endswith(".html.j2")),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["oneline"] = oneline
+    out = {}
+    for name in TEMPLATE_NAMES:
+        try:
+            out[name] = env.get_template(name).render(**facts)
+        except jinja2.TemplateNotFound:
+            raise NotifyError(f"{folder / name}: mail template not found") from None
+        except jinja2.UndefinedError as exc:
+            raise NotifyError(
+                f"{folder / name}: the template uses a value the mail does not have ({exc.message}); "
+                "nothing was sent"
+            ) from None
+        except jinja2.TemplateSyntaxError as exc:
+            raise NotifyError(f"{folder / name}:{exc.lineno}: template syntax error: {exc.message}") from None
+    subject = re.sub(" {2,}", " ", out["subject.j2"].strip())
+    return Rendered(subject=subject, text=out["body.txt.j2"], html=out["body.html.j2"])
+
+
+# -- recipients and sender -------------------------------------------------------------------
+
+
+def git_author_email(folder: Path, timeout: float = 5.0) -> str | None:
+    """The author of the last commit in the Git checkout holding ``folder`` (None if none)."""
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(folder), "log", "-1", "--format=%ae"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    email = proc.stdout.strip()
+    return email if proc.returncode == 0 and email else None
+
+
+_FLAGS = {"mail.to": "--to"}
+
+
+def _origin(config: Any, key: str) -> str:
+    """``mail.to ($MLOPS_MAIL_TO)``, ``--to``, ``mail.to (/x/mlops.yaml)``: where a value came from."""
+    origin = config.origin(key) if hasattr(config, "origin") else "default"
+    if origin == "flag":
+        return _FLAGS.get(key, f"--{key}")
+    return f"{key} ({origin})" if origin != "default" else key
+
+
+def resolve_recipients(
+    config: Any, summary: Mapping[str, Any], run_dir: Path, *, echo: Callable[[str], Any] | None = None
+) -> tuple[list[Address], str]:
+    """(recipients, where they came from): ``mail.to``, else the author of the pushed commit
+    (``git.author_email`` in summary.json, else ``git log`` in the script's folder)."""
+    configured = config.get("mail.to")
+    if configured:
+        return parse_addresses(configured, _origin(config, "mail.to")), _origin(config, "mail.to")
+    git = summary.get("git") if isinstance(summary.get("git"), dict) else {}
+    candidates: list[tuple[str, str]] = []
+    if git.get("author_email"):
+        candidates.append((str(git["author_email"]), "summary.json git.author_email"))
+    else:
+        script = summary.get("script")
+        folder = Path(script).parent if script and Path(script).parent.is_dir() else run_dir
+        email = git_author_email(folder)
+        if email:
+            candidates.append((email, f"git author in {folder}"))
+    for value, where in candidates:
+        try:
+            return parse_addresses(value, where), where
+        except NotifyError as exc:
+            if echo:
+                echo(f"notify: ignoring the commit author's address: {exc}")
+    return [], "nobody"
+
+
+def resolve_sender(config: Any) -> Address:
+    configured = config.get("mail.from")
+    if configured:
+        found = parse_addresses(configured, _origin(config, "mail.from"))
+        if len(found) != 1:
+            raise NotifyError(f"{_origin(config, 'mail.from')}: give exactly one sender address")
+        return found[0]
+    user = config.get("mail.smtp_user")
+    if user and "@" in user:
+        return parse_addresses(user, _origin(config, "mail.smtp_user"))[0]
+    host = re.sub(r"[^A-Za-z0-9.-]", "", socket.gethostname()).strip(".-") or "localhost"
+    if not _DOMAIN.match(host):
+        host = "localhost"
+    return Address(f"mlops@{host}", "mlops-autotune")
+
+
+# -- the message ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuiltMessage:
+    """A message ready to send: ``raw`` is exactly what goes on the wire (CRLF line ends)."""
+
+    message_id: str
+    subject: str
+    sender: str
+    recipients: tuple[str, ...]
+    recipient_source: str
+    status: str
+    text: str
+    html: str
+    raw: bytes
+    name_hint: str
+
+
+def build_message(
+    run_dir: Path,
+    config: Any,
+    *,
+    env: Mapping[str, str] | None = None,
+    templates_dir: Path | None = None,
+    echo: Callable[[str], Any] | None = None,
+) -> BuiltMessage:
+    """Everything up to (not including) sending. Raises :class:`NotifyError` on bad input."""
+    from email import policy
+    from email.message import EmailMessage
+    from email.utils import formatdate
+
+    run_dir = Path(run_dir)
+    summary = load_summary(run_dir)
+    facts = build_facts(summary, run_dir, env)
+    rendered = render(facts, templates_dir)
+    subject = check_header(rendered.subject, f"the mail subject (script_name in {run_dir / SUMMARY_FILE})")
+    recipients, source = resolve_recipients(config, summary, run_dir, echo=echo)
+    sender = resolve_sender(config)
+    message_id = message_id_for(run_dir, summary)
+
+    msg = EmailMessage(policy=policy.SMTP)
+    msg["Subject"] = subject
+    msg["From"] = sender.header
+    if recipients:
+        msg["To"] = ", ".join(a.header for a in recipients)
+    msg["Date"] = formatdate(localtime=True)
+    msg["Message-ID"] = message_id
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Mlops-Status"] = summary["status"]
+    msg.set_content(rendered.text)
+    msg.add_alternative(rendered.html, subtype="html")
+    raw = msg.as_bytes()
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(summary["script_name"]).stem)[:40] or "run"
+    return BuiltMessage(
+        message_id=message_id,
+        subject=subject,
+        sender=sender.addr,
+        recipients=tuple(a.addr for a in recipients),
+        recipient_source=source,
+        status=summary["status"],
+        text=rendered.text,
+        html=rendered.html,
+        raw=raw,
+        name_hint=f"{stem}-{summary['status']}",
+    )
