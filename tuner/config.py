@@ -54,6 +54,7 @@ SCHEMA: dict[str, Key] = {
     "trial_timeout_minutes": Key(float, 30.0, "MLOPS_TRIAL_TIMEOUT_MINUTES", check=_positive),
     "prune": Key(bool, True, "MLOPS_PRUNE", help="stop trials that cannot beat the best"),
     "runner": Key(str, "local", "MLOPS_RUNNER", choices=("local", "docker")),
+    "warm_worker": Key(bool, True, "MLOPS_WARM_WORKER", help="local runner: import TensorFlow once, fork per trial"),
     "seed": Key(int, 0, "MLOPS_SEED", check=_non_negative),
     "run_dir": Key(str, None, "MLOPS_RUN_DIR", help="default: mlops-runs/<script> beside it"),
     # what the tuner may change

@@ -40,6 +40,8 @@ from tuner.trial import (
 )
 
 HEARTBEAT_EVERY = 1.0  # seconds between heartbeat writes while batches run
+# stop-at-goal, from MLOPS_GOAL / MLOPS_METRIC / MLOPS_MAXIMIZE (set by the runner)
+_GOAL: dict[str, Any] = {"goal": None, "metric": "val_accuracy", "maximize": True, "reached": False}
 _KEEP_CHECKPOINTS = 2
 
 
@@ -256,7 +258,14 @@ def _make_callbacks(keras: Any, workdir: Path, fit_index: int, epoch_offset: int
                 _append_metrics(workdir, record)
             self.epochs_done = epoch + 1
             touch_heartbeat(workdir, {"epoch": record["epoch"], "batch": 0, "fit": fit_index, "epoch_done": True})
-            if (workdir / STOP_FILE).exists():
+            value = record.get(_GOAL["metric"])
+            if _GOAL["goal"] is not None and isinstance(value, float) and (
+                    value >= _GOAL["goal"] if _GOAL["maximize"] else value <= _GOAL["goal"]):
+                _info(f"goal reached at epoch {record['epoch']}: {_GOAL['metric']} {value:.4f}; "
+                      "training stops here")
+                self.model.stop_training = True
+                _GOAL["reached"] = True
+            elif (workdir / STOP_FILE).exists():
                 reason = (workdir / STOP_FILE).read_text(encoding="utf-8", errors="replace").strip()
                 _info(f"stopping after epoch {record['epoch']}: {reason or 'asked to stop'}")
                 self.model.stop_training = True
@@ -277,8 +286,9 @@ def install_keras_hooks(workdir: Path) -> None:
             args = list(args)
             kwargs["callbacks"] = args[5]
             del args[5]
-        if (workdir / STOP_FILE).exists():
-            _info("a STOP request is pending; this fit() call is skipped")
+        if _GOAL["reached"]:
+            _info("the goal was reached by an earlier fit(); this fit() call is skipped")
+            kwargs["epochs"] = 0
         user_callbacks = list(kwargs.pop("callbacks", None) or [])
         state["fits"] += 1
         callbacks = _make_callbacks(keras, workdir, state["fits"], state["offset"])
@@ -325,6 +335,10 @@ def main(argv: list[str] | None = None) -> int:
     seed_text = os.environ.get("MLOPS_SEED", "")
     seed = int(seed_text) if seed_text.strip().lstrip("-").isdigit() else None
     keras_script = kind in ("cnn", "ann")
+    goal_text = os.environ.get("MLOPS_GOAL", "").strip()
+    if goal_text:
+        _GOAL.update(goal=float(goal_text), metric=os.environ.get("MLOPS_METRIC") or "val_accuracy",
+                     maximize=os.environ.get("MLOPS_MAXIMIZE", "1") != "0")
     if keras_script:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     touch_heartbeat(workdir, {"phase": "starting"})

@@ -273,7 +273,8 @@ class TuneLoop:
         timeout = max(1.0, min(self.s.trial_timeout or remaining, remaining)) if remaining > 0 else 1.0
         spec = TrialSpec(script=self.script, kind=self.kind or "", workdir=Path(rec.workdir),
                          settings=rec.settings, metric=self.s.metric, timeout=timeout, seed=self.s.seed,
-                         labels={"study": self.run_dir.name, "trial": str(rec.number)})
+                         labels={"study": self.run_dir.name, "trial": str(rec.number)},
+                         goal=self.s.goal, maximize=self.s.maximize)
         self.bus.emit("trial_started", trial=rec.number, settings=rec.settings, resumed=resumed,
                       max_trials=self.s.max_trials, workdir=rec.workdir)
         peers = [t.history for t in study.trials() if t.finished and t.number != rec.number
@@ -324,6 +325,11 @@ class TuneLoop:
         best_json = None
         best_dir = self.run_dir / "best"
         if best is not None:
+            best_settings = dict(best.settings)
+            if isinstance(best_settings.get("epochs"), int) and 0 < best.epochs < best_settings["epochs"]:
+                # the trial stopped at the epoch that reached the goal: the winning script trains that long
+                best_settings["epochs"] = best.epochs
+            best.settings = best_settings
             original = self.script.read_text(encoding="utf-8")
             rewritten = hparams.apply_settings(original, best.settings, path=str(self.script), names=self.s.names) \
                 if best.settings else original

@@ -44,6 +44,8 @@ class TrialSpec:
     seed: int | None = 0
     env: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)  # e.g. study and trial number
+    goal: float | None = None  # stop training at the end of the epoch that reaches it
+    maximize: bool = True
 
     def __post_init__(self) -> None:
         self.script = Path(self.script)

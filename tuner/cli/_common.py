@@ -34,6 +34,12 @@ def build_runner(cfg: Config, name: str | None = None) -> Any:
     from tuner.runners import get_runner
 
     name = name or cfg.runner
+    if name == "local-cold":  # one trial: a warm worker would only add a process
+        return get_runner("local", names=hparam_names(cfg))
+    if name == "local" and cfg.warm_worker:
+        from tuner.runners.warm import WarmRunner
+
+        return WarmRunner(names=hparam_names(cfg))
     if name == "docker":
         return get_runner("docker", config=cfg, names=hparam_names(cfg))
     return get_runner(name, names=hparam_names(cfg))

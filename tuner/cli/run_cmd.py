@@ -61,7 +61,8 @@ def run(script: Path, goal: float | None, metric: str | None, strategy: str | No
             return _supervise(runner_, spec, policy, **kw)
 
     progress = Progress()
-    loop = TuneLoop(script, target, LoopSettings.from_config(cfg), build_runner(cfg), kind=kind,
+    trial_runner = build_runner(cfg)
+    loop = TuneLoop(script, target, LoopSettings.from_config(cfg), trial_runner, kind=kind,
                     listeners=[progress], supervise=supervise, runner_name=cfg.runner)
     try:
         outcome = loop.run()
@@ -72,6 +73,7 @@ def run(script: Path, goal: float | None, metric: str | None, strategy: str | No
         raise
     finally:
         progress.close()
+        trial_runner.close()
     s = outcome.summary
     click.echo(f"mlops: {outcome.status.replace('_', ' ')}: {outcome.reason}")
     if s.get("best"):

@@ -43,7 +43,11 @@ def train(script: Path, sets: tuple[str, ...], settings_json: str | None, workdi
     spec = TrialSpec(script=script.resolve(), kind=kind, workdir=workdir.resolve(), settings=settings,
                      metric=cfg.metric, timeout=cfg.trial_timeout_minutes * 60, seed=cfg.seed)
     click.echo(f"mlops: training {script.name} ({kind}) in {workdir}")
-    result = build_runner(cfg).run(spec, on_progress=lambda h: click.echo(_epoch_line(h[-1], cfg.metric)))
+    trial_runner = build_runner(cfg, "local-cold" if cfg.runner == "local" else None)
+    try:
+        result = trial_runner.run(spec, on_progress=lambda h: click.echo(_epoch_line(h[-1], cfg.metric)))
+    finally:
+        trial_runner.close()
     if result.ok:
         click.echo(f"mlops: {result.metric_name} {result.metric:.4f} after {result.epochs} epochs "
                    f"in {result.seconds:.1f} s; result in {workdir / 'result.json'}")

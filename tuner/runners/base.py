@@ -57,6 +57,9 @@ class Runner(abc.ABC):
     def start(self, spec: TrialSpec) -> TrialHandle:
         """Prepare the workdir (if needed) and start the training; returns at once."""
 
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what the runner keeps between trials (warm workers, clients)."""
+
     def run(
         self,
         spec: TrialSpec,

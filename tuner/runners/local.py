@@ -77,10 +77,24 @@ def harness_env(spec: TrialSpec) -> dict[str, str]:
         "MLOPS_METRIC": spec.metric,
         "MLOPS_SEED": "" if spec.seed is None else str(spec.seed),
         "MLOPS_SCRIPT_DIR": str(spec.script.parent),
+        "MLOPS_GOAL": "" if spec.goal is None else repr(spec.goal),
+        "MLOPS_MAXIMIZE": "1" if spec.maximize else "0",
         "PYTHONUNBUFFERED": "1",
         "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
         **spec.env,
     }
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the trial gets SIGKILL when the process that started it dies (``kill -9`` of
+    ``mlops run``), so a resumed run never races an orphaned trial on the same workdir."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 class LocalRunner(Runner):
@@ -111,6 +125,7 @@ class LocalRunner(Runner):
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
             )
         except OSError as exc:
             log.close()

@@ -1,0 +1,294 @@
+"""A warm worker for the local runner: import TensorFlow once, fork a fresh process per trial.
+
+Starting a trial cold costs a Python start and a TensorFlow import (4-5 s on 2 CPU cores)
+before the first batch. The *zygote* (``python -m tuner.runners.warm``) pays that once: it
+imports the framework, then forks one child per trial. Each child is a new process (own
+memory, own Keras state, own session and process group), so one trial cannot leak into the
+next, exactly as with a cold start; only the import is shared, copy-on-write.
+
+Protocol (JSON lines): the runner writes ``{"id", "script", "env", "cwd", "log"}`` to the
+zygote's stdin; the zygote answers ``{"id", "pid"}`` and, when the child ends,
+``{"id", "exit": <returncode, negative for a signal>}``. The zygote is single-threaded
+(``select`` + ``waitpid(WNOHANG)``) so forking it is safe. It dies with ``mlops run``, and
+its children die with it (``PR_SET_PDEATHSIG``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from tuner.errors import RunnerError
+from tuner.runners.local import LocalRunner, _die_with_parent, harness_env
+from tuner.trial import LOG_FILE, TrialSpec, prepare_workdir
+
+PRELOAD = {
+    "keras": ("keras", "tensorflow"),
+    "sklearn": ("numpy", "sklearn", "sklearn.model_selection", "sklearn.linear_model", "sklearn.ensemble"),
+}
+
+
+def _kind_group(kind: str) -> str:
+    return "keras" if kind in ("cnn", "ann") else "sklearn"
+
+
+# --------------------------------------------------------------------------- the zygote side
+def _child(req: dict[str, Any]) -> None:  # pragma: no cover - runs in the forked child
+    try:
+        os.setsid()
+        _die_with_parent()
+        fd = os.open(req["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        sys.stdout = os.fdopen(1, "w", buffering=1)
+        sys.stderr = os.fdopen(2, "w", buffering=1)
+        os.chdir(req["cwd"])
+        os.environ.update(req["env"])
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        from tuner import harness
+
+        code = harness.main([req["script"]])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:  # noqa: BLE001 - the child must always exit through os._exit
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code if isinstance(code, int) else 1)
+
+
+def serve(group: str) -> int:  # pragma: no cover - exercised through WarmRunner in a subprocess
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _die_with_parent()
+    for module in PRELOAD.get(group, ()):
+        __import__(module)
+    out = sys.stdout
+    out.write(json.dumps({"ready": True, "pid": os.getpid()}) + "\n")
+    out.flush()
+    children: dict[int, str] = {}
+    buf = b""
+    stdin = sys.stdin.buffer.raw if hasattr(sys.stdin.buffer, "raw") else sys.stdin.buffer
+    fd = stdin.fileno()
+    eof = False
+    while not eof or children:
+        ready, _, _ = select.select([] if eof else [fd], [], [], 0.05)
+        if ready:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                eof = True
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                if not line.strip():
+                    continue
+                req = json.loads(line)
+                out.flush()
+                pid = os.fork()
+                if pid == 0:
+                    _child(req)
+                children[pid] = req["id"]
+                out.write(json.dumps({"id": req["id"], "pid": pid}) + "\n")
+                out.flush()
+        while children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            rid = children.pop(pid, None)
+            if rid is not None:
+                code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+                out.write(json.dumps({"id": rid, "exit": code}) + "\n")
+                out.flush()
+    return 0
+
+
+# --------------------------------------------------------------------------- the runner side
+class _Zygote:
+    def __init__(self, python: str, group: str, env: dict[str, str]):
+        self.proc = subprocess.Popen(
+            [python, "-u", "-m", "tuner.runners.warm", group],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+            start_new_session=True, preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+        self.lock = threading.Lock()
+        self.pids: dict[str, int] = {}
+        self.exits: dict[str, int] = {}
+        self.cond = threading.Condition()
+        self.ready = threading.Event()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        if not self.ready.wait(120):
+            self.close()
+            raise RunnerError("the warm worker did not start within 120 s (set MLOPS_WARM_WORKER=0 to run cold)")
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            try:
+                msg = json.loads(raw)
+            except json.JSONDecodeError:
+                continue
+            with self.cond:
+                if msg.get("ready"):
+                    self.ready.set()
+                elif "pid" in msg:
+                    self.pids[msg["id"]] = msg["pid"]
+                elif "exit" in msg:
+                    self.exits[msg["id"]] = msg["exit"]
+                self.cond.notify_all()
+        with self.cond:  # the zygote is gone: every child it had is gone with it
+            for rid in list(self.pids):
+                self.exits.setdefault(rid, -signal.SIGKILL)
+            self.ready.set()
+            self.cond.notify_all()
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def spawn(self, req: dict[str, Any], timeout: float = 30) -> int:
+        assert self.proc.stdin is not None
+        with self.lock:
+            self.proc.stdin.write((json.dumps(req) + "\n").encode())
+            self.proc.stdin.flush()
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while req["id"] not in self.pids:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self.alive:
+                    raise RunnerError("the warm worker did not start the trial (set MLOPS_WARM_WORKER=0 to run cold)")
+                self.cond.wait(left)
+            return self.pids[req["id"]]
+
+    def wait(self, rid: str, timeout: float | None) -> int | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.cond:
+            while rid not in self.exits:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return None
+                self.cond.wait(left)
+            return self.exits[rid]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(timeout=10)
+
+
+class WarmHandle:
+    """Same contract as :class:`tuner.runners.local.LocalHandle`, for a zygote's child."""
+
+    def __init__(self, spec: TrialSpec, zygote: _Zygote, rid: str, pid: int):
+        self.spec = spec
+        self.zygote = zygote
+        self.rid = rid
+        self.pid = pid
+        self.started = time.monotonic()
+
+    def poll(self) -> int | None:
+        return self.zygote.wait(self.rid, 0)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        return self.zygote.wait(self.rid, timeout)
+
+    def _signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            self._signal_group(signal.SIGKILL)
+            self.wait(30)
+
+    def freeze(self) -> None:
+        self._signal_group(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self._signal_group(signal.SIGCONT)
+
+    def close(self) -> None:
+        if self.poll() is None:
+            self.kill()
+
+    def request_stop(self, reason: str) -> None:
+        (self.spec.workdir / "STOP").write_text(reason + "\n", encoding="utf-8")
+
+    @property
+    def oom_killed(self) -> bool:
+        return False
+
+
+class WarmRunner(LocalRunner):
+    """The local runner with a warm worker per framework (TensorFlow, scikit-learn)."""
+
+    name = "local"
+
+    def __init__(self, python: str | None = None, names: dict[str, list[str]] | None = None):
+        super().__init__(python=python, names=names)
+        self._zygotes: dict[str, _Zygote] = {}
+        self._count = 0
+
+    def _zygote(self, group: str) -> _Zygote:
+        z = self._zygotes.get(group)
+        if z is None or not z.alive:
+            env = dict(os.environ)
+            root = str(Path(__file__).resolve().parents[2])
+            env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+            z = self._zygotes[group] = _Zygote(self.python, group, env)
+        return z
+
+    def start(self, spec: TrialSpec) -> WarmHandle:  # type: ignore[override]
+        if not spec.script.is_file():
+            raise RunnerError(f"{spec.script}: training script not found")
+        prepare_workdir(spec, self.names)
+        zygote = self._zygote(_kind_group(spec.kind))
+        with open(spec.workdir / LOG_FILE, "ab") as log:
+            log.write(f"--- mlops: trial started {time.strftime('%Y-%m-%d %H:%M:%S')} (warm worker) ---\n".encode())
+        self._count += 1
+        rid = f"{os.getpid()}-{self._count}"
+        root = str(Path(__file__).resolve().parents[2])
+        env = {**harness_env(spec), "PYTHONPATH": root}
+        req = {"id": rid, "script": str(spec.script_copy), "env": env, "cwd": str(spec.workdir),
+               "log": str(spec.workdir / LOG_FILE)}
+        pid = zygote.spawn(req)
+        return WarmHandle(spec, zygote, rid, pid)
+
+    def close(self) -> None:
+        for z in self._zygotes.values():
+            z.close()
+        self._zygotes.clear()
+
+    def __del__(self) -> None:  # pragma: no cover - best effort at interpreter exit
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(serve(sys.argv[1] if len(sys.argv) > 1 else "keras"))
