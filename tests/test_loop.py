@@ -10,7 +10,7 @@ import pytest
 from tests.fakes import FakeRunner, quality, write_script
 from tuner.errors import SearchError
 from tuner.events import Event
-from tuner.loop import LoopSettings, MedianPruner, TuneLoop
+from tuner.loop import GoalPruner, LoopSettings, MedianPruner, TuneLoop
 from tuner.study import Study
 
 
@@ -131,10 +131,10 @@ def test_pruning_stops_trials_that_cannot_beat_the_best(tmp_path):
         good["n"] += 1
         return 0.88 if good["n"] <= 2 else 0.6
 
-    outcome, _ = run_loop(tmp_path, runner=FakeRunner(final=final, epochs=8), events=events, goal=0.99,
+    outcome, _ = run_loop(tmp_path, runner=FakeRunner(final=final, epochs=8), events=events, goal=0.89,
                           max_trials=5, prune=True, strategy="random")
     statuses = [t["status"] for t in outcome.summary["trials"]]
-    assert statuses[:2] == ["ok", "ok"] and "pruned" in statuses[2:]
+    assert statuses == ["ok", "ok", "pruned", "pruned", "pruned"]
     pruned = [t for t in outcome.summary["trials"] if t["status"] == "pruned"]
     assert all(t["epochs"] < 8 for t in pruned) and all("median" in t["reason"] for t in pruned)
 
@@ -189,3 +189,24 @@ def test_a_changed_script_does_not_silently_resume_an_old_study(tmp_path):
 
     with pytest.raises(StudyError, match="different version of the script.*--fresh"):
         run_loop(tmp_path, goal=0.999, max_trials=2)
+
+
+def test_goal_pruner_stops_hopeless_curves_only():
+    p = GoalPruner(goal=0.9, maximize=True)
+    flat = [{"m": v} for v in (0.55, 0.57, 0.58, 0.585, 0.59)]
+    assert "cannot reach the goal 0.9" in p.should_prune("m", flat, planned=10)
+    steep = [{"m": v} for v in (0.50, 0.60, 0.70, 0.78)]
+    assert p.should_prune("m", steep, planned=10) is None  # 0.78 + 1.5*0.1*6 > 0.9
+    assert p.should_prune("m", flat[:2], planned=10) is None  # warm-up
+    assert p.should_prune("m", flat, planned=None) is None  # no plan, no extrapolation
+    assert p.should_prune("m", flat, planned=5) is None  # last epoch: nothing to save
+    lo = GoalPruner(goal=0.1, maximize=False)
+    assert lo.should_prune("loss", [{"loss": v} for v in (0.9, 0.88, 0.87, 0.86)], planned=10)
+
+
+def test_baseline_that_cannot_reach_the_goal_is_pruned_early(tmp_path):
+    outcome, _ = run_loop(tmp_path, runner=FakeRunner(final=lambda s: 0.6 if s["fc_layers"] == [16] else 0.95,
+                                                      epochs=6), prune=True)
+    first = outcome.summary["trials"][0]
+    assert first["status"] == "pruned" and first["epochs"] < 6 and "cannot reach the goal" in first["reason"]
+    assert outcome.status == "goal_met"

@@ -75,6 +75,37 @@ class MedianPruner:
 
 
 @dataclass
+class GoalPruner:
+    """Stop a trial that cannot reach the goal by its last epoch, even on an optimistic
+    straight-line extrapolation of its steepest recent improvement (x ``optimism``).
+    Needs the planned epoch count; waits ``warmup_epochs`` and a quarter of the plan."""
+
+    goal: float
+    maximize: bool = True
+    warmup_epochs: int = 3
+    optimism: float = 1.5
+
+    def should_prune(self, metric: str, history: list[dict[str, Any]], planned: int | None) -> str | None:
+        e = len(history)
+        if not planned or e < max(self.warmup_epochs, planned // 4) or e >= planned:
+            return None
+        values = [r.get(metric) for r in history]
+        if not all(isinstance(v, (int, float)) for v in values):
+            return None
+        sign = 1 if self.maximize else -1
+        vals = [sign * v for v in values]  # type: ignore[operator]
+        goal = sign * self.goal
+        recent = vals[-4:]
+        step = max([b - a for a, b in zip(recent, recent[1:], strict=False)] + [0.0])
+        reach = max(vals) + self.optimism * step * (planned - e)
+        if reach < goal:
+            best = sign * max(vals)
+            return (f"pruned at epoch {e}: {metric} {best:.4f} improves by at most {step:.4f} per epoch, "
+                    f"so it cannot reach the goal {self.goal:g} in the {planned - e} epoch(s) left")
+        return None
+
+
+@dataclass
 class LoopSettings:
     goal: float
     metric: str
@@ -153,6 +184,8 @@ class TuneLoop:
         self.runner_name = runner_name
         self.clock = clock
         self.pruner = MedianPruner(maximize=settings.maximize)
+        self.goal_pruner = GoalPruner(goal=settings.goal, maximize=settings.maximize)
+        self.planned_epochs: int | None = None
 
     # -- helpers -----------------------------------------------------------------------
     def _meets_goal(self, value: float | None) -> bool:
@@ -179,6 +212,8 @@ class TuneLoop:
         if self.kind is None:
             self.kind = classify_file(self.script).kind
         tunables = hparams.find_settings(source, path=str(self.script), names=self.s.names)
+        epochs = tunables.values().get("epochs")
+        self.planned_epochs = epochs if isinstance(epochs, int) else None
         space = build_space(tunables, self.s.space_overrides)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         lock = _lock_run_dir(self.run_dir)
@@ -291,7 +326,10 @@ class TuneLoop:
                 self.bus.emit("epoch_finished", trial=rec.number, epoch=record["epoch"], record=record,
                               metric=record.get(self.s.metric))
                 if self.s.prune and not (spec.workdir / "STOP").exists():
-                    why = self.pruner.should_prune(self.s.metric, history[: i + 1], peers)
+                    planned = rec.settings.get("epochs", self.planned_epochs)
+                    why = (self.pruner.should_prune(self.s.metric, history[: i + 1], peers)
+                           or self.goal_pruner.should_prune(self.s.metric, history[: i + 1],
+                                                            planned if isinstance(planned, int) else None))
                     if why and not self._meets_goal(record.get(self.s.metric)):
                         (spec.workdir / "STOP").write_text(why + "\n", encoding="utf-8")
 
