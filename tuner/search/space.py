@@ -114,7 +114,8 @@ def _sk(estimators: tuple[str, ...], *params: Param) -> None:
         SKLEARN_TABLE[est] = {p.name: p for p in params}
 
 
-_sk(("SVC", "SVR", "NuSVC"), Param("C", "float", 1e-3, 1e3, log=True), Param("gamma", "float", 1e-4, 1e1, log=True))
+_sk(("SVC", "SVR"), Param("C", "float", 1e-3, 1e3, log=True), Param("gamma", "float", 1e-4, 1e1, log=True))
+_sk(("NuSVC",), Param("nu", "float", 0.05, 0.8), Param("gamma", "float", 1e-4, 1e1, log=True))
 _sk(("LinearSVC", "LinearSVR"), Param("C", "float", 1e-3, 1e3, log=True))
 _sk(("LogisticRegression",), Param("C", "float", 1e-3, 1e3, log=True))
 _sk(("Ridge", "RidgeClassifier", "Lasso", "ElasticNet"), Param("alpha", "float", 1e-4, 1e2, log=True))

@@ -1,0 +1,590 @@
+"""Keras: the hidden Dense layers (``fc_layers``), found and rewritten.
+
+Three ways of writing the layers are read, and rewritten (units changed, layers added or
+removed):
+
+* a list literal of layer calls, as passed to ``Sequential([...])``;
+* ``model.add(Layer(...))`` statements in one block;
+* functional chains, one ``x = Layer(...)(x)`` statement per layer in one block.
+
+The *output layer* is the last ``Dense`` of the chosen chain. The *hidden* layers are the
+``Dense`` layers before it, walking back over Dense layers and the layers that attach to
+them (Dropout, BatchNormalization, Activation, ...) and stopping at anything else (Flatten,
+Conv, pooling, the model input, a pretrained base). When several models are built, the one
+whose output layer comes last in the file is used.
+
+Adding layers copies the last hidden Dense call (activation and other keywords; a ``name=``
+is made unique) and inserts the copies just before the output layer. Removing layers drops
+the trailing hidden Dense layers with the layers attached after them (Dropout, ...); comment
+lines stay. With no hidden layer left, ``input_shape``/``input_dim`` of the first one moves to
+the output layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import libcst as cst
+
+from tuner.hparams._source import (
+    KERAS_ROOTS,
+    Edits,
+    Problem,
+    Script,
+    Site,
+    append_keyword,
+    call_arg,
+    clone,
+    is_literal,
+    strip_comment,
+)
+
+ATTACHED = frozenset(
+    {
+        "Dropout",
+        "AlphaDropout",
+        "GaussianDropout",
+        "GaussianNoise",
+        "BatchNormalization",
+        "LayerNormalization",
+        "GroupNormalization",
+        "UnitNormalization",
+        "Activation",
+        "ReLU",
+        "LeakyReLU",
+        "PReLU",
+        "ELU",
+        "Softmax",
+        "ActivityRegularization",
+    }
+)
+INPUT_KEYWORDS = ("input_shape", "input_dim", "batch_input_shape")
+
+
+# --------------------------------------------------------------------------- layer naming
+def _class_name(script: Script, func: cst.BaseExpression) -> str | None:
+    """``Dense`` for ``Dense`` / ``layers.Dense`` / ``tf.keras.layers.Dense`` / an alias of it;
+    None for a call that is not a Keras class (imported from elsewhere)."""
+    origin = script.origin(func)
+    if origin is None:
+        return None
+    if script.is_imported(func) and origin.split(".")[0] not in KERAS_ROOTS:
+        return None
+    return origin.rsplit(".", 1)[-1]
+
+
+def _kind(script: Script, call: cst.Call) -> str:
+    name = _class_name(script, call.func)
+    if name == "Dense":
+        return "dense"
+    if name in ATTACHED:
+        return "attached"
+    return "boundary"
+
+
+def _is_dense_call(script: Script, node: cst.CSTNode) -> bool:
+    return (
+        isinstance(node, cst.Call)
+        and not isinstance(node.func, cst.Call)
+        and _class_name(script, node.func) == "Dense"
+    )
+
+
+class _DenseFinder(cst.CSTVisitor):
+    def __init__(self, script: Script):
+        super().__init__()
+        self.script = script
+        self.found: cst.Call | None = None
+
+    def visit_Call(self, node: cst.Call) -> bool:
+        if self.found is None and _is_dense_call(self.script, node):
+            self.found = node
+        return self.found is None
+
+
+def _dense_inside(script: Script, node: cst.CSTNode) -> cst.Call | None:
+    finder = _DenseFinder(script)
+    node.visit(finder)
+    return finder.found
+
+
+# --------------------------------------------------------------------------- chains
+@dataclass
+class Layer:
+    index: int  # position in the container (list element or statement)
+    kind: str  # "dense" | "attached" | "boundary" | "opaque"
+    node: cst.CSTNode  # the element or the statement
+    call: cst.Call | None = None  # the layer constructor, e.g. Dense(64, activation="relu")
+    target: str | None = None  # functional: the name assigned
+    source: str | None = None  # functional: the name the layer is applied to
+    receiver: str | None = None  # model.add: the model name
+
+
+@dataclass
+class Chain:
+    style: str  # "list" | "add" | "functional"
+    container: cst.CSTNode  # the List, or the Module / IndentedBlock holding the statements
+    output: Layer
+    region: list[Layer] = field(default_factory=list)  # hidden + attached, in order
+    problem: str | None = None
+
+    @property
+    def hidden(self) -> list[Layer]:
+        return [layer for layer in self.region if layer.kind == "dense"]
+
+
+def _list_chains(script: Script, node: cst.List) -> Chain | None:
+    layers: list[Layer] = []
+    for i, el in enumerate(node.elements):
+        value = el.value
+        if isinstance(el, cst.StarredElement):
+            layers.append(Layer(i, "opaque", el))
+        elif isinstance(value, cst.Call) and not isinstance(value.func, cst.Call):
+            layers.append(Layer(i, _kind(script, value), el, call=value))
+        elif isinstance(value, cst.Call):
+            layers.append(Layer(i, "opaque", el))
+        else:
+            layers.append(Layer(i, "boundary", el))
+    return _walk_back("list", node, layers, script)
+
+
+def _statement_layer(script: Script, stmt: cst.CSTNode, index: int) -> Layer:
+    if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1:
+        small = stmt.body[0]
+        # model.add(Layer(...))
+        if (
+            isinstance(small, cst.Expr)
+            and isinstance(small.value, cst.Call)
+            and isinstance(small.value.func, cst.Attribute)
+            and small.value.func.attr.value == "add"
+            and isinstance(small.value.func.value, cst.Name)
+            and len(small.value.args) == 1
+            and small.value.args[0].keyword is None
+            and isinstance(small.value.args[0].value, cst.Call)
+            and not isinstance(small.value.args[0].value.func, cst.Call)
+        ):
+            call = small.value.args[0].value
+            return Layer(
+                index, _kind(script, call), stmt, call=call, receiver=small.value.func.value.value
+            )
+        # x = Layer(...)(y)
+        if (
+            isinstance(small, cst.Assign)
+            and len(small.targets) == 1
+            and isinstance(small.targets[0].target, cst.Name)
+            and isinstance(small.value, cst.Call)
+            and isinstance(small.value.func, cst.Call)
+            and not isinstance(small.value.func.func, cst.Call)
+            and len(small.value.args) == 1
+            and small.value.args[0].keyword is None
+            and not small.value.args[0].star
+            and isinstance(small.value.args[0].value, cst.Name)
+        ):
+            call = small.value.func
+            return Layer(
+                index,
+                _kind(script, call),
+                stmt,
+                call=call,
+                target=small.targets[0].target.value,
+                source=small.value.args[0].value.value,
+            )
+    return Layer(index, "opaque", stmt)
+
+
+def _block_chains(script: Script, block: cst.CSTNode, body: list[cst.CSTNode]) -> list[Chain]:
+    layers = [_statement_layer(script, stmt, i) for i, stmt in enumerate(body)]
+    chains = []
+    receivers = {ly.receiver for ly in layers if ly.receiver and ly.kind == "dense"}
+    for recv in sorted(receivers):
+        view = [ly if ly.receiver == recv else Layer(ly.index, "opaque", ly.node) for ly in layers]
+        chain = _walk_back("add", block, view, script)
+        if chain:
+            chains.append(chain)
+    functional = [
+        ly if ly.target is not None else Layer(ly.index, "opaque", ly.node) for ly in layers
+    ]
+    chain = _walk_back("functional", block, functional, script)
+    if chain:
+        chains.append(chain)
+    return chains
+
+
+def _walk_back(
+    style: str, container: cst.CSTNode, layers: list[Layer], script: Script
+) -> Chain | None:
+    dense = [ly for ly in layers if ly.kind == "dense"]
+    if not dense:
+        return None
+    output = dense[-1]
+    chain = Chain(style, container, output)
+    current = output
+    for ly in reversed(layers[: output.index]):
+        if style == "functional" and ly.kind != "opaque" and ly.target != current.source:
+            break  # another branch of the graph: the chain starts here
+        if ly.kind in ("dense", "attached"):
+            chain.region.insert(0, ly)
+            current = ly
+            continue
+        if ly.kind == "opaque":
+            inner = _dense_inside(script, ly.node)
+            if inner is not None:
+                chain.problem = Problem(
+                    f"the Dense layer at line {script.line(inner)} is built in a loop, a condition "
+                    "or a nested call, which the tuner cannot rewrite; keep the units in a list "
+                    "named FC_LAYERS (or add its name to hparams.names.fc_layers in mlops.yaml)",
+                    script.line(inner),
+                )
+        break
+    return chain
+
+
+class _ChainCollector(cst.CSTVisitor):
+    def __init__(self, script: Script):
+        super().__init__()
+        self.script = script
+        self.chains: list[Chain] = []
+
+    def visit_List(self, node: cst.List) -> None:
+        if any(_is_dense_call(self.script, el.value) for el in node.elements):
+            chain = _list_chains(self.script, node)
+            if chain:
+                self.chains.append(chain)
+
+    def visit_Module(self, node: cst.Module) -> None:
+        self.chains.extend(_block_chains(self.script, node, list(node.body)))
+
+    def visit_IndentedBlock(self, node: cst.IndentedBlock) -> None:
+        self.chains.extend(_block_chains(self.script, node, list(node.body)))
+
+
+def find_chain(script: Script) -> Chain | None:
+    collector = _ChainCollector(script)
+    script.module.visit(collector)
+    if not collector.chains:
+        return None
+    return max(
+        collector.chains, key=lambda c: (script.line(c.output.call), script.line(c.output.node))
+    )
+
+
+# --------------------------------------------------------------------------- fc_layers
+def _units_arg(call: cst.Call) -> cst.Arg | None:
+    return call_arg(call, "units", 0)
+
+
+def fc_site(script: Script) -> tuple[Site | None, str | None]:
+    """The hidden Dense layers as a site, or why there is none (None, None: no Dense at all)."""
+    chain = find_chain(script)
+    if chain is None:
+        return None, None
+    if chain.problem:
+        return None, chain.problem
+    units = []
+    for ly in chain.hidden:
+        assert ly.call is not None
+        arg = _units_arg(ly.call)
+        if arg is None:
+            return None, Problem(
+                f"the Dense layer at line {script.line(ly.call)} has no units", script.line(ly.call)
+            )
+        value = script.literal(arg.value)
+        if not is_literal(value):
+            assignment, _ = script.resolve(arg.value)
+            value = script.literal(assignment.value) if assignment else value
+        if not is_literal(value) or not isinstance(value, int) or isinstance(value, bool):
+            return None, Problem(
+                f"the Dense layer at line {script.line(ly.call)} has units "
+                f"`{script.short(arg.value)}`, not a number; write the units as a number",
+                script.line(ly.call),
+            )
+        units.append(value)
+    lines = [script.line(ly.call) for ly in chain.hidden]
+    if not lines:
+        where = f"no hidden Dense layer before the output Dense at line {script.line(chain.output.call)}"
+        line = script.line(chain.output.call)
+    elif len(lines) == 1:
+        where, line = f"Dense layer at line {lines[0]}", lines[0]
+    else:
+        where, line = f"Dense layers at lines {lines[0]}-{lines[-1]}", lines[0]
+
+    def write(value: list[int], edits: Edits) -> None:
+        _rewrite_chain(script, chain, units, value, edits)
+
+    return Site("fc_layers", units, line, where, "fc", write, target=chain.container), None
+
+
+def _with_units(script: Script, call: cst.Call, units: int) -> cst.Call:
+    arg = _units_arg(call)
+    new_value = cst.Integer(str(units))
+    if arg is None:
+        return call.with_changes(args=[cst.Arg(new_value), *call.args])
+    args = [a.with_changes(value=new_value) if a is arg else a for a in call.args]
+    return call.with_changes(args=args)
+
+
+def _copy_layer(script: Script, template: cst.Call, units: int) -> cst.Call:
+    """The template Dense call with new units; a ``name=`` gets a fresh unique name."""
+    call = _with_units(script, clone(template), units)
+    args = []
+    for a in call.args:
+        if a.keyword is not None and a.keyword.value == "name":
+            old = script.literal(a.value)
+            if not isinstance(old, str):
+                continue  # a computed name: drop it rather than duplicate it
+            new = _unique_string(script, old)
+            a = a.with_changes(value=script.expr(new))
+        if a.keyword is not None and a.keyword.value in INPUT_KEYWORDS:
+            continue  # only the first layer takes the input shape
+        args.append(a)
+    if args and args[-1] is not call.args[-1]:
+        args[-1] = args[-1].with_changes(comma=call.args[-1].comma)
+    return call.with_changes(args=args)
+
+
+def _unique_string(script: Script, base: str) -> str:
+    i = 2
+    while f"{base}_{i}" in script.strings_used:
+        i += 1
+    script.strings_used.add(f"{base}_{i}")
+    return f"{base}_{i}"
+
+
+def _fresh_layer(script: Script, output: cst.Call, units: int) -> cst.Call:
+    func = script.code(output.func)
+    relu = script.format_value("relu")
+    return cst.parse_expression(f"{func}({units}, activation={relu})")  # type: ignore[return-value]
+
+
+@dataclass
+class _Plan:
+    set_units: dict[int, int]
+    remove: set[int]
+    insert: list[int]  # units of the layers added before the output
+    template: Layer | None
+    move_input: list[cst.Arg]
+
+
+def _plan(chain: Chain, old: list[int], new: list[int]) -> _Plan:
+    hidden = chain.hidden
+    k, n = len(hidden), len(new)
+    set_units = {hidden[i].index: new[i] for i in range(min(n, k)) if new[i] != old[i]}
+    remove: set[int] = set()
+    if n < k:
+        first_removed = hidden[n].index
+        for ly in chain.region:
+            if ly.index >= first_removed:
+                remove.add(ly.index)
+    move: list[cst.Arg] = []
+    if n == 0 and k > 0 and hidden[0].call is not None:
+        present = {
+            a.keyword.value
+            for a in (chain.output.call.args if chain.output.call else [])
+            if a.keyword
+        }
+        move = [
+            a
+            for a in hidden[0].call.args
+            if a.keyword is not None
+            and a.keyword.value in INPUT_KEYWORDS
+            and a.keyword.value not in present
+        ]
+    return _Plan(
+        set_units, remove, list(new[k:]) if n > k else [], hidden[-1] if hidden else None, move
+    )
+
+
+def _rewrite_chain(
+    script: Script, chain: Chain, old: list[int], new: list[int], edits: Edits
+) -> None:
+    plan = _plan(chain, old, new)
+    if chain.style == "list":
+        edits.on(chain.container, lambda updated: _rewrite_list(script, chain, plan, updated))
+    else:
+        edits.on(chain.container, lambda updated: _rewrite_block(script, chain, plan, updated))
+
+
+def _with_moved_input(call: cst.Call, plan: _Plan) -> cst.Call:
+    for a in plan.move_input:
+        call = append_keyword(call, a.keyword.value, clone(a.value))  # type: ignore[union-attr]
+    return call
+
+
+# ---- list literal
+def _rewrite_list(script: Script, chain: Chain, plan: _Plan, updated: cst.List) -> cst.List:
+    els = list(updated.elements)
+    out: list[Any] = []
+    for i, el in enumerate(els):
+        if i == chain.output.index:
+            for units in plan.insert:
+                template = els[plan.template.index].value if plan.template else None
+                call = (
+                    _copy_layer(script, template, units)
+                    if template is not None
+                    else _fresh_layer(script, el.value, units)
+                )
+                _insert_element(out, cst.Element(value=call), updated)
+            if plan.move_input:
+                el = el.with_changes(value=_with_moved_input(el.value, plan))
+        if i in plan.remove:
+            _merge_comment_lines(out, el)
+            continue
+        if i in plan.set_units:
+            el = el.with_changes(value=_with_units(script, el.value, plan.set_units[i]))
+        out.append(el)
+    return updated.with_changes(elements=out)
+
+
+def _insert_element(out: list[Any], new: cst.Element, lst: cst.List) -> None:
+    if out and isinstance(out[-1].comma, cst.Comma):
+        prev = out[-1]
+        comma = prev.comma
+        ws = comma.whitespace_after
+        if isinstance(ws, cst.ParenthesizedWhitespace):
+            out[-1] = prev.with_changes(
+                comma=comma.with_changes(whitespace_after=ws.with_changes(empty_lines=[]))
+            )
+            new = new.with_changes(
+                comma=comma.with_changes(whitespace_after=strip_comment(clone(ws)))
+            )
+        else:
+            new = new.with_changes(comma=clone(comma))
+    else:
+        ws = lst.lbracket.whitespace_after
+        if isinstance(ws, cst.ParenthesizedWhitespace):
+            sep = cst.Comma(whitespace_after=strip_comment(clone(ws)).with_changes(empty_lines=[]))
+        else:
+            sep = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+        new = new.with_changes(comma=sep)
+    out.append(new)
+
+
+def _merge_comment_lines(out: list[Any], removed: Any) -> None:
+    """Comment lines that followed a removed element stay, after the element before it."""
+    comma = removed.comma
+    if not out or not isinstance(comma, cst.Comma):
+        return
+    lines = getattr(comma.whitespace_after, "empty_lines", None)
+    prev = out[-1]
+    pws = prev.comma.whitespace_after if isinstance(prev.comma, cst.Comma) else None
+    if lines and isinstance(pws, cst.ParenthesizedWhitespace):
+        out[-1] = prev.with_changes(
+            comma=prev.comma.with_changes(
+                whitespace_after=pws.with_changes(empty_lines=[*pws.empty_lines, *lines])
+            )
+        )
+
+
+# ---- statements (model.add and functional)
+def _stmt_call(stmt: cst.SimpleStatementLine, style: str) -> cst.Call:
+    small = stmt.body[0]
+    if style == "add":
+        return small.value.args[0].value  # type: ignore[attr-defined]
+    return small.value.func  # type: ignore[attr-defined]
+
+
+def _stmt_with_call(
+    stmt: cst.SimpleStatementLine, style: str, call: cst.Call
+) -> cst.SimpleStatementLine:
+    small = stmt.body[0]
+    if style == "add":
+        outer = small.value  # type: ignore[attr-defined]
+        arg = outer.args[0].with_changes(value=call)
+        small = small.with_changes(value=outer.with_changes(args=[arg]))
+    else:
+        small = small.with_changes(value=small.value.with_changes(func=call))  # type: ignore[attr-defined]
+    return stmt.with_changes(body=[small])
+
+
+def _stmt_names(stmt: cst.SimpleStatementLine) -> tuple[str, str]:
+    small = stmt.body[0]
+    return small.targets[0].target.value, small.value.args[0].value.value  # type: ignore[attr-defined]
+
+
+def _stmt_with_names(
+    stmt: cst.SimpleStatementLine, target: str | None, source: str | None
+) -> cst.SimpleStatementLine:
+    small = stmt.body[0]
+    if target is not None:
+        t = small.targets[0]  # type: ignore[attr-defined]
+        small = small.with_changes(targets=[t.with_changes(target=cst.Name(target))])
+    if source is not None:
+        outer = small.value  # type: ignore[attr-defined]
+        arg = outer.args[0].with_changes(value=cst.Name(source))
+        small = small.with_changes(value=outer.with_changes(args=[arg]))
+    return stmt.with_changes(body=[small])
+
+
+def _rewrite_block(script: Script, chain: Chain, plan: _Plan, updated: Any) -> Any:
+    body = list(updated.body)
+    region_indices = {ly.index for ly in chain.region} | {chain.output.index}
+    out: list[tuple[Any, bool]] = []  # (statement, part of the chain)
+    carry: list[cst.EmptyLine] = []
+    for i, stmt in enumerate(body):
+        if i == chain.output.index:
+            for units in plan.insert:
+                out.append((_new_statement(script, chain, plan, body, stmt, units), True))
+            if plan.move_input:
+                stmt = _stmt_with_call(
+                    stmt, chain.style, _with_moved_input(_stmt_call(stmt, chain.style), plan)
+                )
+        if i in plan.remove:
+            carry.extend(stmt.leading_lines)
+            continue
+        if carry:
+            stmt = stmt.with_changes(leading_lines=[*carry, *stmt.leading_lines])
+            carry = []
+        if i in plan.set_units:
+            stmt = _stmt_with_call(
+                stmt,
+                chain.style,
+                _with_units(script, _stmt_call(stmt, chain.style), plan.set_units[i]),
+            )
+        out.append((stmt, i in region_indices))
+    if chain.style == "functional":
+        out = _rewire(out, chain)
+    return updated.with_changes(body=[stmt for stmt, _ in out])
+
+
+def _new_statement(
+    script: Script, chain: Chain, plan: _Plan, body: list[Any], output_stmt: Any, units: int
+) -> cst.SimpleStatementLine:
+    if plan.template is not None:
+        template = body[plan.template.index]
+        stmt = clone(template).with_changes(
+            leading_lines=[], trailing_whitespace=strip_comment(template.trailing_whitespace)
+        )
+        stmt = _stmt_with_call(
+            stmt, chain.style, _copy_layer(script, _stmt_call(template, chain.style), units)
+        )
+        if chain.style == "functional":
+            target, source = plan.template.target, plan.template.source
+            if target != source:
+                stmt = _stmt_with_names(stmt, script.unique_name(target or "hidden"), None)
+        return stmt
+    call = _fresh_layer(script, _stmt_call(output_stmt, chain.style), units)
+    if chain.style == "add":
+        text = f"{chain.output.receiver}.add({script.code(call)})\n"
+    else:
+        source = chain.output.source or "x"
+        reused = len(script.assignments.get(source, [])) > 1
+        target = source if reused else script.unique_name("hidden")
+        text = f"{target} = {script.code(call)}({source})\n"
+    return cst.parse_statement(text)  # type: ignore[return-value]
+
+
+def _rewire(out: list[tuple[Any, bool]], chain: Chain) -> list[tuple[Any, bool]]:
+    """Each layer of the chain takes the output of the one before it (after layers were
+    added or removed between them)."""
+    first = chain.region[0] if chain.region else chain.output
+    prev = first.source
+    result = []
+    for stmt, in_chain in out:
+        if in_chain and prev is not None:
+            target, source = _stmt_names(stmt)
+            if source != prev:
+                stmt = _stmt_with_names(stmt, None, prev)
+            prev = target
+        result.append((stmt, in_chain))
+    return result
