@@ -53,7 +53,8 @@ SCHEMA: dict[str, Key] = {
     "max_minutes": Key(float, 60.0, "MLOPS_MAX_MINUTES", check=_positive),
     "trial_timeout_minutes": Key(float, 30.0, "MLOPS_TRIAL_TIMEOUT_MINUTES", check=_positive),
     "prune": Key(bool, True, "MLOPS_PRUNE", help="stop trials that cannot beat the best"),
-    "runner": Key(str, "local", "MLOPS_RUNNER", choices=("local", "docker")),
+    "runner": Key(str, "local", "MLOPS_RUNNER", choices=("local", "docker", "jenkins"),
+                  help="jenkins: one mlops-retrain build per trial"),
     "warm_worker": Key(bool, True, "MLOPS_WARM_WORKER", help="local runner: import TensorFlow once, fork per trial"),
     "seed": Key(int, 0, "MLOPS_SEED", check=_non_negative),
     "run_dir": Key(str, None, "MLOPS_RUN_DIR", help="default: mlops-runs/<script> beside it"),
@@ -91,6 +92,7 @@ SCHEMA: dict[str, Key] = {
     "jenkins.url": Key(str, None, "JENKINS_URL"),
     "jenkins.user": Key(str, None, "JENKINS_USER"),
     "jenkins.timeout": Key(float, 30.0, "MLOPS_JENKINS_TIMEOUT", check=_positive),
+    "jenkins.prefix": Key(str, "mlops", "MLOPS_JENKINS_PREFIX", help="job names: <prefix>-train, ..."),
 }
 
 _SECRET_WORDS = ("pass", "token", "secret", "api_key", "apikey", "credential")

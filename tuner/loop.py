@@ -367,16 +367,15 @@ class TuneLoop:
             if isinstance(best_settings.get("epochs"), int) and 0 < best.epochs < best_settings["epochs"]:
                 # the trial stopped at the epoch that reached the goal: the winning script trains that long
                 best_settings["epochs"] = best.epochs
-            best.settings = best_settings
             original = self.script.read_text(encoding="utf-8")
-            rewritten = hparams.apply_settings(original, best.settings, path=str(self.script), names=self.s.names) \
-                if best.settings else original
+            rewritten = hparams.apply_settings(original, best_settings, path=str(self.script), names=self.s.names) \
+                if best_settings else original
             diff = hparams.make_diff(original, rewritten, self.script.name)
             best_dir.mkdir(parents=True, exist_ok=True)
             (best_dir / self.script.name).write_text(rewritten, encoding="utf-8")
             (best_dir / "settings.diff").write_text(diff, encoding="utf-8")
-            write_json_atomic(best_dir / "settings.json", best.settings)
-            best_json = {"number": best.number, "metric": best.metric, "settings": best.settings, "diff": diff,
+            write_json_atomic(best_dir / "settings.json", best_settings)
+            best_json = {"number": best.number, "metric": best.metric, "settings": best_settings, "diff": diff,
                          "workdir": os.path.relpath(best.workdir, self.run_dir), "epochs": best.epochs,
                          "seconds": best.seconds}
         finished_at = time.time()

@@ -42,4 +42,6 @@ def build_runner(cfg: Config, name: str | None = None) -> Any:
         return WarmRunner(names=hparam_names(cfg))
     if name == "docker":
         return get_runner("docker", config=cfg, names=hparam_names(cfg))
+    if name == "jenkins":
+        return get_runner("jenkins", names=hparam_names(cfg))
     return get_runner(name, names=hparam_names(cfg))

@@ -17,7 +17,8 @@ import click
 @click.option("--max-minutes", type=float, help="Wall-time budget, across resumes [default: 60].")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where the study lives [default: mlops-runs/<script> beside it]. An existing study resumes.")
-@click.option("--runner", type=click.Choice(["local", "docker"]), help="Where trials run [default: local].")
+@click.option("--runner", type=click.Choice(["local", "docker", "jenkins"]),
+              help="Where trials run: local process, Docker container, or one Jenkins build each [default: local].")
 @click.option("--seed", type=int, help="Random seed for training and search [default: 0].")
 @click.option("--fresh", is_flag=True, help="Start a new study; the old run directory is kept, renamed.")
 @click.option("--no-prune", is_flag=True, help="Let every trial run all its epochs.")
@@ -51,7 +52,8 @@ def run(script: Path, goal: float | None, metric: str | None, strategy: str | No
         target.rename(aside)
         click.echo(f"mlops: the previous study is kept in {aside}")
     supervise = None
-    if cfg["watchdog.enabled"]:
+    # the Jenkins runner's trials are watched by Jenkins (mlops-monitor): no heartbeat reaches here
+    if cfg["watchdog.enabled"] and cfg.runner != "jenkins":
         from monitor import WatchPolicy
         from monitor import supervise as _supervise
 

@@ -10,6 +10,7 @@ __all__ = ["Runner", "TrialHandle", "get_runner", "RUNNERS"]
 RUNNERS = {
     "local": "tuner.runners.local:LocalRunner",
     "docker": "tuner.runners.docker:DockerRunner",
+    "jenkins": "tuner.runners.jenkins:JenkinsRunner",
 }
 
 

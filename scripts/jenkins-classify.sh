@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Build step of mlops-classify and of the Jenkinsfile's Classify stage.
+#
+#   scripts/jenkins-classify.sh SCRIPT [PROPERTIES]   write SCRIPT, REVISION, KIND to
+#                                                     PROPERTIES (default mlops-classify.properties)
+#   scripts/jenkins-classify.sh --print-kind SCRIPT   print only the kind (cnn, ann, regression)
+#
+# Runs `mlops classify --json SCRIPT` (reads the code, never runs it). The properties file
+# feeds the parameterized trigger of mlops-train. A script that cannot be classified fails
+# the build with mlops' one-line error (exit 2), naming the file and line.
+set -euo pipefail
+# shellcheck source=scripts/jenkins-lib.sh
+. "$(dirname "$0")/jenkins-lib.sh"
+
+print_kind=0
+if [ "${1:-}" = "--print-kind" ]; then
+    print_kind=1
+    shift
+fi
+script=${1:-${SCRIPT:-}}
+props=${2:-mlops-classify.properties}
+check_rel_path "$script" SCRIPT
+[ -f "$script" ] || die "SCRIPT='$script' is not a file in this checkout"
+
+json=$(mlops classify --json "$script")
+
+# one JSON object per line: {"file", "kind", "evidence"}; the first is the script's
+parsed=$(printf '%s\n' "$json" | py -c '
+import json, sys
+
+recs = [json.loads(line) for line in sys.stdin if line.strip().startswith("{")]
+if not recs:
+    sys.exit("mlops: error: mlops classify printed no JSON object")
+rec = recs[0]
+kind = rec.get("kind")
+if kind not in ("cnn", "ann", "regression"):
+    sys.exit(f"mlops: error: mlops classify gave an unknown kind {kind!r}")
+
+def short(item):
+    # evidence items are {"line": 61, "reason": "Conv2D layer (keras.layers.Conv2D)"}
+    if isinstance(item, dict):
+        what = item.get("reason") or item.get("name") or ""
+        line = item.get("line")
+        return f"{what} at line {line}" if what and line else (what or json.dumps(item))
+    return str(item)
+
+ev = rec.get("evidence") or []
+ev = ev if isinstance(ev, list) else [ev]
+print(kind)
+print(short(ev[0]) if ev else "")
+')
+kind=$(printf '%s\n' "$parsed" | sed -n 1p)
+evidence=$(printf '%s\n' "$parsed" | sed -n 2p)
+
+if [ "$print_kind" = 1 ]; then
+    printf '%s\n' "$kind"
+    exit 0
+fi
+
+commit=${GIT_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo "")}
+printf 'SCRIPT=%s\nREVISION=%s\nKIND=%s\n' "$script" "$commit" "$kind" > "$props"
+echo "mlops: $script is $kind${evidence:+ ($evidence)}"
+describe "$(basename "$script") → $kind${evidence:+ ($evidence)}"

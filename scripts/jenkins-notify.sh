@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Build step of mlops-notify and of the Jenkinsfile's Notify stage / post { failure }.
+#
+#   scripts/jenkins-notify.sh RUN_DIR                   mail the outcome in RUN_DIR/summary.json
+#   scripts/jenkins-notify.sh --failed REASON RUN_DIR   the same; when the build failed before
+#                                                       a summary was written, first write a
+#                                                       minimal one (status "failed", REASON)
+#
+# Mail settings come from MLOPS_MAIL_TO, MLOPS_SMTP_HOST, ... and the SMTP login from
+# MLOPS_SMTP_USER / MLOPS_SMTP_PASSWORD, bound by Jenkins from a credentials id.
+set -euo pipefail
+# shellcheck source=scripts/jenkins-lib.sh
+. "$(dirname "$0")/jenkins-lib.sh"
+
+reason=""
+if [ "${1:-}" = "--failed" ]; then
+    reason=${2:-"the build failed"}
+    shift 2
+fi
+run_dir=${1:-mlops-out/run}
+
+if [ ! -f "$run_dir/summary.json" ]; then
+    [ -n "$reason" ] || die "$run_dir/summary.json not found; was the tune step run (or its artifacts copied)?"
+    mkdir -p "$run_dir"
+    commit=${GIT_COMMIT:-$(git rev-parse HEAD 2>/dev/null || true)}
+    author=$(git log -1 --format=%ae "${commit:-HEAD}" 2>/dev/null || true)
+    REASON="$reason" COMMIT="$commit" AUTHOR="$author" RUN_DIR="$run_dir" py -c '
+import json, os
+from datetime import datetime, timezone
+
+env = os.environ
+script = env.get("SCRIPT") or ""
+now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+def num(name, cast, default):
+    try:
+        return cast(env[name])
+    except (KeyError, ValueError):
+        return default
+summary = {
+    "script": os.path.abspath(script) if script else None,
+    "script_name": os.path.basename(script) if script else None,
+    "kind": env.get("KIND") or None,
+    "metric": env.get("MLOPS_METRIC") or "val_accuracy",
+    "maximize": True,
+    "goal": num("GOAL", float, 0.9),
+    "status": "failed",
+    "goal_met": False,
+    "reason": env["REASON"],
+    "strategy": env.get("STRATEGY") or None,
+    "runner": None,
+    "run_dir": os.path.abspath(env["RUN_DIR"]),
+    "started_at": now,
+    "finished_at": now,
+    "seconds": 0.0,
+    "budget": {"max_trials": num("MAX_TRIALS", int, None), "max_minutes": num("MAX_MINUTES", float, None)},
+    "baseline_settings": {},
+    "best": None,
+    "trials": [],
+    "git": {"commit": env.get("COMMIT") or None, "author_email": env.get("AUTHOR") or None,
+            "branch": env.get("GIT_BRANCH") or env.get("BRANCH_NAME") or None},
+    "build_url": env.get("BUILD_URL") or None,
+}
+with open(os.path.join(env["RUN_DIR"], "summary.json"), "w", encoding="utf-8") as fh:
+    json.dump(summary, fh, indent=2)
+    fh.write("\n")
+'
+fi
+
+mlops notify "$run_dir"

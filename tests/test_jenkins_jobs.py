@@ -1,0 +1,260 @@
+"""jobs/ (Jenkins Job Builder YAML): renders every job and the view; golden XML; the chain.
+
+Golden files live in tests/fixtures/jobs/<name>.xml. After an intended change to jobs/,
+regenerate them and review the diff:
+
+    UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_jenkins_jobs.py
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tuner import jenkins as jk
+from tuner.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+JOBS_DIR = ROOT / "jobs"
+GOLDEN = Path(__file__).resolve().parent / "fixtures" / "jobs"
+JOBS = {f"mlops-{s}" for s in jk.JOB_SUFFIXES}
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def rendered() -> jk.Rendered:
+    return jk.render_jobs(JOBS_DIR)
+
+
+def _xml(text: str) -> ET.Element:
+    return ET.fromstring(text.encode("utf-8"))
+
+
+def _jenkins_jobs() -> str | None:
+    exe = Path(sys.executable).with_name("jenkins-jobs")
+    return str(exe) if exe.exists() else shutil.which("jenkins-jobs")
+
+
+def test_every_job_and_the_view_render(rendered: jk.Rendered) -> None:
+    assert set(rendered.jobs) == JOBS
+    assert set(rendered.views) == {"mlops"}
+
+
+def test_golden_xml_matches(rendered: jk.Rendered) -> None:
+    outputs = {**rendered.jobs, **rendered.views}
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        GOLDEN.mkdir(parents=True, exist_ok=True)
+        for old in GOLDEN.glob("*.xml"):
+            old.unlink()
+        for name, text in outputs.items():
+            (GOLDEN / f"{name}.xml").write_text(text, encoding="utf-8")
+    expected = {p.stem for p in GOLDEN.glob("*.xml")}
+    assert expected == set(outputs), "golden files and rendered jobs differ; UPDATE_GOLDEN=1 to regenerate"
+    for name, text in outputs.items():
+        golden = (GOLDEN / f"{name}.xml").read_text(encoding="utf-8")
+        assert text == golden, f"{name} differs from tests/fixtures/jobs/{name}.xml; UPDATE_GOLDEN=1 to regenerate"
+
+
+def test_jenkins_jobs_cli_renders_the_same(tmp_path: Path) -> None:
+    exe = _jenkins_jobs()
+    if exe is None:
+        pytest.skip("jenkins-jobs is not installed (pip install jenkins-job-builder)")
+    out = tmp_path / "out"
+    home = tmp_path / "home"  # keep any user config and cache out of it
+    home.mkdir()
+    proc = subprocess.run(
+        [exe, "test", str(JOBS_DIR), "-o", str(out)],
+        capture_output=True, text=True, timeout=90, env={**os.environ, "HOME": str(home)},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    files = {p.name for p in out.iterdir()}
+    assert files == JOBS | {"mlops"}
+    for name in files:
+        golden = (GOLDEN / f"{name}.xml").read_text(encoding="utf-8")
+        assert (out / name).read_text(encoding="utf-8") == golden, name
+
+
+def test_mlops_jenkins_render_writes_the_same(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tuner.cli import main
+
+    assert main(["jenkins", "render", "-o", str(tmp_path)]) == 0
+    written = {p.name for p in tmp_path.iterdir()}
+    assert written == JOBS | {"mlops"}
+    assert (tmp_path / "mlops-train").read_text(encoding="utf-8") == (GOLDEN / "mlops-train.xml").read_text(encoding="utf-8")
+
+
+def test_download_polls_and_listens_for_github_pushes(rendered: jk.Rendered) -> None:
+    root = _xml(rendered.jobs["mlops-download"])
+    assert root.findtext("triggers/hudson.triggers.SCMTrigger/spec") == "H/2 * * * *"
+    assert root.find("triggers/com.cloudbees.jenkins.GitHubPushTrigger") is not None
+    scm = root.find("scm")
+    assert scm.get("class") == "hudson.plugins.git.GitSCM"
+    assert scm.findtext("userRemoteConfigs/hudson.plugins.git.UserRemoteConfig/credentialsId") == "mlops-git"
+    assert scm.findtext("branches/hudson.plugins.git.BranchSpec/name") == "main"
+    trigger = root.find("builders/hudson.plugins.parameterizedtrigger.TriggerBuilder/configs/"
+                        "hudson.plugins.parameterizedtrigger.BlockableBuildTriggerConfig")
+    assert trigger.findtext("projects") == "mlops-classify"
+    assert trigger.findtext("configFactories/hudson.plugins.parameterizedtrigger.FileBuildParameterFactory/"
+                            "filePattern") == "mlops-changed/*.properties"
+
+
+def _triggers(root: ET.Element) -> dict[str, str]:
+    out = {}
+    for cfg in root.iter("hudson.plugins.parameterizedtrigger.BuildTriggerConfig"):
+        out[cfg.findtext("projects")] = cfg.findtext("condition")
+    return out
+
+
+def _params(root: ET.Element) -> dict[str, str]:
+    out = {}
+    for d in root.find("properties/hudson.model.ParametersDefinitionProperty/parameterDefinitions"):
+        if d.tag.endswith("ChoiceParameterDefinition"):
+            out[d.findtext("name")] = d.find(".//string").text
+        else:
+            out[d.findtext("name")] = d.findtext("defaultValue") or ""
+    return out
+
+
+def test_the_chain(rendered: jk.Rendered) -> None:
+    classify = _xml(rendered.jobs["mlops-classify"])
+    assert _triggers(classify) == {"mlops-train": "SUCCESS"}
+    props = classify.find(".//hudson.plugins.parameterizedtrigger.FileBuildParameters")
+    assert props.findtext("propertiesFile") == "mlops-classify.properties"
+    assert "mlops classify" in rendered.jobs["mlops-classify"] or "jenkins-classify.sh" in rendered.jobs["mlops-classify"]
+
+    train = _xml(rendered.jobs["mlops-train"])
+    assert _triggers(train) == {"mlops-notify": "ALWAYS", "mlops-monitor": "FAILED"}
+    retrain = _xml(rendered.jobs["mlops-retrain"])
+    assert _triggers(retrain) == {"mlops-monitor": "FAILED"}
+    for job in ("mlops-notify", "mlops-monitor"):
+        copy = _xml(rendered.jobs[job]).find("builders/hudson.plugins.copyartifact.CopyArtifact")
+        assert copy.findtext("project") == "$UPSTREAM_JOB"
+        assert copy.findtext("selector/buildNumber") == "$UPSTREAM_BUILD"
+
+
+def test_train_and_retrain_run_on_gpu_agents_and_describe_their_builds(rendered: jk.Rendered) -> None:
+    for name in ("mlops-train", "mlops-retrain", "mlops-monitor"):
+        root = _xml(rendered.jobs[name])
+        assert root.findtext("assignedNode") == "gpu", name
+        assert root.findtext("canRoam") == "false", name
+    for name in ("mlops-train", "mlops-retrain"):
+        setter = _xml(rendered.jobs[name]).find(
+            "publishers/hudson.plugins.descriptionsetter.DescriptionSetterPublisher")
+        assert setter.findtext("regexp") == "^MLOPS_DESCRIPTION: (.*)$"
+        assert setter.findtext("regexpForFailed") == "^MLOPS_DESCRIPTION: (.*)$"
+        line = f"{jk.DESCRIPTION_MARKER}val_accuracy 0.87 — FC [128, 64], lr 3e-4"
+        assert re.match(setter.findtext("regexp"), line).group(1) == "val_accuracy 0.87 — FC [128, 64], lr 3e-4"
+
+
+def test_train_archives_the_run_and_publishes_the_report(rendered: jk.Rendered) -> None:
+    root = _xml(rendered.jobs["mlops-train"])
+    assert root.findtext("publishers/hudson.tasks.ArtifactArchiver/artifacts") == "mlops-out/**"
+    target = root.find("publishers/htmlpublisher.HtmlPublisher/reportTargets/htmlpublisher.HtmlPublisherTarget")
+    assert target.findtext("reportDir") == "mlops-out/run"
+    assert target.findtext("reportFiles") == "report.html"
+    params = _params(root)
+    assert params["TUNING_MODE"] == "single-build"
+    assert params["GOAL"] == "0.90" and params["MAX_TRIALS"] == "10" and params["MAX_MINUTES"] == "60"
+    assert params["KIND"] == "cnn"
+    shell = root.find("builders/hudson.tasks.Shell")
+    assert shell.findtext("unstableReturn") == "1"  # budget spent (exit 1) -> UNSTABLE, not FAILURE
+
+
+def test_retrain_is_parameterized_by_the_settings_to_try(rendered: jk.Rendered) -> None:
+    root = _xml(rendered.jobs["mlops-retrain"])
+    params = _params(root)
+    assert {"SCRIPT", "KIND", "REVISION", "SETTINGS", "WORKDIR", "METRIC", "STUDY", "TRIAL"} <= set(params)
+    assert params["SETTINGS"] == "{}"
+    assert root.findtext("concurrentBuild") == "true"
+    assert root.findtext("publishers/hudson.tasks.ArtifactArchiver/artifacts") == f"{jk.TRIAL_ROOT}/**"
+
+
+def test_the_view_lists_the_jobs_with_the_usual_columns(rendered: jk.Rendered) -> None:
+    root = _xml(rendered.views["mlops"])
+    assert root.tag == "hudson.model.ListView"
+    assert {s.text for s in root.findall("jobNames/string")} == JOBS
+    columns = [c.tag for c in root.find("columns")]
+    for usual in ("hudson.views.StatusColumn", "hudson.views.WeatherColumn", "hudson.views.JobColumn",
+                  "hudson.views.LastSuccessColumn", "hudson.views.LastFailureColumn",
+                  "hudson.views.LastDurationColumn", "hudson.views.BuildButtonColumn"):
+        assert usual in columns
+    assert "jenkins.plugins.extracolumns.BuildDescriptionColumn" in columns  # the outcome at a glance
+
+
+def test_every_script_a_job_calls_exists_and_is_executable(rendered: jk.Rendered) -> None:
+    called = set()
+    for text in rendered.jobs.values():
+        for shell in _xml(text).iter("hudson.tasks.Shell"):
+            called.update(re.findall(r"scripts/[\w.-]+\.sh", shell.findtext("command") or ""))
+    assert called >= {"scripts/jenkins-download.sh", "scripts/jenkins-classify.sh", "scripts/jenkins-tune.sh",
+                      "scripts/jenkins-trial.sh", "scripts/jenkins-notify.sh", "scripts/jenkins-monitor.sh"}
+    for rel in called:
+        path = ROOT / rel
+        assert path.is_file(), rel
+        assert os.access(path, os.X_OK), f"{rel} is not executable"
+
+
+# a secret-looking assignment: the value is neither an environment variable name (what the
+# credentials binding names) nor a template placeholder
+_SECRET = re.compile(
+    r"(?i:password|passwd|secret|api[_-]?token|authToken)\s*[:=>]\s*['\"]?(?![A-Z][A-Z0-9_]*\b)[^\s'\"{}$]{6,}"
+    r"|https?://[^/\s:@]+:[^/\s@]+@"
+    r"|\b[0-9a-f]{32,}\b",
+)
+
+
+def test_the_secret_pattern_catches_secrets() -> None:
+    for planted in ("password: hunter2hunter2", "api_token='11aa22bb33cc'", "<authToken>s3cr3tvalue",
+                    "url: https://bot:s3cret@git.example.org/x.git", "a" * 8 + "0123456789abcdef" * 2):
+        assert _SECRET.search(planted), planted
+    for fine in ("password: JENKINS_API_TOKEN", "credential-id: '{jenkins-credentials-id}'"):
+        assert not _SECRET.search(fine), fine
+
+
+def test_no_secret_in_jobs_or_rendered_xml(rendered: jk.Rendered) -> None:
+    texts = {p.name: p.read_text(encoding="utf-8") for p in JOBS_DIR.glob("*.yaml")}
+    texts.update({f"{n}.xml": t for n, t in {**rendered.jobs, **rendered.views}.items()})
+    for name, text in texts.items():
+        assert not _SECRET.search(text), f"{name}: {_SECRET.search(text).group(0)!r} looks like a secret"
+        assert "<authToken>" not in text
+    # credentials are referred to by id only
+    ids = set()
+    for text in rendered.jobs.values():
+        ids.update(e.text for e in _xml(text).iter("credentialsId"))
+    assert ids == {"mlops-git", "mlops-jenkins-api", "mlops-smtp"}
+
+
+def test_params_override_the_project_without_editing_it(tmp_path: Path) -> None:
+    out = jk.render_jobs(JOBS_DIR, {"git-url": "https://git.example.org/ml/models.git", "agent-label": "cuda",
+                                    "poll-schedule": "H/5 * * * *", "prefix": "ml"})
+    assert set(out.jobs) == {f"ml-{s}" for s in jk.JOB_SUFFIXES}
+    assert set(out.views) == {"ml"}
+    for text in out.jobs.values():
+        assert "https://git.example.org/ml/models.git" in text
+    assert _xml(out.jobs["ml-train"]).findtext("assignedNode") == "cuda"
+    assert _xml(out.jobs["ml-download"]).findtext("triggers/hudson.triggers.SCMTrigger/spec") == "H/5 * * * *"
+    assert _triggers(_xml(out.jobs["ml-train"])) == {"ml-notify": "ALWAYS", "ml-monitor": "FAILED"}
+
+
+def test_unknown_param_names_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match=r"--param git_url: not a parameter of the project; known: .*git-url"):
+        jk.render_jobs(JOBS_DIR, {"git_url": "x"})
+    with pytest.raises(ConfigError, match="expected NAME=VALUE"):
+        jk.parse_params(["branch"])
+
+
+def test_broken_yaml_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("- job-template:\n    name: '{missing}-x'\n- project:\n    name: p\n"
+                                       "    jobs: ['{missing}-x']\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="Jenkins Job Builder cannot render it"):
+        jk.render_jobs(tmp_path)
+    with pytest.raises(ConfigError, match="jobs directory not found"):
+        jk.render_jobs(tmp_path / "nope")

@@ -1,0 +1,254 @@
+"""scripts/jenkins-*.sh, the build steps of the jobs and the Jenkinsfile, run here with bash.
+
+`mlops` is replaced by a stub (MLOPS=<python> <stub>) that records its arguments and plays the
+part of each subcommand (classify prints JSON, train writes result.json, ...); `mlops jenkins
+describe` is the real one. So these tests check what the steps pass on and produce, not the
+training itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "scripts"
+
+pytestmark = [
+    pytest.mark.timeout(60),
+    pytest.mark.skipif(shutil.which("bash") is None or shutil.which("git") is None, reason="needs bash and git"),
+]
+
+STUB = r'''
+import ast, json, os, subprocess, sys
+from pathlib import Path
+
+args = sys.argv[1:]
+with open(os.environ["STUB_LOG"], "a") as fh:
+    fh.write(json.dumps(args) + "\n")
+cmd = args[0]
+if args[:2] == ["jenkins", "describe"]:
+    env = dict(os.environ, PYTHONPATH=os.environ["MLOPS_SRC"])
+    sys.exit(subprocess.run([sys.executable, "-m", "tuner", *args], env=env).returncode)
+if cmd == "classify":
+    if os.environ.get("STUB_FAIL"):
+        print(f"mlops: error: {args[-1]}:3: trains nothing", file=sys.stderr)
+        sys.exit(2)
+    print(json.dumps({"file": args[-1], "kind": os.environ.get("STUB_KIND", "cnn"),
+                      "evidence": [{"line": 12, "reason": "Conv2D layer (keras.layers.Conv2D)"},
+                                   {"line": 13, "reason": "MaxPooling2D layer"}]}))
+elif cmd == "train":
+    workdir = Path(args[args.index("--workdir") + 1])
+    workdir.mkdir(parents=True, exist_ok=True)
+    sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
+    settings = {k: ast.literal_eval(v) for k, v in (s.split("=", 1) for s in sets)}
+    status = os.environ.get("STUB_STATUS", "ok")
+    result = {"status": status, "metric": 0.87 if status == "ok" else None, "metric_name": "val_accuracy",
+              "settings": settings, "reason": None if status == "ok" else "it broke"}
+    (workdir / "result.json").write_text(json.dumps(result))
+elif cmd == "run":
+    run_dir = Path(args[args.index("--run-dir") + 1])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    summary = {"metric": "val_accuracy", "goal": 0.9, "status": "budget_spent", "trials": [{}, {}],
+               "best": {"metric": 0.84, "settings": {"fc_layers": [64]}}}
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    (run_dir / "report.html").write_text("<html></html>")
+    sys.exit(int(os.environ.get("STUB_RC", "1")))
+elif cmd == "notify":
+    sys.exit(0)
+elif cmd == "watch":
+    workdir = Path(args[1])
+    (workdir / "result.json").write_text(json.dumps({"status": "ok", "metric": 0.9, "metric_name": "val_accuracy",
+                                                      "settings": {}}))
+'''
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    """A workspace: a Git checkout with scripts/ (as Jenkins has it) and two commits."""
+    root = tmp_path / "ws"
+    root.mkdir()
+    shutil.copytree(SCRIPTS, root / "scripts")
+    (root / "models").mkdir()
+    (root / "models" / "a.py").write_text("A = 1\n")
+    (root / "README.md").write_text("x\n")
+    git(root, "init", "-q")
+    git(root, "add", ".")
+    git(root, "commit", "-q", "-m", "one")
+    stub = tmp_path / "stub.py"
+    stub.write_text(STUB)
+    return root
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args], cwd=root,
+                          check=True, capture_output=True, text=True, timeout=30).stdout.strip()
+
+
+def run(ws: Path, script: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "JENKINS_", "MLOPS_", "SITE_"))}
+    base.update({
+        "MLOPS": f"{sys.executable} {ws.parent / 'stub.py'}",
+        "STUB_LOG": str(ws.parent / "calls.jsonl"),
+        "MLOPS_SRC": str(ROOT),
+        "PYTHON": sys.executable,
+    })
+    base.update(env)
+    return subprocess.run(["bash", f"scripts/{script}", *args], cwd=ws, env=base, capture_output=True,
+                          text=True, timeout=60)
+
+
+def calls(ws: Path) -> list[list[str]]:
+    log = ws.parent / "calls.jsonl"
+    if not log.exists():
+        return []
+    return [c for c in map(json.loads, log.read_text().splitlines()) if c[:2] != ["jenkins", "describe"]]
+
+
+def props(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if line)
+
+
+def description(proc: subprocess.CompletedProcess[str]) -> str:
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("MLOPS_DESCRIPTION: ")]
+    assert len(lines) == 1, proc.stdout + proc.stderr
+    return lines[0][len("MLOPS_DESCRIPTION: "):]
+
+
+def test_shellcheck_is_clean() -> None:
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
+    files = sorted(str(p) for p in SCRIPTS.glob("jenkins-*.sh"))
+    proc = subprocess.run(["shellcheck", "-x", *files], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_download_lists_the_scripts_the_push_changed(ws: Path) -> None:
+    first = git(ws, "rev-parse", "HEAD")
+    (ws / "models" / "a.py").write_text("A = 2\n")
+    (ws / "models" / "b.py").write_text("B = 1\n")
+    (ws / "README.md").write_text("y\n")
+    git(ws, "add", ".")
+    git(ws, "commit", "-q", "-m", "two")
+    head = git(ws, "rev-parse", "HEAD")
+    proc = run(ws, "jenkins-download.sh", "models/*.py", GIT_COMMIT=head, GIT_PREVIOUS_SUCCESSFUL_COMMIT=first)
+    assert proc.returncode == 0, proc.stderr
+    files = sorted((ws / "mlops-changed").glob("*.properties"))
+    assert [props(f) for f in files] == [{"SCRIPT": "models/a.py", "REVISION": head},
+                                         {"SCRIPT": "models/b.py", "REVISION": head}]
+    assert description(proc) == f"2 changed at {head[:12]}: a.py b.py"
+    first_only = run(ws, "jenkins-download.sh", "--first", GIT_COMMIT=head, GIT_PREVIOUS_SUCCESSFUL_COMMIT=first)
+    assert first_only.stdout.strip() == "models/a.py"
+    # first build of the job: the last commit's files; a manual run: the SCRIPTS parameter
+    proc = run(ws, "jenkins-download.sh", GIT_COMMIT=head)
+    assert len(list((ws / "mlops-changed").glob("*.properties"))) == 2
+    proc = run(ws, "jenkins-download.sh", GIT_COMMIT=head, SCRIPTS="models/b.py")
+    assert [props(f)["SCRIPT"] for f in sorted((ws / "mlops-changed").glob("*"))] == ["models/b.py"]
+    proc = run(ws, "jenkins-download.sh", GIT_COMMIT=head, GIT_PREVIOUS_SUCCESSFUL_COMMIT=head)
+    assert list((ws / "mlops-changed").glob("*")) == []
+    assert description(proc).startswith("no training script changed")
+    proc = run(ws, "jenkins-download.sh", GIT_COMMIT=head, SCRIPTS="../etc/passwd")
+    assert proc.returncode == 2 and "inside the repository" in proc.stderr
+
+
+def test_classify_writes_the_kind_for_the_trigger(ws: Path) -> None:
+    proc = run(ws, "jenkins-classify.sh", "models/a.py", "out.properties", GIT_COMMIT="abc123", STUB_KIND="ann")
+    assert proc.returncode == 0, proc.stderr
+    assert props(ws / "out.properties") == {"SCRIPT": "models/a.py", "REVISION": "abc123", "KIND": "ann"}
+    assert calls(ws) == [["classify", "--json", "models/a.py"]]
+    assert description(proc) == "a.py → ann (Conv2D layer (keras.layers.Conv2D) at line 12)"
+    kind = run(ws, "jenkins-classify.sh", "--print-kind", "models/a.py", STUB_KIND="regression")
+    assert kind.stdout.strip() == "regression"
+    bad = run(ws, "jenkins-classify.sh", "models/a.py", STUB_FAIL="1")
+    assert bad.returncode == 2 and "trains nothing" in bad.stderr
+    missing = run(ws, "jenkins-classify.sh", "models/nope.py")
+    assert missing.returncode == 2 and "is not a file" in missing.stderr
+
+
+def test_trial_passes_the_settings_as_set_flags(ws: Path) -> None:
+    settings = {"fc_layers": [128, 64], "learning_rate": 0.0003, "kernel": "rbf", "max_depth": None,
+                "shuffle": True}
+    proc = run(ws, "jenkins-trial.sh", SCRIPT="models/a.py", KIND="ann", SETTINGS=json.dumps(settings),
+               WORKDIR="mlops-trial/tiny/0001", RUNNER="docker", METRIC="val_accuracy", TRIAL_TIMEOUT_MINUTES="30",
+               SEED="3")
+    assert proc.returncode == 0, proc.stderr
+    assert calls(ws) == [["train", "models/a.py", "--set", "fc_layers=[128, 64]", "--set", "learning_rate=0.0003",
+                          "--set", "kernel='rbf'", "--set", "max_depth=None", "--set", "shuffle=True",
+                          "--kind", "ann", "--metric", "val_accuracy", "--timeout-minutes", "30", "--seed", "3",
+                          "--runner", "docker", "--workdir", "mlops-trial/tiny/0001"]]
+    # what mlops train reads back is what was asked for
+    result = json.loads((ws / "mlops-trial" / "tiny" / "0001" / "result.json").read_text())
+    assert result["settings"] == settings
+    assert description(proc) == "val_accuracy 0.87 — FC [128, 64], lr 3e-4, kernel rbf, max_depth None, shuffle True"
+    failed = run(ws, "jenkins-trial.sh", SCRIPT="models/a.py", SETTINGS="{}", WORKDIR="mlops-trial/x",
+                 STUB_STATUS="failed")
+    assert failed.returncode == 1 and description(failed) == "failed: it broke — as written"
+    bad = run(ws, "jenkins-trial.sh", SCRIPT="models/a.py", SETTINGS="{not json", WORKDIR="mlops-trial/x")
+    assert bad.returncode != 0 and "SETTINGS is not JSON" in bad.stderr
+    outside = run(ws, "jenkins-trial.sh", SCRIPT="models/a.py", SETTINGS="{}", WORKDIR="../elsewhere")
+    assert outside.returncode == 2 and "WORKDIR" in outside.stderr
+
+
+def test_tune_runs_the_loop_and_keeps_the_run_for_archiving(ws: Path) -> None:
+    env = dict(SCRIPT="models/a.py", KIND="cnn", GOAL="0.95", MAX_TRIALS="4", MAX_MINUTES="30", STRATEGY="tpe",
+               GIT_COMMIT="0123456789abcdef0123")
+    proc = run(ws, "jenkins-tune.sh", TUNING_MODE="single-build", RUNNER="docker", STUB_RC="1", **env)
+    assert proc.returncode == 1  # budget spent: the job marks the build UNSTABLE
+    run_dir = str(ws / "mlops-runs" / "a-0123456789ab")
+    assert calls(ws) == [["run", "models/a.py", "--run-dir", run_dir, "--runner", "docker", "--no-mail",
+                          "--kind", "cnn", "--goal", "0.95", "--max-trials", "4", "--max-minutes", "30",
+                          "--strategy", "tpe"]]
+    assert (ws / "mlops-out" / "run" / "report.html").is_file()
+    assert description(proc) == "val_accuracy 0.84 — FC [64] — goal 0.9 not met, budget spent after 2 trials"
+    assert (ws / "mlops-out" / "description.txt").read_text().strip() == description(proc)
+    (ws.parent / "calls.jsonl").unlink()
+    proc = run(ws, "jenkins-tune.sh", TUNING_MODE="build-per-trial", STUB_RC="0", **env)
+    assert proc.returncode == 0
+    assert calls(ws)[0][4:8] == ["--runner", "jenkins", "--no-mail", "--no-watchdog"]
+    bad = run(ws, "jenkins-tune.sh", TUNING_MODE="sometimes", **env)
+    assert bad.returncode == 2 and "single-build, build-per-trial" in bad.stderr
+
+
+def test_notify_writes_a_failure_summary_when_there_is_none(ws: Path) -> None:
+    proc = run(ws, "jenkins-notify.sh", "--failed", "mlops-train #4 failed", "upstream/run", SCRIPT="models/a.py",
+               KIND="cnn", GOAL="0.9", BUILD_URL="https://jenkins.example.org/job/mlops-notify/9/")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((ws / "upstream" / "run" / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["reason"] == "mlops-train #4 failed"
+    assert summary["script_name"] == "a.py" and summary["kind"] == "cnn" and summary["best"] is None
+    assert summary["git"]["author_email"] == "t@example.org"
+    assert calls(ws) == [["notify", "upstream/run"]]
+    missing = run(ws, "jenkins-notify.sh", "elsewhere")
+    assert missing.returncode == 2 and "summary.json not found" in missing.stderr
+
+
+def test_monitor_resumes_the_trial_that_broke(ws: Path) -> None:
+    trials = ws / "upstream" / "mlops-out" / "run" / "trials"
+    for n, status in (("0001", "ok"), ("0002", "failed"), ("0003", None)):
+        (trials / n).mkdir(parents=True)
+        (trials / n / "settings.json").write_text("{}")
+        (trials / n / "trial.json").write_text(json.dumps({"script": "/elsewhere/workspace/models/a.py",
+                                                           "kind": "cnn"}))
+        if status:
+            (trials / n / "result.json").write_text(json.dumps({"status": status}))
+    proc = run(ws, "jenkins-monitor.sh", "upstream", UPSTREAM_JOB="mlops-train", UPSTREAM_BUILD="7",
+               SCRIPT="models/a.py", RUNNER="docker")
+    assert proc.returncode == 0, proc.stderr
+    assert calls(ws) == [["watch", "upstream/mlops-out/run/trials/0003", "--runner", "docker"]]
+    spec = json.loads((trials / "0003" / "trial.json").read_text())
+    assert spec["script"] == str(ws / "models" / "a.py")  # pointed at this checkout
+    assert description(proc) == "resumed mlops-train #7: val_accuracy 0.9 — as written"
+    assert (ws / "mlops-out" / "watch" / "result.json").is_file()
+
+
+def test_site_values_become_mlops_settings_unless_empty(ws: Path) -> None:
+    probe = 'source scripts/jenkins-lib.sh; echo "to=${MLOPS_MAIL_TO:-} host=${MLOPS_SMTP_HOST:-}"'
+    proc = subprocess.run(["bash", "-c", probe], cwd=ws, capture_output=True, text=True, timeout=30,
+                          env={"PATH": os.environ["PATH"], "SITE_MLOPS_MAIL_TO": "dev@example.org",
+                               "SITE_MLOPS_SMTP_HOST": "", "MLOPS_SMTP_HOST": "smtp.agent.local"})
+    assert proc.stdout.strip() == "to=dev@example.org host=smtp.agent.local"
