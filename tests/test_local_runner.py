@@ -134,9 +134,9 @@ def _heartbeat_pid_dead(workdir: Path) -> bool:
 def test_cli_starts_without_tensorflow(flag, tmp_path):
     script = copy_script(tmp_path, "tiny_ann.py")
     args = [flag] if flag == "--help" else [flag, str(script)]
-    code = ("import sys; from tuner.cli import main; rc = main(%r); "
+    code = (f"import sys; from tuner.cli import main; rc = main({args!r}); "
             "heavy = [m for m in ('tensorflow', 'keras', 'pandas', 'optuna', 'sklearn') if m in sys.modules]; "
-            "print('HEAVY', heavy); sys.exit(rc)" % (args,))
+            "print('HEAVY', heavy); sys.exit(rc)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "HEAVY []" in out.stdout
