@@ -197,7 +197,9 @@ def test_goal_pruner_stops_hopeless_curves_only():
     assert "cannot reach the goal 0.9" in p.should_prune("m", flat, planned=10)
     steep = [{"m": v} for v in (0.50, 0.60, 0.70, 0.78)]
     assert p.should_prune("m", steep, planned=10) is None  # 0.78 + 1.5*0.1*6 > 0.9
-    assert p.should_prune("m", flat[:2], planned=10) is None  # warm-up
+    assert p.should_prune("m", flat[:3], planned=10) is None  # warm-up: a third of the plan
+    late_jump = [{"m": v} for v in (0.5, 0.5, 0.5, 0.5, 0.72, 0.74)]
+    assert p.should_prune("m", late_jump, planned=10) is None  # a jump of 0.22 once: it may again
     assert p.should_prune("m", flat, planned=None) is None  # no plan, no extrapolation
     assert p.should_prune("m", flat, planned=5) is None  # last epoch: nothing to save
     lo = GoalPruner(goal=0.1, maximize=False)

@@ -77,8 +77,8 @@ class MedianPruner:
 @dataclass
 class GoalPruner:
     """Stop a trial that cannot reach the goal by its last epoch, even on an optimistic
-    straight-line extrapolation of its steepest recent improvement (x ``optimism``).
-    Needs the planned epoch count; waits ``warmup_epochs`` and a quarter of the plan."""
+    straight-line extrapolation of its steepest one-epoch gain so far (x ``optimism``).
+    Needs the planned epoch count; waits ``warmup_epochs`` and a third of the plan."""
 
     goal: float
     maximize: bool = True
@@ -87,7 +87,7 @@ class GoalPruner:
 
     def should_prune(self, metric: str, history: list[dict[str, Any]], planned: int | None) -> str | None:
         e = len(history)
-        if not planned or e < max(self.warmup_epochs, planned // 4) or e >= planned:
+        if not planned or e < max(self.warmup_epochs, -(-planned // 3)) or e >= planned:
             return None
         values = [r.get(metric) for r in history]
         if not all(isinstance(v, (int, float)) for v in values):
@@ -95,13 +95,12 @@ class GoalPruner:
         sign = 1 if self.maximize else -1
         vals = [sign * v for v in values]  # type: ignore[operator]
         goal = sign * self.goal
-        recent = vals[-4:]
-        step = max([b - a for a, b in zip(recent, recent[1:], strict=False)] + [0.0])
+        step = max([b - a for a, b in zip(vals, vals[1:], strict=False)] + [0.0])
         reach = max(vals) + self.optimism * step * (planned - e)
         if reach < goal:
             best = sign * max(vals)
-            return (f"pruned at epoch {e}: {metric} {best:.4f} improves by at most {step:.4f} per epoch, "
-                    f"so it cannot reach the goal {self.goal:g} in the {planned - e} epoch(s) left")
+            return (f"pruned at epoch {e}: best {metric} so far {best:.4f}, gaining at most {step:.4f} "
+                    f"per epoch, cannot reach the goal {self.goal:g} in the {planned - e} epochs left")
         return None
 
 
