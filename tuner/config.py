@@ -79,6 +79,8 @@ SCHEMA: dict[str, Key] = {
     "watchdog.heartbeat_timeout": Key(float, 300.0, "MLOPS_HEARTBEAT_TIMEOUT", check=_positive),
     "watchdog.epoch_timeout": Key(float, None, "MLOPS_EPOCH_TIMEOUT", check=_positive),
     "watchdog.max_restarts": Key(int, 3, "MLOPS_MAX_RESTARTS", check=_non_negative),
+    "watchdog.startup_grace": Key(float, 120.0, "MLOPS_STARTUP_GRACE", check=_positive,
+                                  help="seconds a Keras script may take to reach its first batch"),
     "watchdog.backoff_seconds": Key(float, 2.0, "MLOPS_BACKOFF_SECONDS", check=_non_negative),
     # docker
     "docker.images.cnn": Key(str, None, "MLOPS_IMAGE_CNN"),

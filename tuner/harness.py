@@ -207,11 +207,14 @@ def _make_callbacks(keras: Any, workdir: Path, fit_index: int, epoch_offset: int
                 final = root / name
                 shutil.rmtree(final, ignore_errors=True)
                 os.replace(tmp, final)
-            except OSError as exc:
+            except (OSError, RuntimeError) as exc:  # h5py raises RuntimeError on ENOSPC
                 shutil.rmtree(tmp, ignore_errors=True)
+                text = getattr(exc, "strerror", None) or str(exc)
+                if "errno = 28" in text or "No space left" in text:
+                    text = "No space left on device"
                 _warn(
                     f"could not write the checkpoint for epoch {epoch_offset + self._current_epoch} "
-                    f"({exc.strerror or exc}); training goes on, a restart would resume from the "
+                    f"({text.splitlines()[0][:200]}); training goes on, a restart would resume from the "
                     "previous checkpoint. Free disk space in the run directory."
                 )
                 return
@@ -258,11 +261,9 @@ def _make_callbacks(keras: Any, workdir: Path, fit_index: int, epoch_offset: int
                 _append_metrics(workdir, record)
             self.epochs_done = epoch + 1
             touch_heartbeat(workdir, {"epoch": record["epoch"], "batch": 0, "fit": fit_index, "epoch_done": True})
-            value = record.get(_GOAL["metric"])
-            if _GOAL["goal"] is not None and isinstance(value, float) and (
-                    value >= _GOAL["goal"] if _GOAL["maximize"] else value <= _GOAL["goal"]):
-                _info(f"goal reached at epoch {record['epoch']}: {_GOAL['metric']} {value:.4f}; "
-                      "training stops here")
+            if _meets_goal(record):
+                _info(f"goal reached at epoch {record['epoch']}: {_GOAL['metric']} "
+                      f"{record[_GOAL['metric']]:.4f}; training stops here")
                 self.model.stop_training = True
                 _GOAL["reached"] = True
             elif (workdir / STOP_FILE).exists():
@@ -272,6 +273,29 @@ def _make_callbacks(keras: Any, workdir: Path, fit_index: int, epoch_offset: int
 
     ckpt = Checkpoint(str(workdir / CHECKPOINT_DIR / f"fit-{fit_index}"))
     return [ckpt, Recorder(ckpt)]
+
+
+def _meets_goal(record: dict[str, Any]) -> bool:
+    value = record.get(_GOAL["metric"])
+    if _GOAL["goal"] is None or not isinstance(value, (int, float)):
+        return False
+    return value >= _GOAL["goal"] if _GOAL["maximize"] else value <= _GOAL["goal"]
+
+
+def _checkpoint_reached_goal(folder: Path) -> int | None:
+    """The epoch count of the newest checkpoint in ``folder`` if its last epoch met the goal."""
+    if _GOAL["goal"] is None or not folder.is_dir():
+        return None
+    cands = sorted((p for p in folder.glob("epoch-*") if p.is_dir() and not p.name.endswith(".tmp")),
+                   key=lambda p: p.name, reverse=True)
+    for cand in cands:
+        try:
+            meta = json.loads((cand / "metadata.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        history = meta.get("history") or []
+        return int(meta["epoch"]) if history and _meets_goal(history[-1]) else None
+    return None
 
 
 def install_keras_hooks(workdir: Path) -> None:
@@ -291,6 +315,11 @@ def install_keras_hooks(workdir: Path) -> None:
             kwargs["epochs"] = 0
         user_callbacks = list(kwargs.pop("callbacks", None) or [])
         state["fits"] += 1
+        done = _checkpoint_reached_goal(workdir / CHECKPOINT_DIR / f"fit-{state['fits']}")
+        if done is not None:  # restarted after the goal epoch: nothing left to train
+            _info(f"the checkpoint after epoch {done} already reached the goal; no more epochs")
+            kwargs["epochs"] = done
+            _GOAL["reached"] = True
         callbacks = _make_callbacks(keras, workdir, state["fits"], state["offset"])
         kwargs.setdefault("verbose", 2)
         try:
