@@ -10,7 +10,8 @@ import pytest
 from tests.fakes import FakeRunner, quality, write_script
 from tuner.errors import SearchError
 from tuner.events import Event
-from tuner.loop import GoalPruner, LoopSettings, MedianPruner, TuneLoop
+from tuner.loop import LoopSettings, TuneLoop
+from tuner.pruning import GoalPruner, MedianPruner, PrunePolicy
 from tuner.study import Study
 
 
@@ -86,11 +87,11 @@ def test_strategy_with_nothing_new_to_try_ends_the_run(tmp_path):
 
 
 def test_unknown_strategy_lists_the_valid_ones(tmp_path):
-    with pytest.raises(SearchError, match=r"unknown strategy 'hyperopt'; valid strategies: ladder, random, tpe"):
+    with pytest.raises(SearchError, match=r"unknown strategy 'hyperopt'; valid strategies: auto, ladder, random, tpe"):
         run_loop(tmp_path, strategy="hyperopt")
 
 
-@pytest.mark.parametrize("strategy", ["ladder", "random", "tpe"])
+@pytest.mark.parametrize("strategy", ["auto", "ladder", "random", "tpe"])
 def test_every_strategy_reaches_an_easy_goal(tmp_path, strategy):
     outcome, _ = run_loop(tmp_path, strategy=strategy, goal=0.85, max_trials=30)
     assert outcome.status == "goal_met", outcome.reason
@@ -212,3 +213,13 @@ def test_baseline_that_cannot_reach_the_goal_is_pruned_early(tmp_path):
     first = outcome.summary["trials"][0]
     assert first["status"] == "pruned" and first["epochs"] < 6 and "cannot reach the goal" in first["reason"]
     assert outcome.status == "goal_met"
+
+
+def test_prune_policy_round_trips_through_the_workdir(tmp_path):
+    peers = [[{"epoch": 1, "m": 0.8, "loss": 1}, {"epoch": 2, "m": 0.9}]] * 2
+    PrunePolicy(metric="m", goal=0.95, planned=6, peers=peers).write(tmp_path)
+    policy = PrunePolicy.read(tmp_path)
+    assert policy.planned == 6 and policy.peers[0] == [{"epoch": 1, "m": 0.8}, {"epoch": 2, "m": 0.9}]
+    assert "median" in policy.check([{"m": 0.1}, {"m": 0.2}])
+    assert policy.check([{"m": 0.1}, {"m": 0.96}]) is None  # at the goal: never pruned
+    assert PrunePolicy.read(tmp_path / "nowhere") is None

@@ -109,10 +109,14 @@ def _jsonable(logs: dict[str, Any] | None) -> dict[str, float]:
     return out
 
 
-def _recorded_epochs(workdir: Path) -> set[int]:
+def _read_history(workdir: Path) -> list[dict[str, Any]]:
     from tuner.trial import read_history
 
-    return {rec["epoch"] for rec in read_history(workdir)}
+    return read_history(workdir)
+
+
+def _recorded_epochs(workdir: Path) -> set[int]:
+    return {rec["epoch"] for rec in _read_history(workdir)}
 
 
 def _append_metrics(workdir: Path, record: dict[str, Any]) -> None:
@@ -233,6 +237,9 @@ def _make_callbacks(keras: Any, workdir: Path, fit_index: int, epoch_offset: int
             self.epoch = 0
             self.last_beat = 0.0
             self.epochs_done = 0
+            from tuner.pruning import PrunePolicy
+
+            self.policy = PrunePolicy.read(workdir)
 
         def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
             # epochs the checkpoint holds but metrics.jsonl lost (killed between the two writes)
@@ -266,6 +273,10 @@ def _make_callbacks(keras: Any, workdir: Path, fit_index: int, epoch_offset: int
                       f"{record[_GOAL['metric']]:.4f}; training stops here")
                 self.model.stop_training = True
                 _GOAL["reached"] = True
+            elif self.policy is not None and (why := self.policy.check(_read_history(workdir))):
+                _atomic_write(workdir / STOP_FILE, why + "\n")
+                _info(f"stopping after epoch {record['epoch']}: {why}")
+                self.model.stop_training = True
             elif (workdir / STOP_FILE).exists():
                 reason = (workdir / STOP_FILE).read_text(encoding="utf-8", errors="replace").strip()
                 _info(f"stopping after epoch {record['epoch']}: {reason or 'asked to stop'}")

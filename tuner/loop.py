@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import os
-import statistics
 import subprocess
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from typing import Any
 from tuner.config import Config
 from tuner.errors import EXIT_GOAL_NOT_MET, EXIT_OK, StudyError
 from tuner.events import EventBus, JsonlSink, Listener
+from tuner.pruning import PrunePolicy
 from tuner.runners.base import Runner
 from tuner.search import Observation, SearchSpace, build_space, get_strategy
 from tuner.study import Study, TrialRecord
@@ -40,68 +40,6 @@ class RunOutcome:
     @property
     def exit_code(self) -> int:
         return EXIT_OK if self.status == "goal_met" else EXIT_GOAL_NOT_MET
-
-
-@dataclass
-class MedianPruner:
-    """Stop a trial whose metric at epoch *e* is worse than the median of the earlier trials
-    at the same epoch and worse than the best of them (it clearly cannot beat the best).
-    Waits ``warmup_epochs`` and until ``min_peers`` trials have reached that epoch."""
-
-    maximize: bool = True
-    warmup_epochs: int = 2
-    min_peers: int = 2
-
-    def should_prune(self, metric: str, history: list[dict[str, Any]], peers: list[list[dict[str, Any]]]) -> str | None:
-        e = len(history)
-        if e < self.warmup_epochs or not history:
-            return None
-        value = history[-1].get(metric)
-        if not isinstance(value, (int, float)):
-            return None
-        at_e = [h[e - 1].get(metric) for h in peers if len(h) >= e]
-        at_e = [v for v in at_e if isinstance(v, (int, float))]
-        if len(at_e) < self.min_peers:
-            return None
-        median = statistics.median(at_e)
-        best = max(at_e) if self.maximize else min(at_e)
-        own_best = max(r.get(metric, float("-inf")) for r in history) if self.maximize else min(
-            r.get(metric, float("inf")) for r in history)
-        worse = (lambda a, b: a < b) if self.maximize else (lambda a, b: a > b)
-        if worse(value, median) and worse(own_best, best):
-            return (f"pruned at epoch {e}: {metric} {value:.4f} is below the median {median:.4f} "
-                    f"of {len(at_e)} earlier trials at that epoch")
-        return None
-
-
-@dataclass
-class GoalPruner:
-    """Stop a trial that cannot reach the goal by its last epoch, even on an optimistic
-    straight-line extrapolation of its steepest one-epoch gain so far (x ``optimism``).
-    Needs the planned epoch count; waits ``warmup_epochs`` and a third of the plan."""
-
-    goal: float
-    maximize: bool = True
-    warmup_epochs: int = 3
-    optimism: float = 1.5
-
-    def should_prune(self, metric: str, history: list[dict[str, Any]], planned: int | None) -> str | None:
-        e = len(history)
-        if not planned or e < max(self.warmup_epochs, -(-planned // 3)) or e >= planned:
-            return None
-        values = [r.get(metric) for r in history]
-        if not all(isinstance(v, (int, float)) for v in values):
-            return None
-        sign = 1 if self.maximize else -1
-        vals = [sign * v for v in values]  # type: ignore[operator]
-        goal = sign * self.goal
-        step = max([b - a for a, b in zip(vals, vals[1:], strict=False)] + [0.0])
-        reach = max(vals) + self.optimism * step * (planned - e)
-        if reach < goal:
-            best = sign * max(vals)
-            return (f"pruned at epoch {e}: best {metric} so far {best:.4f}, gaining at most {step:.4f} "
-                    f"per epoch, cannot reach the goal {self.goal:g} in the {planned - e} epochs left")
-        return None
 
 
 @dataclass
@@ -182,8 +120,6 @@ class TuneLoop:
         self.supervise = supervise
         self.runner_name = runner_name
         self.clock = clock
-        self.pruner = MedianPruner(maximize=settings.maximize)
-        self.goal_pruner = GoalPruner(goal=settings.goal, maximize=settings.maximize)
         self.planned_epochs: int | None = None
 
     # -- helpers -----------------------------------------------------------------------
@@ -315,6 +251,11 @@ class TuneLoop:
                  and t.status in ("ok", "pruned")]
 
         emitted = {"epoch": 0}
+        planned = rec.settings.get("epochs", self.planned_epochs)
+        policy = PrunePolicy(metric=self.s.metric, goal=self.s.goal, maximize=self.s.maximize,
+                             planned=planned if isinstance(planned, int) else None, peers=peers)
+        if self.s.prune:
+            policy.write(spec.workdir)  # the harness applies it at the end of every epoch
 
         def on_progress(history: list[dict[str, Any]]) -> None:
             study.update_history(rec.number, history)
@@ -324,12 +265,10 @@ class TuneLoop:
                 emitted["epoch"] = record["epoch"]
                 self.bus.emit("epoch_finished", trial=rec.number, epoch=record["epoch"], record=record,
                               metric=record.get(self.s.metric))
+                # a runner that cannot carry prune.json (a remote Jenkins build) is pruned from here
                 if self.s.prune and not (spec.workdir / "STOP").exists():
-                    planned = rec.settings.get("epochs", self.planned_epochs)
-                    why = (self.pruner.should_prune(self.s.metric, history[: i + 1], peers)
-                           or self.goal_pruner.should_prune(self.s.metric, history[: i + 1],
-                                                            planned if isinstance(planned, int) else None))
-                    if why and not self._meets_goal(record.get(self.s.metric)):
+                    why = policy.check(history[: i + 1])
+                    if why:
                         (spec.workdir / "STOP").write_text(why + "\n", encoding="utf-8")
 
         def on_restart(info: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ __all__ = ["Observation", "Param", "SearchSpace", "Strategy", "STRATEGIES", "bui
 
 # name -> "module:Class"; modules load on first use (tpe imports Optuna)
 STRATEGIES: dict[str, str] = {
+    "auto": "tuner.search._auto:Auto",
     "ladder": "tuner.search._ladder:Ladder",
     "random": "tuner.search._random:RandomSearch",
     "tpe": "tuner.search._tpe:TPE",
