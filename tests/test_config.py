@@ -18,7 +18,7 @@ def write(tmp_path, text):
 
 def test_defaults_without_a_file(tmp_path):
     cfg = load_config(tmp_path / "m.py", env={})
-    assert cfg.goal == 0.9 and cfg.metric == "val_accuracy" and cfg.strategy == "ladder"
+    assert cfg.goal == 0.9 and cfg.metric == "val_accuracy" and cfg.strategy == "auto"
     assert cfg.origin("goal") == "default" and cfg.maximize
 
 
