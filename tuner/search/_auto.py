@@ -27,7 +27,7 @@ KERAS_PRIORS: list[dict[str, Any]] = [
 
 class Auto(Strategy):
     name = "auto"
-    description = "what won before, robust defaults, then Optuna TPE; stops early (default)"
+    description = "what won before on this script, robust defaults, then Optuna TPE"
 
     def __init__(self, *args: Any, previous_winners: list[dict[str, Any]] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
