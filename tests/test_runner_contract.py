@@ -1,0 +1,296 @@
+"""The runner contract: every runner (local process, Docker container) passes the same tests.
+
+A runner takes a :class:`TrialSpec` and leaves the workdir of docs/architecture.md; the result
+means the same whatever ran the trial: a metric on success, ``failed`` with a reason for a
+crash or a script that reports nothing, ``timeout`` for a trial over its time, ``killed`` for a
+kill, per-epoch metrics on disk while the trial runs, and nothing left running afterwards.
+
+The Docker half runs against a real engine (tests/docker_engine.py starts one if needed) in
+images built from dockerfiles/ on a local base image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tuner.runners.base import Runner, follow
+from tuner.trial import (
+    DIFF_FILE,
+    HEARTBEAT_FILE,
+    LOG_FILE,
+    METRICS_FILE,
+    RESULT_FILE,
+    SETTINGS_FILE,
+    SPEC_FILE,
+    TrialSpec,
+    read_history,
+)
+
+pytest_plugins = ["tests.docker_engine"]  # the docker_engine / docker_images fixtures
+
+WAIT = 120.0  # seconds: the longest any single wait in these tests may take
+
+
+@dataclass
+class Contract:
+    name: str
+    make: Callable[[str], Runner]  # kind -> runner
+    gone: Callable[[TrialSpec], bool]  # nothing of this trial is running (or left) any more
+
+
+def _pid_gone(spec: TrialSpec) -> bool:
+    pid_file = spec.workdir / "pid.txt"
+    if not pid_file.exists():
+        return True
+    pid = int(pid_file.read_text())
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # a zombie that nobody reaped yet is gone too
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+@pytest.fixture(params=["local", pytest.param("docker", marks=pytest.mark.docker)])
+def contract(request: pytest.FixtureRequest) -> Contract:
+    if request.param == "local":
+        from tuner.runners.local import LocalRunner
+
+        return Contract("local", lambda kind: LocalRunner(), _pid_gone)
+    from tuner.runners.docker import DockerRunner
+
+    images = request.getfixturevalue("docker_images")
+
+    def make(kind: str) -> Runner:
+        return DockerRunner(client=images.client, images={kind: images.get(kind)}, memory="2g", gpus="none")
+
+    def gone(spec: TrialSpec) -> bool:
+        return not images.containers_with(spec.labels)
+
+    return Contract("docker", make, gone)
+
+
+def _spec(tmp_path: Path, source: str, *, kind: str = "regression", name: str = "train.py",
+          **kw: object) -> TrialSpec:
+    src = tmp_path / "src"
+    src.mkdir(exist_ok=True)
+    script = src / name
+    script.write_text(source, encoding="utf-8")
+    labels = {"study": f"contract-{tmp_path.name}"[:60], "trial": "1"}
+    return TrialSpec(script=script, kind=kind, workdir=tmp_path / "trials" / "0001", labels=labels, **kw)
+
+
+SKLEARN = '''"""Iris with a logistic regression: the score goes to the harness with tuner.report."""
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+
+import tuner
+
+x, y = load_iris(return_X_y=True)
+x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=0.3, random_state=0, stratify=y)
+model = LogisticRegression(C=1.0, max_iter=500)
+model.fit(x_train, y_train)
+score = model.score(x_val, y_val)
+print(f"trained with C={model.C}; held-out score {score:.6f}")
+tuner.report(accuracy=score)
+'''
+
+
+def test_success_reports_the_metric_and_lays_out_the_workdir(contract: Contract, tmp_path: Path) -> None:
+    spec = _spec(tmp_path, SKLEARN, settings={"C": 0.25}, timeout=WAIT)
+    result = contract.make("regression").run(spec)
+
+    log = (spec.workdir / LOG_FILE).read_text()
+    assert result.status == "ok", (result.reason, log)
+    # the rewritten copy is what ran, and the score it printed is the metric
+    assert "trained with C=0.25;" in log
+    printed = float(re.search(r"held-out score ([0-9.]+)", log).group(1))
+    assert result.metric == pytest.approx(printed, abs=1e-6)
+    assert result.returncode == 0 and result.reason is None and result.log_tail == ""
+    assert result.settings == {"C": 0.25}
+    # the workdir layout
+    wd = spec.workdir
+    assert "C=0.25" in (wd / "train.py").read_text()
+    assert json.loads((wd / SETTINGS_FILE).read_text()) == {"C": 0.25}
+    diff = (wd / DIFF_FILE).read_text()
+    assert "-model = LogisticRegression(C=1.0" in diff and "+model = LogisticRegression(C=0.25" in diff
+    assert json.loads((wd / RESULT_FILE).read_text()) == result.to_json()
+    assert json.loads((wd / SPEC_FILE).read_text())["settings"] == {"C": 0.25}
+    assert json.loads((wd / HEARTBEAT_FILE).read_text())["time"] > 0
+    assert log.startswith("--- mlops: trial started")
+    # the original script is untouched, and nothing is left running
+    assert "C=1.0" in spec.script.read_text()
+    assert contract.gone(spec)
+
+
+def test_a_crashing_script_is_failed_with_its_error(contract: Contract, tmp_path: Path) -> None:
+    spec = _spec(tmp_path, 'print("loading data")\nraise RuntimeError("the data folder is empty")\n', timeout=WAIT)
+    result = contract.make("regression").run(spec)
+
+    assert result.status == "failed"
+    assert result.returncode == 1
+    assert result.metric is None
+    assert "exited with code 1" in result.reason and "RuntimeError: the data folder is empty" in result.reason
+    assert "Traceback" in result.log_tail and "loading data" in result.log_tail
+    assert contract.gone(spec)
+
+
+def test_a_script_that_reports_no_metric_is_failed_with_a_reason(contract: Contract, tmp_path: Path) -> None:
+    spec = _spec(tmp_path, 'print("trained, but I forgot to say how well")\n', timeout=WAIT)
+    result = contract.make("regression").run(spec)
+
+    assert result.status == "failed"
+    assert result.returncode == 0
+    assert result.metric is None
+    assert "reported no 'val_accuracy'" in result.reason
+    assert "forgot to say" in result.log_tail
+
+
+SLEEPER = '''import os, time
+open(os.path.join(os.environ["MLOPS_WORKDIR"], "pid.txt"), "w").write(str(os.getpid()))
+print("started", flush=True)
+time.sleep(300)
+'''
+
+
+def test_a_trial_over_its_timeout_is_stopped(contract: Contract, tmp_path: Path) -> None:
+    spec = _spec(tmp_path, SLEEPER, timeout=2.0)
+    t0 = time.monotonic()
+    result = contract.make("regression").run(spec)
+    elapsed = time.monotonic() - t0
+
+    assert result.status == "timeout"
+    assert "timeout of 2 s" in result.reason
+    assert result.metric is None
+    assert 2.0 <= elapsed < 60.0
+    assert "started" in (spec.workdir / LOG_FILE).read_text()
+    assert contract.gone(spec)
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float = WAIT) -> None:
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(0.1)
+
+
+def test_kill_stops_the_trial_and_the_result_says_killed(contract: Contract, tmp_path: Path) -> None:
+    spec = _spec(tmp_path, SLEEPER, timeout=WAIT)
+    runner = contract.make("regression")
+    handle = runner.start(spec)
+    try:
+        _wait_for(lambda: (spec.workdir / "pid.txt").exists())
+        assert handle.poll() is None
+        handle.kill()
+        result = follow(handle)
+    finally:
+        handle.close()
+    assert result.status == "killed"
+    assert result.returncode is not None and result.returncode < 0
+    assert "SIGKILL" in result.reason
+    assert contract.gone(spec)
+
+
+EPOCH_WRITER = '''import json, os, time
+wd = os.environ["MLOPS_WORKDIR"]
+open(os.path.join(wd, "pid.txt"), "w").write(str(os.getpid()))
+with open(os.path.join(wd, "metrics.jsonl"), "a") as fh:
+    fh.write(json.dumps({"epoch": 1, "val_accuracy": 0.5, "time": time.time()}) + "\\n")
+time.sleep(300)
+'''
+
+
+def test_ctrl_c_while_following_stops_the_trial(contract: Contract, tmp_path: Path) -> None:
+    spec = _spec(tmp_path, EPOCH_WRITER, timeout=WAIT)
+
+    def interrupt(history: list[dict]) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        contract.make("regression").run(spec, on_progress=interrupt, poll_interval=0.2)
+    _wait_for(lambda: contract.gone(spec), timeout=30)
+
+
+KERAS = '''"""A small Keras CNN on synthetic 8x8 images: is the bright blob on the left or the right?"""
+import time
+
+import keras
+import numpy as np
+from keras import layers
+
+FC_LAYERS = [8]
+LEARNING_RATE = 0.01
+EPOCHS = 4
+BATCH_SIZE = 32
+
+rng = np.random.default_rng(0)
+y = rng.integers(0, 2, size=320)
+x = rng.normal(0, 0.3, size=(320, 8, 8, 1)).astype("float32")
+x[y == 0, :, :4] += 1.0
+x[y == 1, :, 4:] += 1.0
+
+model = keras.Sequential([keras.Input(shape=(8, 8, 1)), layers.Conv2D(4, 3, activation="relu"),
+                          layers.MaxPooling2D(), layers.Flatten()])
+for units in FC_LAYERS:
+    model.add(layers.Dense(units, activation="relu"))
+model.add(layers.Dense(2, activation="softmax"))
+model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), loss="sparse_categorical_crossentropy",
+              metrics=["accuracy"])
+
+
+class Pace(keras.callbacks.Callback):
+    """Slow enough that a watcher sees each epoch land while the trial still runs."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        time.sleep(1.0)
+
+
+model.fit(x, y, validation_split=0.25, epochs=EPOCHS, batch_size=BATCH_SIZE, callbacks=[Pace()])
+'''
+
+
+@pytest.mark.tf
+def test_keras_epochs_are_visible_while_the_trial_runs(contract: Contract, tmp_path: Path) -> None:
+    spec = _spec(tmp_path, KERAS, kind="cnn", name="blob_cnn.py",
+                 settings={"fc_layers": [12], "epochs": 3}, timeout=300)
+    runner = contract.make("cnn")
+    handle = runner.start(spec)
+    seen_while_running: list[int] = []
+    try:
+        end = time.monotonic() + 300
+        while handle.poll() is None and time.monotonic() < end:
+            n = len(read_history(spec.workdir))
+            if n and (not seen_while_running or seen_while_running[-1] != n):
+                seen_while_running.append(n)
+            time.sleep(0.1)
+        result = follow(handle)
+    finally:
+        handle.close()
+
+    log = (spec.workdir / LOG_FILE).read_text()
+    assert result.status == "ok", (result.reason, log[-2000:])
+    # epochs landed on disk one by one while the training process was still running
+    assert seen_while_running and seen_while_running[0] < 3, seen_while_running
+    assert result.epochs == 3
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]
+    assert result.metric == result.history[-1]["val_accuracy"]
+    assert 0.0 <= result.metric <= 1.0
+    lines = (spec.workdir / METRICS_FILE).read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+    assert any((spec.workdir / "checkpoint").rglob("model.weights.h5"))
+    assert "FC_LAYERS = [12]" in (spec.workdir / "blob_cnn.py").read_text()
+    assert "Epoch 3/3" in log
+    assert contract.gone(spec)
