@@ -16,8 +16,13 @@ ensure_venv() {  # ensure_venv EXTRAS   e.g. ensure_venv "tf,dev"
   want="$(cat "$ROOT/setup.cfg" "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)"
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "mlops: installing the project with extras [$extras] into $VENV (first time: a few minutes)" >&2
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
-    "$VENV/bin/python" -m pip install --quiet -e "$ROOT[$extras]" >&2
+    local log="$VENV/mlops-install.log"
+    if ! { "$VENV/bin/python" -m pip install --upgrade pip && \
+           "$VENV/bin/python" -m pip install -e "$ROOT[$extras]"; } >"$log" 2>&1; then
+      tail -n 30 "$log" >&2
+      echo "mlops: installing into $VENV failed; the whole log is $log" >&2
+      exit 1
+    fi
     echo "$want" > "$stamp"
   fi
   export PATH="$VENV/bin:$PATH"

@@ -11,7 +11,7 @@ from tests.fakes import FakeRunner, quality, write_script
 from tuner.errors import SearchError
 from tuner.events import Event
 from tuner.loop import LoopSettings, TuneLoop
-from tuner.pruning import GoalPruner, MedianPruner, PrunePolicy
+from tuner.pruning import GoalPruner, MedianPruner, PrunePolicy, meets_goal
 from tuner.study import Study
 
 
@@ -223,3 +223,10 @@ def test_prune_policy_round_trips_through_the_workdir(tmp_path):
     assert "median" in policy.check([{"m": 0.1}, {"m": 0.2}])
     assert policy.check([{"m": 0.1}, {"m": 0.96}]) is None  # at the goal: never pruned
     assert PrunePolicy.read(tmp_path / "nowhere") is None
+
+
+def test_float32_metrics_meet_the_goal_they_print_as():
+    assert meets_goal(0.8999999761581421, 0.9)  # 45/50 in float32
+    assert not meets_goal(0.8998, 0.9)
+    assert meets_goal(0.1000000015, 0.1, maximize=False) and not meets_goal(0.11, 0.1, maximize=False)
+    assert not meets_goal(None, 0.9) and not meets_goal(0.95, None)

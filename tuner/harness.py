@@ -287,10 +287,9 @@ def _make_callbacks(keras: Any, workdir: Path, fit_index: int, epoch_offset: int
 
 
 def _meets_goal(record: dict[str, Any]) -> bool:
-    value = record.get(_GOAL["metric"])
-    if _GOAL["goal"] is None or not isinstance(value, (int, float)):
-        return False
-    return value >= _GOAL["goal"] if _GOAL["maximize"] else value <= _GOAL["goal"]
+    from tuner.pruning import meets_goal
+
+    return meets_goal(record.get(_GOAL["metric"]), _GOAL["goal"], _GOAL["maximize"])
 
 
 def _checkpoint_reached_goal(folder: Path) -> int | None:

@@ -21,7 +21,7 @@ from typing import Any
 from tuner.config import Config
 from tuner.errors import EXIT_GOAL_NOT_MET, EXIT_OK, StudyError
 from tuner.events import EventBus, JsonlSink, Listener
-from tuner.pruning import PrunePolicy
+from tuner.pruning import PrunePolicy, meets_goal
 from tuner.runners.base import Runner
 from tuner.search import Observation, SearchSpace, build_space, get_strategy
 from tuner.study import Study, TrialRecord
@@ -124,9 +124,7 @@ class TuneLoop:
 
     # -- helpers -----------------------------------------------------------------------
     def _meets_goal(self, value: float | None) -> bool:
-        if value is None:
-            return False
-        return value >= self.s.goal if self.s.maximize else value <= self.s.goal
+        return meets_goal(value, self.s.goal, self.s.maximize)
 
     def _observations(self, study: Study) -> list[Observation]:
         return [Observation(t.number, t.settings, t.status, t.metric, t.history)

@@ -13,6 +13,15 @@ from pathlib import Path
 from typing import Any
 
 PRUNE_FILE = "prune.json"
+# Keras reports metrics as float32: 45/50 comes back as 0.8999999761581421, which must count
+# as reaching a goal of 0.90. Every goal comparison in the project goes through meets_goal.
+GOAL_TOLERANCE = 1e-6
+
+
+def meets_goal(value: Any, goal: float | None, maximize: bool = True) -> bool:
+    if goal is None or not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    return value >= goal - GOAL_TOLERANCE if maximize else value <= goal + GOAL_TOLERANCE
 
 
 @dataclass
@@ -92,7 +101,7 @@ class PrunePolicy:
         if not history:
             return None
         value = history[-1].get(self.metric)
-        if isinstance(value, (int, float)) and (value >= self.goal if self.maximize else value <= self.goal):
+        if meets_goal(value, self.goal, self.maximize):
             return None
         return (MedianPruner(maximize=self.maximize).should_prune(self.metric, history, self.peers)
                 or GoalPruner(goal=self.goal, maximize=self.maximize).should_prune(self.metric, history, self.planned))
