@@ -402,7 +402,7 @@ def test_descriptions() -> None:
 def test_describe_path_reads_run_dirs_and_workdirs(tmp_path: Path) -> None:
     (tmp_path / "result.json").write_text(json.dumps({"status": "ok", "metric": 0.5, "metric_name": "val_accuracy",
                                                       "settings": {"learning_rate": 0.01}}), encoding="utf-8")
-    assert jk.describe_path(tmp_path) == "val_accuracy 0.5 — lr 0.01"
+    assert jk.describe_path(tmp_path) == "val_accuracy 0.5 — lr 1e-2"
     with pytest.raises(JenkinsError, match="neither summary.json nor result.json"):
         jk.describe_path(tmp_path / "..")
 

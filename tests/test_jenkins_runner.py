@@ -134,7 +134,7 @@ def test_a_trial_is_one_build_and_reads_back_like_any_runner(jenkins: JenkinsTar
     assert build.params["WORKDIR"] == "mlops-trial/tiny/0003"
     assert build.params["STUDY"] == "tiny" and build.params["TRIAL"] == "3"
     info = jenkins.client().build_info(retrain_job, 1)
-    assert info["description"] == f"val_accuracy {jk.format_number(quality(settings))} — FC [128, 64], lr 0.001"
+    assert info["description"] == f"val_accuracy {jk.format_number(quality(settings))} — FC [128, 64], lr 1e-3"
 
 
 def test_a_failed_build_is_a_failed_trial_with_its_reason(jenkins: JenkinsTarget, retrain_job: str,

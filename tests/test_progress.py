@@ -30,7 +30,7 @@ def test_plain_lines_for_a_non_tty():
     drive(Progress(stream=out, live=False))
     text = out.getvalue()
     assert "tuning face_cnn.py (cnn) until val_accuracy >= 0.9 with 'auto'; budget 10 trials / 60 min" in text
-    assert "trial 1/10: FC [16], lr 0.0001" in text
+    assert "trial 1/10: FC [16], lr 1e-4" in text
     assert "  trial 1 epoch 1: val_accuracy 0.6100" in text
     assert "trial 1/10 pruned: val_accuracy 0.6200 after 5 epochs, 4.2 s — pruned at epoch 5" in text
     assert "(resumed from its checkpoint)" in text and "restarted (killed by SIGKILL); resumed at epoch 3" in text
@@ -48,5 +48,5 @@ def test_live_mode_keeps_epochs_on_the_status_line():
 
 
 def test_settings_are_shown_in_a_stable_order():
-    assert fmt_settings({"batch_size": 32, "learning_rate": 3e-4, "fc_layers": [64]}) == "FC [64], lr 0.0003, batch_size 32"
+    assert fmt_settings({"batch_size": 32, "learning_rate": 3e-4, "fc_layers": [64]}) == "FC [64], lr 3e-4, batch 32"
     assert fmt_settings({}) == "as written"

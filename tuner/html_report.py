@@ -23,6 +23,15 @@ from urllib.parse import unquote
 from markupsafe import Markup, escape
 
 from tuner.errors import MlopsError
+from tuner.fmt import (  # noqa: F401 - re-exported for the report's callers
+    SETTING_LABELS,
+    format_sci,
+    format_value,
+    is_number,
+    ordered_setting_names,
+    settings_parts,
+)
+from tuner.fmt import format_settings as _format_settings
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -57,8 +66,12 @@ PALETTE = (
 BEST_COLOUR = "#1a7f37"
 GOAL_COLOUR = "#cf222e"
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
-SETTING_LABELS = {"fc_layers": "FC", "learning_rate": "lr", "epochs": "epochs", "batch_size": "batch"}
 SETTINGS_PREFIX = "settings."
+
+
+def format_settings(settings: dict[str, Any] | None) -> str:
+    """Settings in a few characters: ``FC [128, 64] · lr 3e-4 · batch 32``."""
+    return _format_settings(settings, sep=" · ")
 
 
 # --------------------------------------------------------------------------- public API
@@ -129,7 +142,7 @@ def trials_frame(summary: dict[str, Any]) -> pd.DataFrame:
                 setting_names.append(name)
             rec[SETTINGS_PREFIX + name] = value
         records.append(rec)
-    columns = base_cols + [SETTINGS_PREFIX + n for n in _ordered_setting_names(setting_names)]
+    columns = base_cols + [SETTINGS_PREFIX + n for n in ordered_setting_names(setting_names)]
     frame = pd.DataFrame.from_records(records, columns=columns).astype(object)
     frame = frame.where(frame.notna(), None)
     if len(frame):
@@ -137,47 +150,14 @@ def trials_frame(summary: dict[str, Any]) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def format_settings(settings: dict[str, Any] | None) -> str:
-    """Settings in a few characters: ``FC [128, 64] · lr 3e-4 · batch 32``; ``as written``
-    when empty."""
-    return " · ".join(settings_parts(settings)) if settings else "as written"
-
-
-def settings_parts(settings: dict[str, Any] | None) -> list[str]:
-    """One short text per setting, canonical ones first: ``["FC [128, 64]", "lr 3e-4"]``."""
-    parts: list[str] = []
-    if not settings:
-        return parts
-    for name in _ordered_setting_names(list(settings)):
-        value = settings[name]
-        if name == "fc_layers":
-            parts.append(f"FC {_format_value(value)}")
-        elif name == "learning_rate" and _is_number(value):
-            parts.append(f"lr {format_sci(float(value))}")
-        else:
-            parts.append(f"{SETTING_LABELS.get(name, name)} {_format_value(value)}")
-    return parts
-
-
 def format_metric(value: Any) -> str:
     """A metric with :data:`METRIC_DECIMALS` decimals; an em dash when there is none."""
-    return f"{float(value):.{METRIC_DECIMALS}f}" if _is_number(value) else "—"
-
-
-def format_sci(value: float) -> str:
-    """Compact scientific notation: 0.0003 -> ``3e-4``, 0.00025 -> ``2.5e-4``, 0.01 -> ``1e-2``."""
-    if value == 0:
-        return "0"
-    if not math.isfinite(value):
-        return str(value)
-    mantissa, exponent = f"{value:.3e}".split("e")
-    mantissa = mantissa.rstrip("0").rstrip(".")
-    return f"{mantissa}e{int(exponent)}"
+    return f"{float(value):.{METRIC_DECIMALS}f}" if is_number(value) else "—"
 
 
 def format_duration(seconds: Any) -> str:
     """``41.0 s``, ``13 min 32 s``, ``2 h 05 min``; an em dash when unknown."""
-    if not _is_number(seconds) or seconds < 0:
+    if not is_number(seconds) or seconds < 0:
         return "—"
     if seconds < 60:
         return f"{seconds:.1f} s"
@@ -196,7 +176,7 @@ def build_context(summary: dict[str, Any]) -> dict[str, Any]:
     """Everything the template shows, already formatted (strings, lists, and the SVG chart)."""
     metric = str(summary.get("metric") or "metric")
     maximize = summary.get("maximize", True) is not False
-    goal = summary.get("goal") if _is_number(summary.get("goal")) else None
+    goal = summary.get("goal") if is_number(summary.get("goal")) else None
     best = summary.get("best") if isinstance(summary.get("best"), dict) else None
     best_number = best.get("number") if best else None
     trials = _trials(summary)
@@ -241,7 +221,7 @@ def headline(summary: dict[str, Any]) -> str:
     budget = summary.get("budget") if isinstance(summary.get("budget"), dict) else {}
     max_trials = budget.get("max_trials")
     goal_txt = _format_goal(goal)
-    if status == "goal_met" and best and _is_number(best.get("metric")):
+    if status == "goal_met" and best and is_number(best.get("metric")):
         rel = "≥" if maximize else "≤"
         of = max_trials if isinstance(max_trials, int) and max_trials >= n_trials else n_trials
         return (
@@ -249,7 +229,7 @@ def headline(summary: dict[str, Any]) -> str:
             f"in trial {best.get('number')} of {of}"
         )
     if status in ("budget_spent", "failed"):
-        if best and _is_number(best.get("metric")):
+        if best and is_number(best.get("metric")):
             rel = "<" if maximize else ">"
             return f"{words}: best {format_metric(best['metric'])} {rel} goal {goal_txt}"
         if n_trials:
@@ -277,7 +257,7 @@ def _facts(
     facts.append(("Strategy", str(summary.get("strategy") or "—")))
     facts.append(("Runner", str(summary.get("runner") or "—")))
     time_txt = format_duration(summary.get("seconds"))
-    if _is_number(budget.get("max_minutes")):
+    if is_number(budget.get("max_minutes")):
         time_txt += f" of max {format_duration(float(budget['max_minutes']) * 60)}"
     facts.append(("Total time", time_txt))
     facts.append(("Started", _format_time(summary.get("started_at"))))
@@ -314,10 +294,10 @@ def _trial_rows(
             if rec[c] is not None and c[len(SETTINGS_PREFIX) :] not in common
         }
         status = str(rec["status"] or "unknown")
-        epochs = rec["epochs"] if _is_number(rec["epochs"]) else None
+        epochs = rec["epochs"] if is_number(rec["epochs"]) else None
         epochs_txt = "—" if not epochs else str(int(epochs))
         planned = rec.get(planned_epochs)
-        if epochs and _is_number(planned) and int(planned) != int(epochs):
+        if epochs and is_number(planned) and int(planned) != int(epochs):
             epochs_txt += f" / {int(planned)}"
         tail = log_tails.get(rec["number"]) if status in FAILED_STATUSES else None
         rows.append(
@@ -351,11 +331,11 @@ def _best_block(summary: dict[str, Any], best: dict[str, Any] | None) -> dict[st
 
 
 def _restarts_text(restarts: Any, resumed_at: Any) -> str:
-    n = int(restarts) if _is_number(restarts) else 0
+    n = int(restarts) if is_number(restarts) else 0
     epochs: list[int] = []
     if isinstance(resumed_at, (list, tuple)):
-        epochs = [int(e) for e in resumed_at if _is_number(e)]
-    elif _is_number(resumed_at):
+        epochs = [int(e) for e in resumed_at if is_number(e)]
+    elif is_number(resumed_at):
         epochs = [int(resumed_at)]
     if not n and not epochs:
         return ""
@@ -563,7 +543,7 @@ def curves_svg(
         colour = colours[id(trial)]
         status = str(trial.get("status") or "")
         text = f"Trial {trial.get('number')}"
-        if _is_number(trial.get("metric")):
+        if is_number(trial.get("metric")):
             text += f"  {format_metric(trial.get('metric'))}"
         if status != "ok":
             text += f"  {status}"
@@ -587,7 +567,7 @@ def _series(trial: dict[str, Any], metric: str) -> list[tuple[int, float]]:
         if not isinstance(rec, dict):
             continue
         epoch, value = rec.get("epoch"), rec.get(metric)
-        if _is_number(epoch) and _is_number(value) and math.isfinite(value):
+        if is_number(epoch) and is_number(value) and math.isfinite(value):
             pts.append((int(epoch), float(value)))
     return sorted(dict(pts).items())
 
@@ -648,32 +628,11 @@ def _trials(summary: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _sort_key(number: Any) -> float:
-    return float(number) if _is_number(number) else math.inf
-
-
-def _ordered_setting_names(names: list[str]) -> list[str]:
-    first = [n for n in SETTING_LABELS if n in names]
-    return first + sorted(n for n in names if n not in SETTING_LABELS)
-
-
-def _is_number(value: Any) -> bool:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    return not (isinstance(value, float) and math.isnan(value))
-
-
-def _format_value(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_format_value(v) for v in value) + "]"
-    if isinstance(value, float) and _is_number(value):
-        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e6):
-            return format_sci(value)
-        return f"{value:.4g}"
-    return str(value)
+    return float(number) if is_number(number) else math.inf
 
 
 def _format_goal(goal: Any) -> str:
-    if not _is_number(goal):
+    if not is_number(goal):
         return "—"
     text = f"{float(goal):.4f}".rstrip("0")
     whole, _, frac = text.partition(".")

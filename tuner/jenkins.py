@@ -258,22 +258,9 @@ def format_number(value: Any) -> str:
 
 def format_settings(settings: Mapping[str, Any] | None) -> str:
     """``{"fc_layers": [128, 64], "learning_rate": 3e-4}`` -> ``FC [128, 64], lr 3e-4``."""
-    if not settings:
-        return "as written"
-    order = ["fc_layers", "learning_rate", "epochs", "batch_size"]
-    keys = [k for k in order if k in settings] + sorted(k for k in settings if k not in order)
-    parts = []
-    for key in keys:
-        value = settings[key]
-        if key == "fc_layers":
-            parts.append(f"FC {json.dumps(value)}")
-        elif key == "learning_rate":
-            parts.append(f"lr {format_number(value)}")
-        elif key == "batch_size":
-            parts.append(f"batch {format_number(value)}")
-        else:
-            parts.append(f"{key} {format_number(value)}")
-    return ", ".join(parts)
+    from tuner.fmt import format_settings as fmt
+
+    return fmt(dict(settings or {}))
 
 
 def _short(text: Any, limit: int = 140) -> str:

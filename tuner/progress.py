@@ -8,19 +8,7 @@ import time
 from typing import Any, TextIO
 
 from tuner.events import Event
-
-
-def fmt_settings(settings: dict[str, Any]) -> str:
-    parts = []
-    order = {"fc_layers": 0, "learning_rate": 1, "epochs": 2, "batch_size": 3}
-    for k, v in sorted(settings.items(), key=lambda kv: (order.get(kv[0], 9), kv[0])):
-        if k == "fc_layers":
-            parts.append(f"FC {list(v)}")
-        elif k == "learning_rate":
-            parts.append(f"lr {v:.3g}")
-        else:
-            parts.append(f"{k} {v}")
-    return ", ".join(parts) or "as written"
+from tuner.fmt import format_settings as fmt_settings
 
 
 class Progress:
