@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts/demo and scripts/test: create or reuse .venv and install what is needed.
 # Re-installs only when setup.cfg or pyproject.toml changed (a stamp file records their hash).
 set -euo pipefail
@@ -18,7 +19,7 @@ ensure_venv() {  # ensure_venv EXTRAS   e.g. ensure_venv "tf,dev"
     echo "mlops: installing the project with extras [$extras] into $VENV (first time: a few minutes)" >&2
     local log="$VENV/mlops-install.log"
     if ! { "$VENV/bin/python" -m pip install --upgrade pip && \
-           "$VENV/bin/python" -m pip install -e "$ROOT[$extras]"; } >"$log" 2>&1; then
+           "$VENV/bin/python" -m pip install -e "${ROOT}[${extras}]"; } >"$log" 2>&1; then
       tail -n 30 "$log" >&2
       echo "mlops: installing into $VENV failed; the whole log is $log" >&2
       exit 1
@@ -36,9 +37,9 @@ ensure_apt() {  # ensure_apt CMD PACKAGE...   installs PACKAGEs when CMD is miss
     return 1
   fi
   echo "mlops: installing $* (apt)" >&2
-  if [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v -e lock -e partial)" ] || [ -z "${MLOPS_APT_UPDATED:-}" ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || true
-    export MLOPS_APT_UPDATED=1
+  # apt-get update only when apt has no candidate for the package yet (a fresh machine)
+  if ! apt-cache policy "$1" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 || true
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1
 }

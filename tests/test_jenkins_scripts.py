@@ -123,7 +123,8 @@ def description(proc: subprocess.CompletedProcess[str]) -> str:
 def test_shellcheck_is_clean() -> None:
     if shutil.which("shellcheck") is None:
         pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
-    files = sorted(str(p) for p in SCRIPTS.glob("jenkins-*.sh"))
+    files = sorted(str(p) for p in SCRIPTS.glob("*.sh")) + [str(SCRIPTS / n) for n in ("test", "demo")]
+    files.append(str(ROOT / ".ci" / "run"))
     proc = subprocess.run(["shellcheck", "-x", *files], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout
 
