@@ -29,12 +29,16 @@ def _deepen(p: Param, fc: list[int]) -> list[int]:
     return p.clip(fc + [nxt])
 
 
+# the learning rates people write: 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, ...
+LR_GRID = sorted(float(f"{m}e{e}") for e in range(-7, 1) for m in (1, 3))
+
+
 def _move_lr(p: Param, lr: float) -> float:
-    if abs(math.log10(lr) - math.log10(TARGET_LR)) < 0.05:
-        return p.clip(lr / 3)
-    if lr > TARGET_LR:
-        return p.clip(max(lr / 3.16, TARGET_LR))
-    return p.clip(min(lr * 3.16, TARGET_LR))
+    """One step along the 1-3-10 grid toward 1e-3 (from 1e-3 itself: down to 3e-4)."""
+    i = min(range(len(LR_GRID)), key=lambda k: abs(math.log10(LR_GRID[k]) - math.log10(lr)))
+    t = LR_GRID.index(TARGET_LR)
+    j = i + 1 if i < t else i - 1
+    return p.clip(LR_GRID[j])
 
 
 def _toward_middle(p: Param, value: Any) -> Any:

@@ -1,0 +1,76 @@
+"""Search space and strategies on their own (no runner)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tuner.errors import ConfigError
+from tuner.hparams import find_settings
+from tuner.search import Observation, build_space, get_strategy
+
+KERAS = "FC_LAYERS = [16]\nLEARNING_RATE = 1e-4\nEPOCHS = 10\nimport keras\n"
+SKLEARN = ("from sklearn.svm import SVC\nfrom sklearn.datasets import load_wine\n"
+           "x, y = load_wine(return_X_y=True)\nSVC(C=0.01, gamma=1.0).fit(x, y)\n")
+
+
+def space_of(source: str, overrides=None):
+    return build_space(find_settings(source, path="s.py"), overrides)
+
+
+def walk(strategy, n: int, metric: float = 0.5) -> list[dict]:
+    history: list[Observation] = []
+    for i in range(n):
+        s = strategy.ask(history)
+        if s is None:
+            break
+        history.append(Observation(i + 1, s, "ok", metric))
+    return [o.settings for o in history]
+
+
+def test_ladder_widens_deepens_and_moves_lr_on_the_1_3_grid():
+    steps = walk(get_strategy("ladder", space_of(KERAS)), 7)
+    assert steps[0] == {"fc_layers": [16], "learning_rate": 1e-4, "epochs": 10}
+    assert [s["fc_layers"] for s in steps[1:4]] == [[32], [32, 16], [32, 16]]
+    assert [s["learning_rate"] for s in steps[:5]] == [1e-4, 1e-4, 1e-4, 3e-4, 3e-4]
+    assert steps[6]["learning_rate"] == 1e-3 and all(s["epochs"] == 10 for s in steps)
+
+
+@pytest.mark.parametrize("name", ["random", "tpe", "auto"])
+def test_proposals_stay_in_the_space_and_never_repeat(name):
+    space = space_of(KERAS)
+    steps = walk(get_strategy(name, space, seed=3), 12)
+    assert len(steps) == 12 and len({repr(sorted(s.items())) for s in steps}) == 12
+    for s in steps[1:]:
+        for key, param in space.params.items():
+            assert param.contains(s[key]), (key, s[key])
+
+
+def test_auto_tries_earlier_winners_right_after_the_baseline():
+    winner = {"fc_layers": [512, 64], "learning_rate": 2e-3, "epochs": 12}
+    steps = walk(get_strategy("auto", space_of(KERAS), previous_winners=[winner]), 2)
+    assert steps[1] == winner
+
+
+def test_space_overrides_and_their_errors():
+    space = space_of(KERAS, {"learning_rate": {"low": 1e-3, "high": 1e-2, "log": True},
+                             "fc_layers": {"min": 1, "max": 2, "units": [64, 128]}})
+    assert space.params["learning_rate"].low == 1e-3
+    assert space.params["fc_layers"].choices == (64, 128) and space.params["fc_layers"].high == 2
+    with pytest.raises(ConfigError, match=r"hparams.space.dropout: the script has no setting 'dropout'"):
+        space_of(KERAS, {"dropout": {"low": 0, "high": 0.5}})
+    with pytest.raises(ConfigError, match=r"hparams.space.learning_rate: need low <= high"):
+        space_of(KERAS, {"learning_rate": {"low": 1, "high": 0.1}})
+    with pytest.raises(ConfigError, match=r"unknown field\(s\) \['step'\]"):
+        space_of(KERAS, {"epochs": {"low": 1, "high": 5, "step": 2}})
+
+
+def test_sklearn_space_comes_from_the_estimator_table():
+    space = space_of(SKLEARN)
+    assert set(space.params) == {"C", "gamma"} and space.params["C"].log
+    steps = walk(get_strategy("ladder", space), 3)
+    assert steps[0] == {"C": 0.01, "gamma": 1.0} and steps[1] != steps[0]
+
+
+def test_a_script_with_nothing_tunable_has_an_empty_space():
+    space = space_of("import keras\nmodel = keras.Sequential()\n")
+    assert not space and get_strategy("random", space).ask([Observation(1, {}, "ok", 0.5)]) is None
