@@ -230,3 +230,17 @@ def test_float32_metrics_meet_the_goal_they_print_as():
     assert not meets_goal(0.8998, 0.9)
     assert meets_goal(0.1000000015, 0.1, maximize=False) and not meets_goal(0.11, 0.1, maximize=False)
     assert not meets_goal(None, 0.9) and not meets_goal(0.95, None)
+
+
+def test_a_goal_met_run_seeds_the_next_run_of_the_same_script(tmp_path):
+    store = tmp_path / "winners.json"
+    write_script(tmp_path)
+    first = TuneLoop(tmp_path / "model.py", tmp_path / "run1", settings(strategy="auto"), FakeRunner(),
+                     kind="ann", winners_file=store).run()
+    assert first.status == "goal_met"
+    won = first.summary["best"]["settings"]
+    assert json.loads(store.read_text())["model.py"][0] == won
+    runner = FakeRunner()
+    second = TuneLoop(tmp_path / "model.py", tmp_path / "run2", settings(strategy="auto"), runner,
+                      kind="ann", winners_file=store).run()
+    assert runner.started[1] == won and len(second.summary["trials"]) == 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import inspect
 import os
 import subprocess
 import time
@@ -18,12 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuner import winners
 from tuner.config import Config
 from tuner.errors import EXIT_GOAL_NOT_MET, EXIT_OK, StudyError
 from tuner.events import EventBus, JsonlSink, Listener
 from tuner.pruning import PrunePolicy, meets_goal
 from tuner.runners.base import Runner
-from tuner.search import Observation, SearchSpace, build_space, get_strategy
+from tuner.search import Observation, SearchSpace, build_space, get_strategy, strategy_class
 from tuner.study import Study, TrialRecord
 from tuner.trial import TrialResult, TrialSpec, write_json_atomic
 
@@ -110,6 +112,7 @@ class TuneLoop:
         supervise: Callable[..., TrialResult] | None = None,
         runner_name: str = "local",
         clock: Callable[[], float] = time.monotonic,
+        winners_file: Path | None = None,
     ):
         self.script = Path(script).resolve()
         self.run_dir = Path(run_dir).resolve()
@@ -120,6 +123,7 @@ class TuneLoop:
         self.supervise = supervise
         self.runner_name = runner_name
         self.clock = clock
+        self.winners_file = winners_file  # None: neither read nor record earlier winners
         self.planned_epochs: int | None = None
 
     # -- helpers -----------------------------------------------------------------------
@@ -167,8 +171,12 @@ class TuneLoop:
         first_started = meta.get("first_started_at", started_wall)
         if "first_started_at" not in meta:
             study.set_meta(first_started_at=started_wall)
+        options: dict[str, Any] = {}
+        if self.winners_file is not None and "previous_winners" in inspect.signature(
+                strategy_class(self.s.strategy).__init__).parameters:
+            options["previous_winners"] = winners.load(self.script.name, self.winners_file)
         strategy = get_strategy(self.s.strategy, space, maximize=self.s.maximize, seed=self.s.seed,
-                                metric=self.s.metric)
+                                metric=self.s.metric, **options)
         session_start = self.clock()
         prior_elapsed = study.elapsed()
         self.bus.emit("run_started", script=str(self.script), kind=self.kind, run_dir=str(self.run_dir),
@@ -180,6 +188,8 @@ class TuneLoop:
         finally:
             study.add_elapsed(self.clock() - session_start)
         summary = self._finish(study, space, status, reason, first_started, tunables)
+        if status == "goal_met" and summary.get("best"):
+            winners.record(self.script.name, summary["best"]["settings"], self.winners_file)
         study.close()
         return RunOutcome(status, reason, summary, self.run_dir)
 

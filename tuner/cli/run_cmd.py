@@ -64,8 +64,11 @@ def run(script: Path, goal: float | None, metric: str | None, strategy: str | No
 
     progress = Progress()
     trial_runner = build_runner(cfg)
+    from tuner.winners import winners_path
+
     loop = TuneLoop(script, target, LoopSettings.from_config(cfg), trial_runner, kind=kind,
-                    listeners=[progress], supervise=supervise, runner_name=cfg.runner)
+                    listeners=[progress], supervise=supervise, runner_name=cfg.runner,
+                    winners_file=winners_path())
     try:
         outcome = loop.run()
     except KeyboardInterrupt:
