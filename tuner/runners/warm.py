@@ -31,7 +31,7 @@ from tuner.runners.local import LocalRunner, _die_with_parent, harness_env
 from tuner.trial import LOG_FILE, TrialSpec, prepare_workdir
 
 PRELOAD = {
-    "keras": ("keras", "tensorflow"),
+    "keras": ("keras", "tensorflow", "sklearn.model_selection", "sklearn.datasets"),
     "sklearn": ("numpy", "sklearn", "sklearn.model_selection", "sklearn.linear_model", "sklearn.ensemble"),
 }
 
@@ -78,7 +78,10 @@ def serve(group: str) -> int:  # pragma: no cover - exercised through WarmRunner
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     _die_with_parent()
     for module in PRELOAD.get(group, ()):
-        __import__(module)
+        try:
+            __import__(module)
+        except ImportError:  # a framework the trial does not need; the trial imports what it does
+            pass
     out = sys.stdout
     out.write(json.dumps({"ready": True, "pid": os.getpid()}) + "\n")
     out.flush()

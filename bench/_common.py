@@ -1,0 +1,171 @@
+"""Shared pieces of the tuning benchmark: the tasks, the search space, and one trial run
+through the product's own execution (the warm local runner + the training harness)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+METRIC = "val_accuracy"
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    script: Path
+    kind: str
+    goal: float
+    why: str = ""
+
+
+# goals: chosen from the hindsight sweep (bench/results/tuning_floor.json) so that the script
+# as written misses them by far, the classic ladder needs five or more trials and a random
+# draw from the space reaches them only now and then (see bench/README.md)
+TASKS: dict[str, Task] = {
+    "face": Task("face", ROOT / "models" / "face_cnn.py", "cnn", 0.90,
+                 "50 validation crops: at most 5 mistakes; needs a learning rate above 1e-3"),
+    "digits": Task("digits", ROOT / "models" / "digits_cnn.py", "cnn", 0.97,
+                   "450 validation images: at most 13 mistakes; the stricter goal"),
+    "breast": Task("breast", ROOT / "models" / "breast_cancer_ann.py", "ann", 0.955,
+                   "143 validation rows: at most 6 mistakes, near the plateau (0.958-0.965)"),
+}
+
+
+def meets(value: Any, goal: float) -> bool:
+    """The product's own goal comparison (float32 45/50 = 0.89999998 meets 0.90)."""
+    from tuner.pruning import meets_goal
+
+    return meets_goal(value, goal, True)
+
+
+def first_reach(history: list[dict[str, Any]], goal: float) -> int | None:
+    """The 1-based epoch of the first record whose metric meets the goal."""
+    for i, rec in enumerate(history):
+        if meets(rec.get(METRIC), goal):
+            return i + 1
+    return None
+
+
+def space_for(task: Task, cap: int | None = None) -> Any:
+    """The product's search space for the script, with epochs fixed at the cap (the script's
+    own EPOCHS unless given): every method may train a trial at most that long."""
+    from tuner import hparams
+    from tuner.search import build_space
+
+    tunables = hparams.find_settings(task.script.read_text(encoding="utf-8"), path=str(task.script))
+    epochs = tunables.values().get("epochs")
+    cap = int(cap or epochs)
+    return build_space(tunables, {"epochs": {"low": cap, "high": cap}})
+
+
+@dataclass
+class TrialOut:
+    settings: dict[str, Any]
+    status: str
+    history: list[dict[str, Any]]
+    seconds: float           # wall time of the whole trial (start to result)
+    epochs: int              # epochs the trial trained (what a user pays for)
+    reached: int | None      # first epoch meeting the goal
+    counted: int = 0         # epochs counted toward "epochs to goal" (see count())
+    reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"settings": self.settings, "status": self.status, "seconds": round(self.seconds, 2),
+                "epochs": self.epochs, "reached": self.reached, "counted": self.counted,
+                "curve": [round(float(r.get(METRIC, float("nan"))), 6) for r in self.history],
+                "reason": self.reason, **self.extra}
+
+
+def run_trial(runner: Any, task: Task, settings: dict[str, Any], seed: int, workdir: Path, *,
+              policy: Any = None, goal: float | None = None,
+              on_epoch: Callable[[list[dict[str, Any]]], str | None] | None = None,
+              keep_checkpoint: bool = False) -> TrialOut:
+    """One trial of ``task`` with ``settings`` through ``runner`` (the product's execution).
+
+    ``policy`` (a :class:`tuner.pruning.PrunePolicy`) prunes inside the harness at the epoch
+    end, as ``mlops run`` does; ``on_epoch`` is an outside pruner (Optuna's): called with the
+    history after each epoch, a non-empty reason stops the trial at the next epoch end."""
+    from tuner.trial import TrialSpec
+
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    spec = TrialSpec(script=task.script, kind=task.kind, workdir=workdir, settings=settings,
+                     metric=METRIC, timeout=900, seed=seed, goal=goal, maximize=True)
+    if policy is not None:
+        policy.write(workdir)
+    decided: dict[str, Any] = {"at": None, "why": None, "seen": 0}
+
+    def progress(history: list[dict[str, Any]]) -> None:
+        if on_epoch is None or decided["at"] is not None:
+            return
+        for i in range(decided["seen"], len(history)):
+            decided["seen"] = i + 1
+            why = on_epoch(history[: i + 1])
+            if why:
+                decided.update(at=i + 1, why=why)
+                (workdir / "STOP").write_text(why + "\n", encoding="utf-8")
+                return
+
+    t0 = time.monotonic()
+    res = runner.run(spec, on_progress=progress, poll_interval=0.1)
+    seconds = time.monotonic() - t0
+    history = res.history
+    status = res.status
+    reason = res.reason
+    extra: dict[str, Any] = {}
+    if decided["at"] is not None:
+        # the outside pruner decided after epoch `at`; the harness stopped at the next epoch
+        # end. Count only up to the decision (generous: as exact as a pruner in the harness).
+        extra["pruned_at"] = decided["at"]
+        status, reason = "pruned", decided["why"]
+    if status not in ("ok", "pruned"):
+        tail = (res.log_tail or "").strip().splitlines()[-3:]
+        extra["log_tail"] = tail
+    if not keep_checkpoint:
+        shutil.rmtree(workdir / "checkpoint", ignore_errors=True)
+    return TrialOut(settings, status, history, seconds, len(history),
+                    first_reach(history, task.goal), reason=reason, extra=extra)
+
+
+def median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+class PartialJson:
+    """A results file rewritten atomically after every record (a crash loses nothing)."""
+
+    def __init__(self, path: Path, meta: dict[str, Any]):
+        self.path = path
+        self.data: dict[str, Any] = {"meta": meta, "runs": []}
+        if path.exists():
+            try:
+                old = json.loads(path.read_text(encoding="utf-8"))
+                self.data["runs"] = list(old.get("runs", []))
+                self.data["meta"] = {**old.get("meta", {}), **meta}
+            except (json.JSONDecodeError, OSError):
+                pass
+
+    def done(self, key: tuple[str, str, int]) -> bool:
+        return any((r["task"], r["method"], r["seed"]) == key for r in self.data["runs"])
+
+    def add(self, record: dict[str, Any]) -> None:
+        key = (record["task"], record["method"], record["seed"])
+        self.data["runs"] = [r for r in self.data["runs"] if (r["task"], r["method"], r["seed"]) != key]
+        self.data["runs"].append(record)
+        self.save()
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, self.path)
