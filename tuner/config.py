@@ -193,6 +193,10 @@ class Config:
     def as_dict(self) -> dict[str, Any]:
         return copy.deepcopy(self._values)
 
+    def hparam_names(self) -> dict[str, list[str]]:
+        """The constant names to look for, per canonical setting (``hparams.names.*``)."""
+        return {k: self[f"hparams.names.{k}"] for k in ("fc_layers", "learning_rate", "epochs", "batch_size")}
+
     @property
     def maximize(self) -> bool:
         direction = self._values["direction"]

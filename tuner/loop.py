@@ -60,12 +60,10 @@ class LoopSettings:
 
     @classmethod
     def from_config(cls, cfg: Config) -> LoopSettings:
-        from tuner.cli._common import hparam_names
-
         return cls(goal=cfg.goal, metric=cfg.metric, maximize=cfg.maximize, strategy=cfg.strategy,
                    max_trials=cfg.max_trials, max_minutes=cfg.max_minutes,
                    trial_timeout=cfg.trial_timeout_minutes * 60, seed=cfg.seed, prune=cfg.prune,
-                   names=hparam_names(cfg), space_overrides=dict(cfg["hparams.space"] or {}))
+                   names=cfg.hparam_names(), space_overrides=dict(cfg["hparams.space"] or {}))
 
 
 def default_run_dir(script: Path) -> Path:
@@ -341,12 +339,9 @@ class TuneLoop:
             "build_url": os.environ.get("BUILD_URL") or None,
         }
         write_json_atomic(self.run_dir / "summary.json", summary)
-        try:
-            from tuner.html_report import write_report
+        from tuner.html_report import write_report
 
-            write_report(self.run_dir, summary)
-        except ImportError:  # pragma: no cover - report module is part of the package
-            pass
+        write_report(self.run_dir, summary)
         self.bus.emit("run_finished", status=status, reason=reason, run_dir=str(self.run_dir),
                       best=best_json and {k: best_json[k] for k in ("number", "metric", "settings")})
         return summary

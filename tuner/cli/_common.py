@@ -26,22 +26,18 @@ def parse_settings(sets: tuple[str, ...] | list[str], settings_json: str | None 
     return settings
 
 
-def hparam_names(cfg: Config) -> dict[str, list[str]]:
-    return {k: cfg[f"hparams.names.{k}"] for k in ("fc_layers", "learning_rate", "epochs", "batch_size")}
-
-
 def build_runner(cfg: Config, name: str | None = None) -> Any:
     from tuner.runners import get_runner
 
     name = name or cfg.runner
     if name == "local-cold":  # one trial: a warm worker would only add a process
-        return get_runner("local", names=hparam_names(cfg))
+        return get_runner("local", names=cfg.hparam_names())
     if name == "local" and cfg.warm_worker:
         from tuner.runners.warm import WarmRunner
 
-        return WarmRunner(names=hparam_names(cfg))
+        return WarmRunner(names=cfg.hparam_names())
     if name == "docker":
-        return get_runner("docker", config=cfg, names=hparam_names(cfg))
+        return get_runner("docker", config=cfg, names=cfg.hparam_names())
     if name == "jenkins":
-        return get_runner("jenkins", names=hparam_names(cfg))
-    return get_runner(name, names=hparam_names(cfg))
+        return get_runner("jenkins", names=cfg.hparam_names())
+    return get_runner(name, names=cfg.hparam_names())

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner.errors import RunnerError
+from tuner.runners.base import TrialHandle
 from tuner.runners.local import LocalRunner, _die_with_parent, harness_env
 from tuner.trial import LOG_FILE, TrialSpec, prepare_workdir
 
@@ -201,7 +202,7 @@ class _Zygote:
             self.proc.wait(timeout=10)
 
 
-class WarmHandle:
+class WarmHandle(TrialHandle):
     """Same contract as :class:`tuner.runners.local.LocalHandle`, for a zygote's child."""
 
     def __init__(self, spec: TrialSpec, zygote: _Zygote, rid: str, pid: int):
@@ -238,12 +239,6 @@ class WarmHandle:
         if self.poll() is None:
             self.kill()
 
-    def request_stop(self, reason: str) -> None:
-        (self.spec.workdir / "STOP").write_text(reason + "\n", encoding="utf-8")
-
-    @property
-    def oom_killed(self) -> bool:
-        return False
 
 
 class WarmRunner(LocalRunner):
