@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner.errors import NotifyError
+from tuner.fmt import diff_line_kind
 
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.html"
@@ -321,20 +322,8 @@ def _changes(baseline: Mapping[str, Any], best: Mapping[str, Any]) -> list[dict[
 
 
 def _diff_lines(diff: str) -> list[dict[str, str]]:
-    rows = []
-    for line in diff.splitlines():
-        if line.startswith(("+++", "---")):
-            kind = "file"
-        elif line.startswith("@@"):
-            kind = "hunk"
-        elif line.startswith("+"):
-            kind = "add"
-        elif line.startswith("-"):
-            kind = "del"
-        else:
-            kind = "same"
-        rows.append({"kind": kind, "text": line})
-    return rows
+    names = {"context": "same"}
+    return [{"kind": names.get(k := diff_line_kind(line), k), "text": line} for line in diff.splitlines()]
 
 
 def build_facts(

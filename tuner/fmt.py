@@ -61,3 +61,17 @@ def format_settings(settings: dict[str, Any] | None, sep: str = ", ") -> str:
     """``{"fc_layers": [128, 64], "learning_rate": 3e-4}`` -> ``FC [128, 64], lr 3e-4``;
     ``as written`` when empty."""
     return sep.join(settings_parts(settings)) if settings else "as written"
+
+
+def diff_line_kind(line: str) -> str:
+    """What a unified-diff line is: ``file`` (---/+++), ``hunk`` (@@), ``add``, ``del`` or
+    ``context``. The report and the mail colour the winning diff by it."""
+    if line.startswith(("+++", "---")):
+        return "file"
+    if line.startswith("@@"):
+        return "hunk"
+    if line.startswith("+"):
+        return "add"
+    if line.startswith("-"):
+        return "del"
+    return "context"

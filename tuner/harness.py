@@ -264,8 +264,10 @@ def _make_callbacks(keras: Any, workdir: Path, fit_index: int, epoch_offset: int
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
             record = self.checkpoint.history[-1] if self.checkpoint.history else {
                 "epoch": epoch_offset + epoch + 1, **_jsonable(logs), "time": time.time()}
-            if record["epoch"] not in _recorded_epochs(workdir):
+            history = _read_history(workdir)  # read once per epoch: dedup and pruning both use it
+            if all(r["epoch"] != record["epoch"] for r in history):
                 _append_metrics(workdir, record)
+                history.append(record)
             self.epochs_done = epoch + 1
             touch_heartbeat(workdir, {"epoch": record["epoch"], "batch": 0, "fit": fit_index, "epoch_done": True})
             if _meets_goal(record):
@@ -273,7 +275,7 @@ def _make_callbacks(keras: Any, workdir: Path, fit_index: int, epoch_offset: int
                       f"{record[_GOAL['metric']]:.4f}; training stops here")
                 self.model.stop_training = True
                 _GOAL["reached"] = True
-            elif self.policy is not None and (why := self.policy.check(_read_history(workdir))):
+            elif self.policy is not None and (why := self.policy.check(history)):
                 _atomic_write(workdir / STOP_FILE, why + "\n")
                 _info(f"stopping after epoch {record['epoch']}: {why}")
                 self.model.stop_training = True

@@ -25,6 +25,7 @@ from markupsafe import Markup, escape
 from tuner.errors import MlopsError
 from tuner.fmt import (  # noqa: F401 - re-exported for the report's callers
     SETTING_LABELS,
+    diff_line_kind,
     format_sci,
     format_value,
     is_number,
@@ -348,20 +349,8 @@ def _restarts_text(restarts: Any, resumed_at: Any) -> str:
 
 def _diff_lines(diff: str) -> list[tuple[str, str]]:
     """(css class, text) per line of a unified diff."""
-    out = []
-    for line in diff.splitlines():
-        if line.startswith(("+++", "---")):
-            kind = "meta"
-        elif line.startswith("@@"):
-            kind = "hunk"
-        elif line.startswith("+"):
-            kind = "add"
-        elif line.startswith("-"):
-            kind = "del"
-        else:
-            kind = "ctx"
-        out.append((kind, line))
-    return out
+    classes = {"file": "meta", "context": "ctx"}
+    return [(classes.get(k := diff_line_kind(line), k), line) for line in diff.splitlines()]
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
