@@ -165,15 +165,51 @@ def image_exists(client: Any, image: str) -> bool:
     return True
 
 
+def engine_cpus(client: Any) -> int | None:
+    """How many CPUs the engine's host has (``docker info`` ``NCPU``); None when it does not
+    say. Raises :class:`DockerError` when the engine cannot be asked."""
+    docker = sdk()
+    try:
+        info = client.info()
+    except (docker.errors.APIError, docker.errors.DockerException, OSError) as exc:
+        raise DockerError(f"cannot ask the Docker engine for its CPUs: {_short(exc)}") from None
+    try:
+        count = int(info.get("NCPU") or 0)
+    except (TypeError, ValueError):
+        return None
+    return count if count > 0 else None
+
+
+def bind_mounts(binds: Any) -> list[tuple[str, str, str]]:
+    """``binds`` as ``[(host path, container path, "ro"|"rw"), ...]``: a list of such triples,
+    or the older ``{"host path": (container path, mode)}``. Raises :class:`ValueError` for a
+    mode other than ro/rw or two mounts on one container path (the later one would hide the
+    earlier, e.g. the read-write workdir)."""
+    if isinstance(binds, dict):
+        triples = [(str(src), str(target), str(mode)) for src, (target, mode) in binds.items()]
+    else:
+        triples = [(str(src), str(target), str(mode)) for src, target, mode in binds]
+    seen: set[str] = set()
+    for _, target, mode in triples:
+        if mode not in ("ro", "rw"):
+            raise ValueError(f"mount on {target}: mode {mode!r} is not 'ro' or 'rw'")
+        if target in seen:
+            raise ValueError(f"two mounts on {target}")
+        seen.add(target)
+    return triples
+
+
 def create_container(client: Any, image: str, command: list[str], options: dict[str, Any]) -> Any:
     """``client.containers.create`` with ``options`` (keyword arguments of the SDK); mounts
-    are given as ``{"host path": (container path, "ro"|"rw")}`` under ``"binds"``."""
+    are given under ``"binds"`` (see :func:`bind_mounts`) and GPUs under ``"gpus"`` (see
+    :func:`device_requests`). Raises :class:`ValueError` for bad binds, and the SDK's
+    ``APIError`` when the engine refuses."""
     docker = sdk()
     opts = dict(options)
-    binds = opts.pop("binds", {})
+    binds = bind_mounts(opts.pop("binds", []))
     opts["mounts"] = [
-        docker.types.Mount(target=target, source=str(source), type="bind", read_only=(mode == "ro"))
-        for source, (target, mode) in binds.items()
+        docker.types.Mount(target=target, source=source, type="bind", read_only=(mode == "ro"))
+        for source, target, mode in binds
     ]
     gpus = opts.pop("gpus", None)
     if gpus:

@@ -74,8 +74,8 @@ def build(kinds: tuple[str, ...], base: str | None, tag: str | None, build_args:
 @images.command("list")
 @click.argument("script", required=False, type=click.Path(path_type=Path))
 def list_images(script: Path | None) -> int:
-    """The image each kind runs in (from mlops.yaml beside SCRIPT, MLOPS_IMAGE_*, defaults)
-    and whether the Docker engine has it."""
+    """The image each kind runs in (MLOPS_IMAGE_*, the config for SCRIPT, defaults) and
+    whether the Docker engine has it; exit code 1 when one is missing."""
     from tuner import docker_engine
     from tuner.config import load_config
 

@@ -4,13 +4,40 @@ The container runs ``python3 -u -m tuner.harness /mlops/trial/<script>`` with
 
 * the trial workdir mounted read-write at ``/mlops/trial`` (metrics, heartbeat and checkpoints
   land on the host as they are written, so the watchdog and the progress display see them);
-* the original script's folder mounted read-only at ``/mlops/src`` (``MLOPS_SCRIPT_DIR``);
-* ``--network none`` by default, a memory limit (no swap) and an optional CPU limit;
+* read-only at ``/mlops/src`` (``MLOPS_SCRIPT_DIR``, first on ``sys.path``): the original script
+  and **only the files it names**, never the rest of its folder (see below);
+* a locked-down container: every capability dropped (``cap_drop ALL``), ``no-new-privileges``,
+  a read-only root file system with a tmpfs at ``/tmp`` (``HOME``, ``TMPDIR``,
+  ``MPLCONFIGDIR``, ``KERAS_HOME`` and ``XDG_CACHE_HOME`` point into it), an init process
+  (``init``: reaps zombies, forwards signals), a process limit (``pids_limit``, default
+  4096), a CPU limit (``cpus``; default: every CPU the engine reports), a memory limit (no
+  swap) and ``--network none`` by default;
 * GPU device requests (``--gpus``) for the TensorFlow kinds when ``docker.gpus`` asks for them,
   or, with ``auto``, when the host has GPUs;
 * labels naming the study, the trial and the workdir;
-* a non-root user: the host's uid (so files in the workdir are the host user's), or, when the
-  host user is root, the image's own user (the workdir is handed to it).
+* a non-root user: the ``user`` option, else the host's uid (so files in the workdir are the
+  host user's), or, when the host user is root, the image's own non-root user (the workdir is
+  handed to it). A ``user`` that is root is treated the same way; uid 0 in any spelling is
+  root: ``0``, ``00``, ``root``, ``0:0``, ``root:root``, ``0:1000``, `` 0 ``.
+
+**What is mounted at /mlops/src** (:func:`script_mounts`): the script, plus what it names,
+found statically with :mod:`ast` (the script is never imported or run):
+
+* every string constant (also the literal parts of f-strings, and the folder part of a glob
+  such as ``"faces/*.png"``) that, taken relative to the script's folder, is an existing file
+  or folder inside that folder: ``np.load("data/x.npy")`` mounts ``data/x.npy``,
+  ``Path("faces")`` mounts the folder ``faces/``;
+* sibling modules and packages the script imports (``import utils`` -> ``utils.py``,
+  ``from mypkg import model`` -> ``mypkg/``), and, transitively, what those modules import
+  and name.
+
+Never anything outside the script's folder: absolute paths, ``..`` and ``~`` are ignored, and
+a name whose real path (symlinks resolved) leaves the folder is not mounted; nor the folder
+itself, nor a folder that holds the trial workdir. Each is mounted read-only at the same
+relative place under ``/mlops/src``; a folder covers what is inside it. A script that names
+nothing gets only itself. ``train.log`` says in one line what was mounted. The trial runs
+in ``/mlops/trial`` (as a local trial runs in its workdir): scripts reach these files through
+``MLOPS_SCRIPT_DIR``; a file reached only through a computed name is not found.
 
 Its output is streamed into ``train.log``. The container is removed when the trial ends,
 times out, is killed or interrupted (Ctrl-C). All Docker calls go through
@@ -19,6 +46,7 @@ times out, is killed or interrupted (Ctrl-C). All Docker calls go through
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import os
 import re
@@ -26,17 +54,30 @@ import secrets
 import socket
 import threading
 import time
-from pathlib import Path
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tuner import docker_engine as engine
-from tuner.errors import DockerError, RunnerError
+from tuner.errors import ConfigError, DockerError, RunnerError
 from tuner.runners.base import Runner, TrialHandle
 from tuner.runners.local import harness_env
 from tuner.trial import LOG_FILE, TrialSpec, prepare_workdir
 
 GPU_KINDS = ("cnn", "ann")  # kinds whose training can use a GPU (TensorFlow)
 _LOG_JOIN_SECONDS = 10.0
+DEFAULT_PIDS_LIMIT = 4096  # processes (and threads) a trial container may hold at once
+#: the container's only writable place besides the workdir (the root file system is read-only)
+TMPFS = {"/tmp": "rw,nosuid,nodev,exec,mode=1777"}
+#: where Python, Matplotlib and Keras write their caches and config, inside the tmpfs
+WRITABLE_ENV = {
+    "HOME": "/tmp",
+    "TMPDIR": "/tmp",
+    "MPLCONFIGDIR": "/tmp/matplotlib",
+    "KERAS_HOME": "/tmp/keras",
+    "XDG_CACHE_HOME": "/tmp/.cache",
+    "PYTHONDONTWRITEBYTECODE": "1",
+}
 
 
 class DockerHandle(TrialHandle):
@@ -185,13 +226,169 @@ def _slug(text: str, limit: int = 40) -> str:
     return re.sub(r"[^a-zA-Z0-9_.-]+", "-", text).strip("-.")[:limit] or "x"
 
 
+def is_root_user(user: str | None) -> bool:
+    """True when ``user`` (a Docker ``--user`` value: ``uid``, ``name``, ``uid:gid``, ...) runs
+    as uid 0: ``0``, ``00``, ``+0``, ``root``, ``0:0``, ``root:root``, ``0:1000``, `` 0 ``; also
+    an empty uid (``""``, ``:1000``), which Docker runs as root. Raises nothing."""
+    uid = str(user or "").strip().partition(":")[0].strip()
+    if not uid or uid.lower() == "root":
+        return True
+    return bool(re.fullmatch(r"[+-]?[0-9]+", uid)) and int(uid) == 0
+
+
+# -- what the script names -------------------------------------------------------------------
+
+_MAX_SOURCE_BYTES = 5_000_000  # larger .py files are not read for names
+_MAX_MODULES = 2000  # .py files read per trial, at most
+_MAX_NAME_LENGTH = 1024
+_GLOB_CHARS = "*?["
+
+
+def _candidate(text: str) -> PurePosixPath | None:
+    """The relative path a string constant may name, or None when it cannot name a place
+    inside the script's folder (absolute, ``..``, ``~``, empty, not a path at all)."""
+    if not text or len(text) > _MAX_NAME_LENGTH or any(c in text for c in "\0\n\r"):
+        return None
+    cut = min((text.index(c) for c in _GLOB_CHARS if c in text), default=-1)
+    if cut >= 0:  # "faces/*.png" names the folder faces/
+        head = text[:cut]
+        text = head.rsplit("/", 1)[0] if "/" in head else ""
+        if not text:
+            return None
+    if text.startswith(("/", "~", "\\")) or re.match(r"[A-Za-z]:[\\/]", text):
+        return None
+    path = PurePosixPath(text)
+    if ".." in path.parts:
+        return None
+    parts = [part for part in path.parts if part not in ("", ".")]
+    return PurePosixPath(*parts) if parts else None
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _module_paths(folder: Path, name: str) -> list[Path]:
+    """The sibling module or package ``name`` would import from ``folder``, if any."""
+    if not name.isidentifier():
+        return []
+    found = [folder / f"{name}.py", folder / f"{name}.so", *sorted(folder.glob(f"{name}.*.so"))]
+    return [p for p in found if p.is_file()] + ([folder / name] if (folder / name).is_dir() else [])
+
+
+def _read_tree(path: Path) -> ast.AST | None:
+    try:
+        if path.stat().st_size > _MAX_SOURCE_BYTES:
+            return None
+        return ast.parse(path.read_bytes(), filename=str(path))
+    except (OSError, SyntaxError, ValueError):
+        return None
+
+
+def _names_in(tree: ast.AST) -> tuple[list[str], list[str]]:
+    """(string constants, top-level names of absolute imports) in a module."""
+    strings: list[str] = []
+    imports: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            strings.append(node.value)
+        elif isinstance(node, ast.Import):
+            imports.extend(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            imports.append(node.module.split(".")[0])
+    return strings, imports
+
+
+def script_mounts(script: Path, *, exclude: Iterable[Path] = ()) -> list[tuple[Path, PurePosixPath]]:
+    """What a container of ``script`` gets read-only under ``/mlops/src``: ``(host path, path
+    relative to the script's folder)`` pairs, the script first, then what it names (see the
+    module docstring), sorted. A folder covers what is inside it, so nothing is listed twice.
+
+    ``exclude``: host folders that must not be mounted, nor any folder holding them (the trial
+    workdir). The script is read with :mod:`ast`, never imported or run; a file that does not
+    parse names nothing. Raises :class:`RunnerError` when ``script`` cannot be read."""
+    script = Path(script)
+    try:
+        real_script = script.resolve(strict=True)
+    except OSError as exc:
+        raise RunnerError(f"{script}: cannot read the training script ({exc.strerror or exc})") from None
+    folder = real_script.parent
+    excluded = [Path(p).resolve() for p in exclude]
+    chosen: dict[PurePosixPath, Path] = {}
+
+    def consider(rel: PurePosixPath) -> Path | None:
+        """The real path of ``rel`` when it may be mounted, else None."""
+        try:
+            real = (folder / rel).resolve(strict=True)
+        except (OSError, RuntimeError):  # missing, a symlink loop, unreadable
+            return None
+        if real == folder or not _inside(real, folder):
+            return None  # the whole folder, or outside it (a symlink that escapes)
+        if not (real.is_file() or real.is_dir()):
+            return None  # sockets, fifos, devices
+        if any(_inside(ex, real) for ex in excluded):
+            return None  # a folder holding the trial workdir
+        return real
+
+    todo: list[Path] = [real_script]
+    read: set[Path] = set()
+    while todo and len(read) < _MAX_MODULES:
+        module = todo.pop()
+        if module in read:
+            continue
+        read.add(module)
+        tree = _read_tree(module)
+        if tree is None:
+            continue
+        strings, imports = _names_in(tree)
+        for text in strings:
+            rel = _candidate(text)
+            if rel is not None and rel not in chosen:
+                real = consider(rel)
+                if real is not None:
+                    chosen[rel] = real
+        for name in imports:
+            for path in _module_paths(folder, name):
+                rel = PurePosixPath(path.name)
+                real = chosen.get(rel) or consider(rel)
+                if real is None:
+                    continue
+                chosen[rel] = real
+                if real.is_dir():
+                    todo.extend(p for p in sorted(real.rglob("*.py")) if p.is_file() and p not in read)
+                elif real.suffix == ".py":
+                    todo.append(real)
+    chosen[PurePosixPath(real_script.name)] = real_script
+    out: list[tuple[Path, PurePosixPath]] = []
+    for rel in sorted(chosen, key=lambda r: (len(r.parts), str(r))):
+        if any(parent in chosen and chosen[parent].is_dir() for parent in rel.parents):
+            continue  # inside a folder already mounted
+        out.append((chosen[rel], rel))
+    out.sort(key=lambda item: (item[1] != PurePosixPath(real_script.name), str(item[1])))
+    return out
+
+
+def describe_mounts(mounts: list[tuple[Path, PurePosixPath]]) -> str:
+    """``train.py, data/, utils.py``: the mounts, folders with a trailing slash. Raises nothing."""
+    names = [f"{rel}/" if host.is_dir() else str(rel) for host, rel in mounts]
+    if len(names) > 20:
+        names = names[:20] + [f"and {len(names) - 20} more"]
+    return ", ".join(names)
+
+
 class DockerRunner(Runner):
     """Runs each trial in a container of the image for its kind.
 
     Settings come from ``config`` (``docker.images.<kind>``, ``docker.gpus``, ``docker.memory``,
-    ``docker.cpus``, ``docker.network``) and ``options`` override them: ``images`` (kind ->
-    image), ``gpus``, ``memory``, ``cpus``, ``network``, ``user``, ``base_url`` (default
-    ``$DOCKER_HOST``). ``client`` is a ready ``docker.DockerClient`` (tests)."""
+    ``docker.cpus``, ``docker.network``, ``docker.pids_limit``) and ``options`` override them:
+    ``images`` (kind -> image), ``gpus``, ``memory``, ``cpus`` (default: the CPUs the engine
+    reports), ``network``, ``pids_limit`` (default 4096), ``user`` (root in any spelling means
+    the image's non-root user), ``base_url`` (default ``$DOCKER_HOST``); ``has_gpus`` and
+    ``host_cpus`` stand in for asking the engine. ``client`` is a ready ``docker.DockerClient``
+    (tests).
+
+    Raises :class:`TypeError` for an unknown option and :class:`ConfigError` for a bad
+    ``gpus``, ``cpus`` or ``pids_limit``."""
 
     name = "docker"
 
@@ -202,7 +399,8 @@ class DockerRunner(Runner):
         client: Any = None,
         **options: Any,
     ):
-        known = {"images", "gpus", "memory", "cpus", "network", "user", "base_url", "has_gpus"}
+        known = {"images", "gpus", "memory", "cpus", "network", "user", "base_url", "has_gpus",
+                 "pids_limit", "host_cpus"}
         unknown = set(options) - known
         if unknown:
             raise TypeError(f"DockerRunner: unknown option(s) {', '.join(sorted(unknown))}")
@@ -212,6 +410,7 @@ class DockerRunner(Runner):
         memory: str | None = "8g"
         cpus: float | None = None
         network: str | None = "none"
+        pids_limit: Any = DEFAULT_PIDS_LIMIT
         if config is not None:
             for kind in engine.KINDS:
                 image = config.get(f"docker.images.{kind}")
@@ -221,14 +420,18 @@ class DockerRunner(Runner):
             memory = config.get("docker.memory", memory)
             cpus = config.get("docker.cpus", cpus)
             network = config.get("docker.network", network)
+            pids_limit = config.get("docker.pids_limit", pids_limit)
         self.images.update(options.get("images") or {})
         self.gpus = engine.parse_gpus(options.get("gpus", gpus))
         self.memory = options.get("memory", memory) or None
-        self.cpus = options.get("cpus", cpus)
+        self.cpus = _positive("cpus", options.get("cpus", cpus), float)
         self.network = options.get("network", network) or "none"
-        self.user: str | None = options.get("user")
+        self.pids_limit = _positive("pids_limit", options.get("pids_limit", pids_limit), int) or DEFAULT_PIDS_LIMIT
+        user = str(options.get("user") or "").strip()
+        self.user: str | None = user or None
         self.base_url: str | None = options.get("base_url")
         self._has_gpus: bool | None = options.get("has_gpus")
+        self._host_cpus = _positive("host_cpus", options.get("host_cpus"), float)
         self._client = client
         self._own_client = client is None
 
@@ -252,9 +455,23 @@ class DockerRunner(Runner):
             return "all" if self._has_gpus else None
         return self.gpus
 
+    def cpu_limit(self) -> float:
+        """The CPUs a trial container may use: ``cpus`` when given, else every CPU the engine
+        reports (``NCPU``; this machine's count when the engine does not say). Raises
+        :class:`DockerError` when the engine must be asked and cannot be reached."""
+        if self.cpus:
+            return float(self.cpus)
+        if self._host_cpus is None:
+            self._host_cpus = float(engine.engine_cpus(self.client) or os.cpu_count() or 1)
+        return self._host_cpus
+
     def container_user(self, image: str) -> str:
-        """Never root: the host's uid:gid, or (host user root) the image's non-root user."""
-        if self.user:
+        """Never root: the ``user`` option, else the host's uid:gid. Root asked for (uid 0 in
+        any spelling, see :func:`is_root_user`) is the host's uid:gid too when this process is
+        not root (the workdir is its own, and only root could hand it to another uid); when it
+        is root, root asked for or not, the image's own non-root user (the workdir is handed to
+        it). Raises :class:`DockerError` when the image must be inspected and the engine fails."""
+        if self.user and not is_root_user(self.user):
             return self.user
         if hasattr(os, "getuid") and os.getuid() != 0:
             return f"{os.getuid()}:{os.getgid()}"
@@ -262,8 +479,8 @@ class DockerRunner(Runner):
             user = engine.image_user(self.client, image)
         except engine.sdk_errors().ImageNotFound:
             user = ""
-        if user and user.split(":")[0] not in ("0", "root"):
-            return user
+        if not is_root_user(user):
+            return user.strip()
         return engine.IMAGE_USER
 
     def labels(self, spec: TrialSpec) -> dict[str, str]:
@@ -280,39 +497,60 @@ class DockerRunner(Runner):
         return labels
 
     def container_env(self, spec: TrialSpec) -> dict[str, str]:
+        """The trial's environment inside the container: :func:`harness_env` with container
+        paths, and the caches/config of Python, Matplotlib and Keras in the ``/tmp`` tmpfs (an
+        arbitrary uid has no home, and the root file system is read-only). Raises nothing."""
         inside = dataclasses.replace(
             spec,
             workdir=Path(engine.CONTAINER_WORKDIR),
             script=Path(engine.CONTAINER_SRC) / spec.script.name,
         )
         env = harness_env(inside)
-        env.setdefault("HOME", "/tmp")  # an arbitrary uid has no home directory in the image
+        for key, value in WRITABLE_ENV.items():
+            env.setdefault(key, value)
         return env
 
-    def container_options(self, spec: TrialSpec, *, user: str | None = None) -> dict[str, Any]:
+    def mounts(self, spec: TrialSpec) -> list[tuple[Path, PurePosixPath]]:
+        """The script and the files it names (:func:`script_mounts`), for ``/mlops/src``.
+        Raises :class:`RunnerError` when the script cannot be read."""
+        return script_mounts(spec.script, exclude=[spec.workdir])
+
+    def container_options(self, spec: TrialSpec, *, user: str | None = None,
+                          mounts: list[tuple[Path, PurePosixPath]] | None = None) -> dict[str, Any]:
         """The keyword arguments for ``containers.create`` (plus ``binds`` and ``gpus``, which
-        :func:`tuner.docker_engine.create_container` turns into mounts and device requests)."""
+        :func:`tuner.docker_engine.create_container` turns into mounts and device requests).
+        ``mounts`` defaults to :meth:`mounts`. Raises :class:`RunnerError` when the script
+        cannot be read and :class:`DockerError` when the engine must be asked for its CPUs and
+        cannot be reached."""
         workdir = spec.workdir.resolve()
+        if mounts is None:
+            mounts = self.mounts(spec)
+        binds: list[tuple[str, str, str]] = [(str(workdir), engine.CONTAINER_WORKDIR, "rw")]
+        binds += [(str(host), f"{engine.CONTAINER_SRC}/{rel}", "ro") for host, rel in mounts]
         opts: dict[str, Any] = {
             "name": self._container_name(spec),
-            "binds": {
-                str(workdir): (engine.CONTAINER_WORKDIR, "rw"),
-                str(spec.script.resolve().parent): (engine.CONTAINER_SRC, "ro"),
-            },
+            "binds": binds,
             "working_dir": engine.CONTAINER_WORKDIR,
             "environment": self.container_env(spec),
             "labels": self.labels(spec),
             "network_mode": self.network,
             "stdin_open": False,
             "tty": False,
+            # locked down: no capabilities, no privilege gain (setuid), an init as PID 1, a
+            # read-only root file system (the workdir and /tmp are the writable places)
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges:true"],
+            "init": True,
+            "read_only": True,
+            "tmpfs": dict(TMPFS),
+            "pids_limit": self.pids_limit,
+            "nano_cpus": int(round(self.cpu_limit() * 1e9)),
         }
         if user:
             opts["user"] = user
         if self.memory:
             opts["mem_limit"] = self.memory
             opts["memswap_limit"] = self.memory  # no swap: running out of memory is an OOM kill
-        if self.cpus:
-            opts["nano_cpus"] = int(float(self.cpus) * 1e9)
         gpus = self.wants_gpus(spec.kind)
         if gpus:
             opts["gpus"] = gpus
@@ -359,6 +597,9 @@ class DockerRunner(Runner):
                 self._client = None
 
     def start(self, spec: TrialSpec) -> DockerHandle:
+        """Prepare the workdir and start the trial's container; returns at once. Raises
+        :class:`RunnerError` (no script, unknown kind, the engine refused the container) and
+        :class:`DockerError` (no engine, no image)."""
         if not spec.script.is_file():
             raise RunnerError(f"{spec.script}: training script not found")
         if spec.kind not in engine.KINDS:
@@ -369,18 +610,21 @@ class DockerRunner(Runner):
             raise DockerError(
                 f"image {image} (for kind {spec.kind}) is not on the Docker engine at "
                 f"{engine.client_url(client) or engine.describe_engine(self.base_url)}; build it with "
-                f"'mlops images build --kind {spec.kind}', or set docker.images.{spec.kind} in mlops.yaml"
+                f"'mlops images build --kind {spec.kind}', or name another image with "
+                f"MLOPS_IMAGE_{spec.kind.upper()} (docker.images.{spec.kind})"
             )
         prepare_workdir(spec, self.names)
         self.reap_orphans()
         self.remove_stale(spec)
         user = self.container_user(image)
         _hand_over(spec.workdir, user)
-        opts = self.container_options(spec, user=user)
+        mounts = self.mounts(spec)
+        opts = self.container_options(spec, user=user, mounts=mounts)
         log = open(spec.workdir / LOG_FILE, "ab", buffering=0)
         log.write(
             f"--- mlops: trial started {time.strftime('%Y-%m-%d %H:%M:%S')} in image {image} ---\n".encode()
         )
+        log.write(f"--- mlops: mounted read-only at {engine.CONTAINER_SRC}: {describe_mounts(mounts)} ---\n".encode())
         container = None
         try:
             container = engine.create_container(client, image, self.command(spec), opts)
@@ -408,6 +652,22 @@ def _start_error(exc: BaseException, image: str, opts: dict[str, Any]) -> str:
     if "network" in text.lower() and opts.get("network_mode") not in (None, "none"):
         return f"cannot start a container of {image}: {text}; check docker.network"
     return f"cannot start a container of {image}: {text}"
+
+
+def _positive(key: str, value: Any, kind: type) -> Any:
+    """``value`` as a positive ``kind`` (int or float), or None when unset; a
+    :class:`ConfigError` naming the setting otherwise."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        number = kind(value)
+        if kind is int and isinstance(value, float) and number != value:
+            raise ValueError(value)
+    except (TypeError, ValueError):
+        number = None
+    if isinstance(value, bool) or number is None or number <= 0:
+        raise ConfigError(f"docker.{key}: {value!r} is not a positive number")
+    return number
 
 
 def _pid_alive(pid: int) -> bool:
