@@ -17,7 +17,7 @@ from typing import Any
 
 from notify import smtp
 from notify.message import BuiltMessage, build_message
-from notify.outbox import Outbox, outbox_path
+from notify.outbox import Outbox, default_outbox, outbox_path
 from tuner.errors import NotifyError
 
 Echo = Callable[[str], Any]
@@ -85,10 +85,21 @@ def notify_run(
     env: Mapping[str, str] | None = None,
     templates_dir: Path | None = None,
 ) -> Delivery:
-    """Mail the outcome of the run in ``run_dir`` (its ``summary.json``)."""
+    """Mail the outcome of the run in ``run_dir`` (its ``summary.json``).
+
+    Raises:
+        NotifyError: bad input (see :func:`~notify.message.build_message`), or an outbox
+            (``$MLOPS_OUTBOX``) that cannot be used; then nothing is sent, the mail is kept in
+            another outbox (the per-user default, else ``<run_dir>/outbox``) and the one-line
+            message says where it could not go, where it is and how to send it.
+    """
     env = os.environ if env is None else env
     built = build_message(Path(run_dir), config, env=env, templates_dir=templates_dir, echo=echo)
     outbox = Outbox(outbox_path(config, env))
+    try:
+        outbox.check()
+    except NotifyError as exc:
+        raise _kept_elsewhere(exc, built, outbox, Path(run_dir), env) from None
     settings = smtp.SmtpSettings.from_config(config, env)
     with outbox.lock(built.message_id, wait=settings.timeout + 5.0) as locked:
         if not locked:
@@ -129,6 +140,30 @@ def notify_run(
     return Delivery("sent", built.message_id, built.subject, tuple(accepted), refused=refused)
 
 
+def _kept_elsewhere(
+    problem: NotifyError, built: BuiltMessage, outbox: Outbox, run_dir: Path, env: Mapping[str, str]
+) -> NotifyError:
+    """The configured outbox cannot be used: keep the mail in the first outbox that can (the
+    per-user default, else ``<run_dir>/outbox``) and say so, in one line, with the error."""
+    for folder in (default_outbox(env), run_dir / "outbox"):
+        if folder.resolve() == outbox.path.resolve():
+            continue
+        fallback = Outbox(folder)
+        try:
+            fallback.check()
+            path = fallback.queue(built.raw, built.message_id, built.name_hint)
+        except NotifyError:
+            continue
+        return NotifyError(
+            f"{problem}. The mail was not sent; it is kept in {path} instead: "
+            f"'mlops notify flush --outbox {folder}' sends it"
+        )
+    return NotifyError(
+        f"{problem}. The mail was not sent and could not be kept anywhere else; "
+        f"'mlops notify {run_dir}' builds it again once the outbox is fixed"
+    )
+
+
 def _record(outbox: Outbox, message_id: str, accepted: list[str], subject: str, echo: Echo) -> None:
     """Note a delivery in the ledger; the mail is out, so a failure here is only a warning."""
     try:
@@ -145,13 +180,23 @@ def _queue(outbox: Outbox, built: BuiltMessage, reason: str, hint: str, echo: Ec
 
 
 def _read_queued(path: Path) -> tuple[bytes, Any] | None:
+    """The bytes and headers of a queued message; None when it is gone (sent by another
+    process just now).
+
+    Raises:
+        NotifyError: the file is not a regular file (a FIFO would block) or is too large.
+    """
     from email import policy
     from email.parser import BytesParser
 
+    from tuner.files import read_bytes
+
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return None
+        raw = read_bytes(path, what="queued mail", error=NotifyError)
+    except NotifyError:
+        if not os.path.lexists(path):
+            return None
+        raise
     return raw, BytesParser(policy=policy.default).parsebytes(raw, headersonly=True)
 
 
@@ -159,7 +204,13 @@ def flush_outbox(
     config: Any, echo: Echo = print, *, env: Mapping[str, str] | None = None
 ) -> FlushReport:
     """Send every queued message once. A message another process is sending is left to it; a
-    message already delivered is dropped from the outbox without sending it again."""
+    message already delivered is dropped from the outbox without sending it again; a queued
+    file that cannot be read (not a regular file, too large) stays, reported as failed.
+
+    Raises:
+        NotifyError: messages wait but no SMTP server is configured; the outbox is a file,
+            cannot be read, or cannot be written (locks, ledger).
+    """
     env = os.environ if env is None else env
     outbox = Outbox(outbox_path(config, env))
     report = FlushReport(outbox.path)
@@ -167,6 +218,7 @@ def flush_outbox(
     if not queued:
         echo(f"notify: the outbox {outbox.path} is empty")
         return report
+    outbox.check()  # locks and the ledger are written there
     settings = smtp.SmtpSettings.from_config(config, env)
     if not settings.configured:
         raise NotifyError(
@@ -201,7 +253,11 @@ def _flush_one(
 ) -> tuple[Delivery | None, bool]:
     """Deliver one queued file: (what became of it, or None if it vanished because another
     process delivered it; whether the server could not be reached at all)."""
-    read = _read_queued(path)
+    try:
+        read = _read_queued(path)
+    except NotifyError as exc:
+        echo(f"notify: {exc}; not sent")
+        return Delivery("queued", "", path.name, path=path, reason=str(exc)), False
     if read is None:
         return None, False
     message_id = str(read[1].get("Message-ID") or "").strip()
@@ -212,7 +268,10 @@ def _flush_one(
     with outbox.lock(message_id, wait=0.0) as locked:
         if not locked:
             return Delivery("busy", message_id, subject, path=path), False
-        read = _read_queued(path)  # again, under the lock: it may have been rewritten or sent
+        try:
+            read = _read_queued(path)  # again, under the lock: it may have been rewritten or sent
+        except NotifyError as exc:
+            return Delivery("queued", message_id, subject, path=path, reason=str(exc)), False
         if read is None:
             return None, False
         raw, headers = read

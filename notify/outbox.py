@@ -25,10 +25,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from tuner.errors import NotifyError
+from tuner.errors import MlopsError, NotifyError
 
 SENT_DIR = "sent"
 STALE_LOCK_SECONDS = 600.0
+FIX_HINT = "set MLOPS_OUTBOX (mail.outbox in mlops.yaml, or --outbox) to a folder you can write to"
 
 
 def default_outbox(env: Mapping[str, str] | None = None) -> Path:
@@ -89,18 +90,56 @@ class Outbox:
         try:
             self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.sent_dir.mkdir(exist_ok=True, mode=0o700)
+        except (FileExistsError, NotADirectoryError):
+            blocker = next((q for q in [self.path, *self.path.parents] if q.exists() and not q.is_dir()),
+                           self.path)
+            raise NotifyError(
+                f"{self.path}: cannot be used as the mail outbox: {blocker} is a file, not a folder; "
+                f"{FIX_HINT}"
+            ) from None
         except OSError as exc:
             raise NotifyError(
-                f"{self.path}: cannot create the mail outbox ({exc.strerror}); set MLOPS_OUTBOX "
-                "or mail.outbox to a writable folder"
+                f"{self.path}: cannot create the mail outbox ({exc.strerror or exc}); {FIX_HINT}"
             ) from None
+
+    def check(self) -> None:
+        """Make sure the outbox can be used: created if missing, a folder, writable.
+
+        Raises:
+            NotifyError: one line naming the outbox folder, what is wrong (a file, under a
+                file, read-only, permission denied) and how to fix it.
+        """
+        from tuner.files import ensure_dir
+
+        if self.path.exists() and not self.path.is_dir():
+            raise NotifyError(f"{self.path}: the mail outbox is a file, not a folder; {FIX_HINT}")
+        self._ensure()
+        try:
+            ensure_dir(self.path, what="mail outbox", error=NotifyError)
+            ensure_dir(self.sent_dir, what="mail outbox's ledger folder", error=NotifyError)
+        except MlopsError as exc:
+            raise NotifyError(f"{exc} ({FIX_HINT})") from None
 
     # -- queued messages --------------------------------------------------------------------
 
     def queued(self) -> list[Path]:
-        """Queued ``.eml`` files, oldest first."""
+        """Queued ``.eml`` files, oldest first.
+
+        Raises:
+            NotifyError: the outbox is a file, or a folder this user cannot read.
+        """
+        if self.path.exists() and not self.path.is_dir():
+            raise NotifyError(f"{self.path}: the mail outbox is a file, not a folder; {FIX_HINT}")
         if not self.path.is_dir():
+            blocker = next((q for q in self.path.parents if q.exists() and not q.is_dir()), None)
+            if blocker is not None:
+                raise NotifyError(
+                    f"{self.path}: cannot be used as the mail outbox: {blocker} is a file, not a "
+                    f"folder; {FIX_HINT}"
+                )
             return []
+        if not os.access(self.path, os.R_OK | os.X_OK):
+            raise NotifyError(f"{self.path}: cannot read the mail outbox (permission denied); {FIX_HINT}")
         files = []
         for p in self.path.glob("*.eml"):
             try:
@@ -123,14 +162,15 @@ class Outbox:
             _write_atomic(target, raw)
         except OSError as exc:
             raise NotifyError(
-                f"{target}: cannot write the mail to the outbox ({exc.strerror}); set MLOPS_OUTBOX "
-                "or mail.outbox to a writable folder"
+                f"{target}: cannot write the mail to the outbox ({exc.strerror or exc}); {FIX_HINT}"
             ) from None
         return target
 
     def remove(self, path: Path | None) -> None:
+        """Drop a queued copy (sent, or delivered by another process). A copy that cannot be
+        removed stays; the ledger keeps it from being sent twice."""
         if path is not None:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 path.unlink()
 
     # -- the ledger -------------------------------------------------------------------------
@@ -139,10 +179,16 @@ class Outbox:
         return self.sent_dir / f"{message_key(message_id)}.json"
 
     def _ledger(self, message_id: str) -> dict[str, Any]:
+        path = self._ledger_file(message_id)
         try:
-            data = json.loads(self._ledger_file(message_id).read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
+            data = json.loads(path.read_bytes().decode("utf-8"))
+        except (FileNotFoundError, NotADirectoryError, ValueError):  # none yet, or torn: as unsent
             return {}
+        except OSError as exc:
+            raise NotifyError(
+                f"{path}: cannot read the outbox's ledger ({exc.strerror or exc}), so it is not known "
+                f"whether this mail was sent; nothing was sent. {FIX_HINT}"
+            ) from None
         return data if isinstance(data, dict) else {}
 
     def delivered_to(self, message_id: str) -> set[str]:
@@ -176,7 +222,12 @@ class Outbox:
         self._ensure()
         path = self.path / f".{message_key(message_id)}.lock"
         acquire = _acquire_flock if _HAVE_FLOCK else _acquire_exclusive
-        fd = acquire(path, time.monotonic() + max(0.0, wait))
+        try:
+            fd = acquire(path, time.monotonic() + max(0.0, wait))
+        except OSError as exc:
+            raise NotifyError(
+                f"{path}: cannot lock the mail in the outbox ({exc.strerror or exc}); {FIX_HINT}"
+            ) from None
         if fd is None:
             yield False
             return

@@ -323,6 +323,37 @@ def test_unreadable_paths(tmp_path: Path, make, message: str) -> None:
     assert info.value.line is None
 
 
+@pytest.mark.timeout(30)
+def test_only_regular_files_are_read(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "pipe.py"
+    os.mkfifo(fifo)  # opening it for reading the usual way would block forever
+    with pytest.raises(ClassifyError, match=r"is a FIFO \(named pipe\); mlops reads only regular files"):
+        classify_file(fifo)
+    with pytest.raises(ClassifyError, match="is a device"):
+        classify_file("/dev/zero")
+
+
+def test_size_limit_comes_before_parsing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    big = tmp_path / "big.py"
+    big.write_text("import keras\n" + "# comment\n" * 300, encoding="utf-8")
+    monkeypatch.setenv("MLOPS_MAX_FILE_MB", "0.001")
+    with pytest.raises(ClassifyError, match="over the limit of 1048 bytes; raise \\$MLOPS_MAX_FILE_MB"):
+        classify_file(big)
+
+
+def test_notebook_json_in_a_py_file_is_read_as_a_notebook(tmp_path: Path) -> None:
+    from tuner.classify import looks_like_notebook
+
+    disguised = tmp_path / "nb.py"
+    disguised.write_bytes((FIXTURES / "cnn_notebook.ipynb").read_bytes())
+    result = classify_file(disguised)
+    assert result.kind == "cnn" and result.evidence[0].cell is not None
+    assert looks_like_notebook(disguised.read_text(encoding="utf-8"))
+    assert not looks_like_notebook('{"a": 1}') and not looks_like_notebook("import json\n")
+
+
 def test_nul_byte_bom_and_line_endings(tmp_path: Path) -> None:
     nul = tmp_path / "nul.py"
     nul.write_bytes(b"import keras\n\nx = 1\x00\n")

@@ -289,6 +289,55 @@ def test_wrong_types(settings, words):
     assert words in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "settings, words",
+    [
+        ({"learning_rate": 1e9}, "learning_rate: 1e+09 is out of range; valid: 0 < learning_rate <= 10"),
+        ({"learning_rate": 11}, "valid: 0 < learning_rate <= 10"),
+        ({"fc_layers": [10**12]}, "fc_layers: layer 1: 1000000000000 is out of range; valid: 1 <= units <= 65536"),
+        ({"fc_layers": [8] * 65}, "fc_layers: 65 hidden layers is out of range; valid: at most 64 layers"),
+        ({"epochs": 10_001}, "epochs: 10001 is out of range; valid: 1 <= epochs <= 10000"),
+        ({"batch_size": 65_537}, "batch_size: 65537 is out of range; valid: 1 <= batch_size <= 65536"),
+    ],
+)
+def test_values_out_of_range(settings, words):
+    source, _, path = _case("constants_all")
+    with pytest.raises(HParamsError) as info:
+        apply_settings(source, settings, path=path)
+    assert words in str(info.value)
+
+
+def test_values_at_the_edges_of_the_range_are_accepted():
+    source, _, path = _case("constants_all")
+    out = apply_settings(
+        source, {"learning_rate": 10, "fc_layers": [65_536] + [1] * 63, "epochs": 10_000, "batch_size": 1},
+        path=path,
+    )
+    assert find_settings(out).values()["epochs"] == 10_000
+
+
+def test_a_value_as_written_is_never_refused():
+    source = "import keras\nEPOCHS = 20000\nLEARNING_RATE = 50.0\n"
+    assert apply_settings(source, {"epochs": 20000, "learning_rate": 50.0}) == source
+
+
+def test_sklearn_values_are_checked_by_scikit_learn():
+    pytest.importorskip("sklearn")
+    source, _, path = _case("sklearn_pipeline")
+    with pytest.raises(HParamsError, match=r"C: -1 is refused by scikit-learn: SVC's C must be a float in the range \(0\.0, inf\]"):
+        apply_settings(source, {"C": -1}, path=path)
+    with pytest.raises(HParamsError, match=r"degree: -2 is refused by scikit-learn"):
+        apply_settings(source, {"degree": -2}, path=path)  # a keyword added, checked the same way
+    assert "C=0.5" in apply_settings(source, {"C": 0.5}, path=path)
+
+
+def test_deeply_nested_code_is_one_error():
+    source = "import keras\nLR = 0.1\nx = a" + "[0]" * 300 + "\n"
+    for call in (lambda: find_settings(source, "deep.py"), lambda: apply_settings(source, {"learning_rate": 0.2}, "deep.py")):
+        with pytest.raises(HParamsError, match="nested too deeply to analyse"):
+            call()
+
+
 def test_numpy_and_int_values_are_accepted():
     np = pytest.importorskip("numpy")
     source, _, path = _case("constants_all")
@@ -412,6 +461,9 @@ def test_chained_rewrites_grow_and_shrink_layers():
         ("loss=log-loss", {"loss": "log-loss"}),
         ("hidden_layer_sizes=(64, 32)", {"hidden_layer_sizes": (64, 32)}),
         (" C = 0.5 ", {"C": 0.5}),
+        ("fc_layers=[2**6, 2**5]", {"fc_layers": [64, 32]}),
+        ("learning_rate=1/1000", {"learning_rate": 0.001}),
+        ("fc_layers=[10**12]", {"fc_layers": [10**12]}),  # read, then refused by its range
     ],
 )
 def test_parse_assignments(pair, expected):

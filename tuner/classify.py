@@ -25,23 +25,42 @@ The decision, in order:
 Notebooks (``.ipynb``): the code cells are joined in order; IPython ``%magic``, ``!shell`` and
 ``obj?`` lines are ignored, and cells in another language (``%%bash``, ``%%writefile``) are
 skipped. Lines are reported as ``cell N, line M``, where N counts every cell from the top of
-the notebook (markdown cells included) and M is the line inside that cell.
+the notebook (markdown cells included) and M is the line inside that cell. A ``.py`` file that
+holds a notebook's JSON is read as the notebook it is. Notebooks are *classified only*:
+``mlops run``/``train``/``hparams`` refuse them (:func:`refuse_notebook`) with the command that
+exports their code to a script.
+
+Files are read with :func:`tuner.files.read_text`: only regular files (never a FIFO or a
+device), at most ``$MLOPS_MAX_FILE_MB`` (5 MB), UTF-8; see :func:`read_script`.
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import os
 import re
+import shlex
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuner.errors import ClassifyError
+from tuner.errors import ClassifyError, SourceError
+from tuner.files import read_text
 
-__all__ = ["KINDS", "Classification", "Evidence", "classify_file", "classify_source"]
+__all__ = [
+    "KINDS",
+    "Classification",
+    "Evidence",
+    "classify_file",
+    "classify_source",
+    "is_notebook",
+    "looks_like_notebook",
+    "read_script",
+    "refuse_notebook",
+]
 
 KINDS = ("cnn", "ann", "regression")
 
@@ -120,41 +139,97 @@ class Classification:
 # public API
 
 
+def read_script(path: str | os.PathLike[str], error: type[SourceError] = ClassifyError) -> str:
+    """The UTF-8 text of the training script (or notebook) at ``path``, read safely: only a
+    regular file (a FIFO would block, a device never end), at most ``$MLOPS_MAX_FILE_MB``
+    (default 5 MB), a leading BOM dropped.
+
+    Raises:
+        SourceError: (of class ``error``) naming the file: missing, a directory, a FIFO or a
+            device, unreadable, over the size limit, or not UTF-8 (with the line).
+        ConfigError: ``$MLOPS_MAX_FILE_MB`` is not a positive number.
+    """
+    if not os.path.lexists(path):
+        raise error(str(path), None, "no such file; check the path of the training script")
+    return read_text(path, what="training script", error=error)
+
+
 def classify_file(path: str | Path) -> Classification:
     """Classify the script (``.py``) or notebook (``.ipynb``) at ``path`` without running it.
 
-    Raises :class:`~tuner.errors.ClassifyError` for a file that cannot be read, is not UTF-8,
-    does not parse, or trains nothing mlops can tune.
+    Raises:
+        ClassifyError: a file that cannot be read (see :func:`read_script`), is not UTF-8,
+            does not parse, is nested too deeply, or trains nothing mlops can tune.
     """
-    name = str(path)
+    return classify_source(read_script(path, ClassifyError), str(path))
+
+
+def is_notebook(path: str | os.PathLike[str], text: str | None = None) -> bool:
+    """True for a ``.ipynb`` path, or (given its ``text``) a file that holds a notebook's JSON."""
+    if str(path).lower().endswith(".ipynb"):
+        return True
+    return text is not None and looks_like_notebook(text)
+
+
+def looks_like_notebook(text: str) -> bool:
+    """True when ``text`` is a Jupyter notebook's JSON (an object with ``nbformat`` and a list
+    of ``cells``, or nbformat 3 ``worksheets``), whatever the file is called."""
+    head = text.lstrip("\ufeff \t\r\n")
+    if not head.startswith("{") or '"nbformat"' not in text:
+        return False
+    try:
+        data = json.loads(head)
+    except (ValueError, RecursionError):
+        return False
+    return (
+        isinstance(data, dict)
+        and "nbformat" in data
+        and (isinstance(data.get("cells"), list) or isinstance(data.get("worksheets"), list))
+    )
+
+
+def refuse_notebook(
+    path: str | os.PathLike[str], command: str, text: str | None = None
+) -> None:
+    """Refuse a Jupyter notebook given to a command that runs or rewrites code (``run``,
+    ``train``, ``hparams``): notebooks are classified only. Returns when ``path`` (and, if
+    given, its ``text``) is not a notebook. Never loads or runs the notebook.
+
+    Raises:
+        ClassifyError: one line naming the notebook and giving the commands that export its
+            code (``jupyter nbconvert --to script``) and then ``mlops COMMAND`` the script.
+    """
+    if not is_notebook(path, text):
+        return
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise ClassifyError(name, None, "no such file; check the path of the training script") from None
-    except IsADirectoryError:
-        raise ClassifyError(name, None, "is a directory; give the path of a .py script or .ipynb notebook") from None
-    except PermissionError:
-        raise ClassifyError(name, None, "permission denied; make the file readable by this user") from None
-    except OSError as exc:
-        raise ClassifyError(name, None, f"cannot read the file ({exc.strerror or exc}); check the path") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        byte = data[exc.start : exc.start + 1].hex()
-        raise ClassifyError(
-            name, line, f"not UTF-8 text (byte 0x{byte} cannot be decoded); save the file as UTF-8"
-        ) from None
-    return classify_source(text, name)
+    if p.suffix.lower() == ".ipynb":
+        export = f"export its code with `jupyter nbconvert --to script {shlex.quote(str(p))}`"
+        script = p.with_suffix(".py")
+    else:  # notebook JSON saved under another name
+        nb = p.with_suffix(".ipynb")
+        export = (f"rename it to {nb.name} and export its code with "
+                  f"`jupyter nbconvert --to script {shlex.quote(str(nb))}`")
+        script = p
+    raise ClassifyError(
+        str(path), None,
+        f"is a Jupyter notebook; notebooks are classified only ('mlops classify' reads their "
+        f"code cells), 'mlops {command}' needs a Python script: {export}, then "
+        f"`mlops {command} {shlex.quote(str(script))}`",
+    )
 
 
 def classify_source(source: str, path: str = "<string>") -> Classification:
-    """Classify Python source (or, when ``path`` ends in ``.ipynb``, a notebook's JSON text)."""
+    """Classify Python source (or a notebook's JSON text: ``path`` ends in ``.ipynb``, or the
+    text is a notebook's JSON).
+
+    Raises:
+        ClassifyError: the code does not parse, is nested too deeply, or trains nothing mlops
+            can tune; for a notebook, invalid JSON or a cell that does not parse.
+    """
     path = str(path)
     if source.startswith("\ufeff"):
         source = source[1:]
-    if path.lower().endswith(".ipynb"):
+    if is_notebook(path, source):
         code, cellmap = _notebook_code(source, path)
         flags = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
     else:

@@ -53,6 +53,46 @@ PERMISSIONS_HINT = (
 _MINIMIZE_WORDS = ("loss", "error", "mse", "mae", "rmse")
 
 
+INSTALL_HINT = "pip install 'mlops-autotune[jenkins]'"
+#: import name -> the package of the ``jenkins`` extra that provides it
+EXTRA_PACKAGES = {"jenkins": "python-jenkins", "jenkins_jobs": "jenkins-job-builder",
+                  "requests": "python-jenkins", "pbr": "jenkins-job-builder",
+                  "stevedore": "jenkins-job-builder"}
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+    import sys
+
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def missing_extra(*modules: str) -> JenkinsError:
+    """The one-line error for a ``jenkins`` extra that is not installed."""
+    names = sorted({EXTRA_PACKAGES.get(m, m) for m in modules})
+    verb = "is" if len(names) == 1 else "are"
+    return JenkinsError(
+        f"mlops' Jenkins support needs {' and '.join(names)}, which {verb} not installed; "
+        f"install the extra with: {INSTALL_HINT}"
+    )
+
+
+def require_extra(*modules: str) -> None:
+    """Check that the ``jenkins`` extra's modules can be imported, without importing them.
+
+    Raises:
+        JenkinsError: one line naming the missing packages and the install command.
+    """
+    missing = [m for m in modules if not _importable(m)]
+    if missing:
+        raise missing_extra(*missing)
+
+
 def repo_root() -> Path:
     """The checkout this package lives in (holds jobs/, scripts/, Jenkinsfile)."""
     return Path(__file__).resolve().parents[1]
@@ -176,6 +216,7 @@ def _override_project_params(files: list[Path], params: dict[str, str], tmp: Pat
 
 
 def _render_files(files: list[Path], ini: Path) -> Rendered:
+    require_extra("jenkins_jobs")
     from jenkins_jobs.config import JJBConfig
     from jenkins_jobs.errors import JenkinsJobsException
     from jenkins_jobs.loader import load_files
@@ -309,16 +350,16 @@ def describe_path(path: str | os.PathLike[str]) -> str:
     """The outcome line of a run directory (``summary.json``) or a trial workdir (``result.json``)."""
     p = Path(path)
     candidates = [p] if p.is_file() else [p / "summary.json", p / "result.json"]
+    from tuner.files import read_json
+    from tuner.summary import check_summary
+
     for candidate in candidates:
         if candidate.is_file():
-            try:
-                data = json.loads(candidate.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as exc:
-                raise JenkinsError(f"{candidate}: cannot read it as JSON ({exc})") from None
+            data = read_json(candidate, what="run summary or trial result", error=JenkinsError)
             if not isinstance(data, dict):
                 raise JenkinsError(f"{candidate}: expected a JSON object")
             if "trials" in data or candidate.name == "summary.json":
-                return describe_summary(data)
+                return describe_summary(check_summary(data, candidate, JenkinsError))
             return describe_trial(data)
     raise JenkinsError(f"{p}: has neither summary.json nor result.json; give a run directory or a trial workdir")
 
@@ -523,6 +564,7 @@ class JenkinsClient:
     @property
     def server(self) -> Any:
         if self._server is None:
+            require_extra("jenkins", "requests")
             import jenkins
 
             self._server = jenkins.Jenkins(
@@ -896,16 +938,14 @@ def repo_relative(script: Path, root: Path | None) -> str | None:
 
 
 def read_summary(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / "summary.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: not found; give the run directory of a finished 'mlops run'") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read it as JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a JSON object")
-    return data
+    """``run_dir/summary.json``, checked (:func:`tuner.summary.read_summary`).
+
+    Raises:
+        ConfigError: missing, unreadable or not a summary mlops wrote.
+    """
+    from tuner.summary import read_summary as _read
+
+    return _read(run_dir, error=ConfigError)
 
 
 def parse_settings(text: str) -> dict[str, Any]:

@@ -15,16 +15,18 @@ if TYPE_CHECKING:
 
 
 def _read(path: str) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise HParamsError(path, None, "no such file; give the path of a training script") from None
-    except IsADirectoryError:
-        raise HParamsError(path, None, "is a folder; give the path of a training script") from None
-    except UnicodeDecodeError:
-        raise HParamsError(path, None, "is not UTF-8 text; is it a Python script?") from None
-    except OSError as exc:
-        raise HParamsError(path, None, f"cannot read the file ({exc.strerror})") from None
+    """The script's text, read safely; a notebook is refused (they are classified only).
+
+    Raises:
+        ClassifyError: ``path`` is a Jupyter notebook.
+        HParamsError: the file is missing, not a regular file, too large or not UTF-8.
+    """
+    from tuner.classify import read_script, refuse_notebook
+
+    refuse_notebook(path, "hparams")
+    text = read_script(path, HParamsError)
+    refuse_notebook(path, "hparams", text)
+    return text
 
 
 def _names(path: str) -> dict[str, list[str]]:
@@ -36,7 +38,7 @@ def _names(path: str) -> dict[str, list[str]]:
 
 
 @click.command("hparams")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path())
 @click.option(
     "--set",
     "assignments",

@@ -7,20 +7,51 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 
-from tuner.errors import EXIT_GOAL_NOT_MET, EXIT_OK
+from tuner.errors import EXIT_GOAL_NOT_MET, EXIT_OK, JenkinsError
 
 _JOBS_DIR_HELP = "Folder of the Jenkins Job Builder YAML (default: the repository's jobs/)."
 _PARAM_HELP = "Override a project parameter of jobs/project.yaml, e.g. --param git-url=https://… (repeatable)."
 
+def _extra() -> Any:
+    """The extra's checks live in :mod:`tuner.jenkins` (light to import)."""
+    from tuner import jenkins as jk
 
-@click.group("jenkins")
+    return jk
+
+
+def missing_extra(*modules: str) -> JenkinsError:
+    return _extra().missing_extra(*modules)
+
+
+def require_extra(*modules: str) -> None:
+    """Raises:
+        JenkinsError: one line naming the missing packages and the install command."""
+    _extra().require_extra(*modules)
+
+
+class _JenkinsGroup(click.Group):
+    """A module of the extra that fails to import mid-command is the same one-line hint."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ModuleNotFoundError as exc:
+            root = (exc.name or "").split(".")[0]
+            if root in _extra().EXTRA_PACKAGES:
+                raise missing_extra(root) from None
+            raise
+
+
+@click.group("jenkins", cls=_JenkinsGroup)
 def jenkins() -> None:
     """Sync jobs, trigger a retrain, show status (Jenkins).
 
-    Reads JENKINS_URL, JENKINS_USER and JENKINS_API_TOKEN (or JENKINS_API_TOKEN_FILE)."""
+    Reads JENKINS_URL, JENKINS_USER and JENKINS_API_TOKEN (or JENKINS_API_TOKEN_FILE).
+    Needs the jenkins extra: pip install 'mlops-autotune[jenkins]'."""
 
 
 @jenkins.command("render")
@@ -30,6 +61,7 @@ def jenkins() -> None:
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help=_PARAM_HELP)
 def render(output: str, jobs_dir: str | None, params: tuple[str, ...]) -> int:
     """Render jobs/ to XML without a server (what `jenkins-jobs test jobs/ -o DIR` does)."""
+    require_extra("jenkins_jobs")  # before any import of the extra: one line, not a traceback
     from tuner import jenkins as jk
 
     rendered = jk.render_jobs(jobs_dir, jk.parse_params(params))
@@ -48,6 +80,7 @@ def sync(jobs_dir: str | None, params: tuple[str, ...], only: tuple[str, ...], d
 
     MLOPS_RETRAIN_TRIGGER_TOKEN (or MLOPS_RETRAIN_TRIGGER_TOKEN_FILE), when set, becomes the
     retrain job's "Trigger builds remotely" token."""
+    require_extra("jenkins_jobs", "jenkins")  # before any import of the extra: one line, not a traceback
     from tuner import jenkins as jk
     from tuner.config import read_secret
 
@@ -88,6 +121,7 @@ def retrain(
     """Queue the retrain job for the run in RUN_DIR with SETTINGS; follow it to its result.
 
     Exit code 0 when the build succeeded, 1 when it did not."""
+    require_extra("jenkins")  # before any import of the extra: one line, not a traceback
     from tuner import jenkins as jk
 
     settings = jk.parse_settings(settings_text)
@@ -121,6 +155,7 @@ def retrain(
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 def status(view: str | None, fmt: str) -> int:
     """The view's jobs: last build, result, and the best metric so far."""
+    require_extra("jenkins")  # before any import of the extra: one line, not a traceback
     from tuner import jenkins as jk
 
     client = jk.JenkinsClient.from_env()
@@ -152,6 +187,7 @@ def describe(path: str, submit: bool) -> int:
             from tuner.errors import ConfigError
 
             raise ConfigError("--submit: JOB_NAME and BUILD_NUMBER are not set (they are inside a Jenkins build)")
+        require_extra("jenkins")
         jk.JenkinsClient.from_env().set_description(job, int(number), line)
     return EXIT_OK
 
@@ -160,6 +196,7 @@ def describe(path: str, submit: bool) -> int:
 @click.argument("jenkinsfile", type=click.Path(exists=True, dir_okay=False), default="Jenkinsfile")
 def lint(jenkinsfile: str) -> int:
     """Validate a declarative Jenkinsfile with the server's linter (needs a real Jenkins)."""
+    require_extra("jenkins")  # before any import of the extra: one line, not a traceback
     from tuner import jenkins as jk
 
     errors = jk.JenkinsClient.from_env().check_jenkinsfile(Path(jenkinsfile).read_text(encoding="utf-8"))

@@ -11,11 +11,11 @@ from tuner.errors import EXIT_GOAL_NOT_MET
 
 
 @click.command()
-@click.argument("script", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("script", type=click.Path(path_type=Path))
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
               help="A setting to apply before training, e.g. --set fc_layers=[128,64] --set learning_rate=3e-4.")
 @click.option("--settings", "settings_json", metavar="JSON", help="All settings as one JSON object.")
-@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--workdir", type=click.Path(path_type=Path),
               help="Trial folder (default: mlops-runs/<script>/train-<time> beside the script).")
 @click.option("--metric", help="Held-out metric that counts [default: val_accuracy].")
 @click.option("--runner", type=click.Choice(["local", "docker"]), help="Where to run [default: local].")
@@ -27,19 +27,27 @@ def train(script: Path, sets: tuple[str, ...], settings_json: str | None, workdi
           kind: str | None) -> int:
     """Train SCRIPT once (with the given settings) and write the trial workdir:
     the rewritten script, settings.diff, train.log, metrics.jsonl, result.json."""
+    from tuner.classify import classify_source, read_script, refuse_notebook
     from tuner.cli._common import build_runner, parse_settings
     from tuner.config import load_config
+    from tuner.errors import HParamsError
+    from tuner.files import ensure_dir
+    from tuner.hparams import apply_settings
     from tuner.trial import TrialSpec
 
+    refuse_notebook(script, "train")
+    source = read_script(script, HParamsError)  # a FIFO, a device, too large, not UTF-8: one line
+    refuse_notebook(script, "train", source)
     cfg = load_config(script, overrides={"metric": metric, "runner": runner, "seed": seed,
                                          "trial_timeout_minutes": timeout_minutes})
     if kind is None:
-        from tuner.classify import classify_file
-
-        kind = classify_file(script).kind
+        kind = classify_source(source, str(script)).kind
     settings = parse_settings(sets, settings_json)
+    if settings:  # a setting missing from the script or out of range fails now, not in the trial
+        apply_settings(source, settings, path=str(script), names=cfg.hparam_names())
     if workdir is None:
         workdir = script.resolve().parent / "mlops-runs" / script.stem / time.strftime("train-%Y%m%d-%H%M%S")
+    ensure_dir(workdir, what="trial folder (--workdir)")  # under a file, read-only: one line, now
     spec = TrialSpec(script=script.resolve(), kind=kind, workdir=workdir.resolve(), settings=settings,
                      metric=cfg.metric, timeout=cfg.trial_timeout_minutes * 60, seed=cfg.seed)
     click.echo(f"mlops: training {script.name} ({kind}) in {workdir}")

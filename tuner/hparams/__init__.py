@@ -24,27 +24,49 @@ is read from, and rewritten in, that constant.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from tuner.errors import HParamsError
+from tuner.hparams._bounds import BOUNDS, SKLEARN_CAPS, Bound, canonical_problem, sklearn_problem
 from tuner.hparams._keras import fit_sites, lr_site
 from tuner.hparams._layers import fc_site
 from tuner.hparams._sites import constant_site
 from tuner.hparams._sklearn import ESTIMATOR_KEYWORDS, EstimatorSites, estimator_sites
-from tuner.hparams._source import KERAS_ROOTS, Edits, Problem, Script, Site, top_level_assignments
-from tuner.hparams._values import check_found, normalize, parse_assignments, same, validate
+from tuner.hparams._source import (
+    KERAS_ROOTS,
+    NESTED_TOO_DEEPLY,
+    Edits,
+    Problem,
+    Script,
+    Site,
+    top_level_assignments,
+)
+from tuner.hparams._values import (
+    check_estimator_value,
+    check_found,
+    normalize,
+    parse_assignments,
+    same,
+    validate,
+)
 
 __all__ = [
+    "BOUNDS",
     "CANONICAL",
+    "SKLEARN_CAPS",
+    "Bound",
     "DEFAULT_NAMES",
     "ESTIMATOR_KEYWORDS",
     "Setting",
     "Tunables",
     "apply_settings",
+    "canonical_problem",
     "find_settings",
     "make_diff",
     "parse_assignments",
+    "sklearn_problem",
 ]
 
 DEFAULT_NAMES: dict[str, list[str]] = {
@@ -72,13 +94,16 @@ class Setting:
 class Tunables:
     """What :func:`find_settings` found. ``problems`` names the settings that are written in
     the script in a way the tuner cannot rewrite, with the reason; ``addable`` lists keywords
-    of a known scikit-learn estimator that are not written yet but can be set."""
+    of a known scikit-learn estimator that are not written yet but can be set.
+    ``estimator_origin`` is where the estimator class comes from (``sklearn.svm.SVC``), used
+    to check values against scikit-learn's own parameter constraints."""
 
     settings: dict[str, Setting]
     framework: str | None
     estimator: str | None = None
     problems: dict[str, str] = field(default_factory=dict)
     addable: list[str] = field(default_factory=list)
+    estimator_origin: str | None = None
 
     def values(self) -> dict[str, Any]:
         return {name: _copy(s.value) for name, s in self.settings.items()}
@@ -130,6 +155,7 @@ class _Found:
             estimator=est.estimator if est else None,
             problems={n: msg for n, (_, msg) in self.problems.items()},
             addable=list(est.addable) if est else [],
+            estimator_origin=est.origin if est else None,
         )
 
 
@@ -252,11 +278,27 @@ def _fc_constant(script: Script, site: Site, assignment: Any) -> Site:
 
 
 # --------------------------------------------------------------------------- public API
+_T = TypeVar("_T")
+
+
+def _guarded(path: str, work: Callable[[], _T]) -> _T:
+    """``work()``, with a stack or memory exhausted by deeply nested code turned into the
+    one-line error ``classify`` gives for it."""
+    try:
+        return work()
+    except (RecursionError, MemoryError):
+        raise HParamsError(path, None, NESTED_TOO_DEEPLY) from None
+
+
 def find_settings(
     source: str, path: str = "<script>", names: dict[str, list[str]] | None = None
 ) -> Tunables:
-    """The tunable settings written in ``source`` (never imported or run)."""
-    return _analyze(source, path, names).tunables()
+    """The tunable settings written in ``source`` (never imported or run).
+
+    Raises:
+        HParamsError: the script does not parse, or is nested too deeply to analyse.
+    """
+    return _guarded(path, lambda: _analyze(source, path, names).tunables())
 
 
 def apply_settings(
@@ -266,25 +308,54 @@ def apply_settings(
     names: dict[str, list[str]] | None = None,
 ) -> str:
     """``source`` with ``settings`` written in; every other byte unchanged. A setting equal to
-    the value already written changes nothing. Raises :class:`HParamsError` for a setting that
-    is not in the script, cannot be rewritten, or has a value of the wrong type."""
+    the value already written changes nothing.
+
+    Raises:
+        HParamsError: a setting that is not in the script or cannot be rewritten; a value of
+            the wrong type or outside its valid range (:data:`BOUNDS`; for scikit-learn, the
+            installed scikit-learn's constraints and :data:`SKLEARN_CAPS`), naming the
+            setting, the value and the range; a script that does not parse or is nested too
+            deeply.
+    """
     if not settings:
         return source
+    return _guarded(path, lambda: _apply(source, settings, path, names))
+
+
+def _apply(
+    source: str, settings: dict[str, Any], path: str, names: dict[str, list[str]] | None
+) -> str:
     found = _analyze(source, path, names)
+    est = found.estimator
     edits = Edits()
     for name, raw in settings.items():
         site = found.sites.get(name)
         if site is not None:
-            value = validate(site.check, name, raw, path, site.line)
+            try:
+                value = validate(site.check, name, raw, path, site.line)
+                if site.check == "literal" and est is not None and name in est.written:
+                    check_estimator_value(est.origin, name, value, path, site.line)
+            except HParamsError:
+                if _unchanged(raw, site.value):
+                    continue  # as written: nothing to change, nothing to refuse
+                raise
             if not same(value, normalize(site.value)):
                 site.write(value, edits)
             continue
-        est = found.estimator
         if est is not None and name not in found.problems and est.can_add(name):
-            est.add(name, validate("literal", name, raw, path, est.line), edits)
+            value = validate("literal", name, raw, path, est.line)
+            check_estimator_value(est.origin, name, value, path, est.line)
+            est.add(name, value, edits)
             continue
         raise _missing(found, name)
     return found.script.render(edits)
+
+
+def _unchanged(raw: Any, written: Any) -> bool:
+    try:
+        return bool(normalize(raw) == normalize(written))
+    except Exception:  # noqa: BLE001 - an odd value that cannot even be compared
+        return False
 
 
 def _missing(found: _Found, name: str) -> HParamsError:

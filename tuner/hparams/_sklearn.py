@@ -413,6 +413,7 @@ class EstimatorSites:
     written: set[str] = field(default_factory=set)
     call: cst.Call | None = None
     script: Script | None = None
+    origin: str | None = None  # where the class is imported from: "sklearn.svm.SVC"
 
     def can_add(self, name: str) -> bool:
         """A keyword not written yet that this estimator accepts."""
@@ -442,6 +443,7 @@ def estimator_sites(script: Script, claimed: Callable[[cst.CSTNode], bool]) -> E
         known=cls in ESTIMATOR_KEYWORDS,
         call=call,
         script=script,
+        origin=script.origin(call.func) if script.is_imported(call.func) else None,
     )
     shown = script.code(call.func)
     for arg in call.args:

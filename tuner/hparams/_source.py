@@ -23,6 +23,11 @@ from tuner.errors import HParamsError
 
 KERAS_ROOTS = ("keras", "tensorflow", "tf_keras")
 
+#: The deepest syntax tree read (statements and expressions nested in one another). Real
+#: training scripts stay far below it; libcst's recursive visitors fail not far above it.
+MAX_NESTING = 200
+NESTED_TOO_DEEPLY = "the code is nested too deeply to analyse; simplify the script"
+
 _NOT_LITERAL = object()
 
 
@@ -121,13 +126,18 @@ class Script:
     @classmethod
     def parse(cls, source: str, path: str = "<script>") -> Script:
         try:
-            ast.parse(source)
+            tree = ast.parse(source)
         except SyntaxError as exc:  # Python's own message is the clearest
             raise HParamsError(
                 path, exc.lineno, f"cannot parse the script: {exc.msg}; fix the syntax first"
             ) from None
         except ValueError as exc:  # e.g. a NUL byte
             raise HParamsError(path, None, f"cannot parse the script: {exc}") from None
+        except (RecursionError, MemoryError):
+            raise HParamsError(path, None, NESTED_TOO_DEEPLY) from None
+        deep = _too_deep(tree, MAX_NESTING)
+        if deep is not None:  # libcst would exhaust the stack on it; refuse it at once
+            raise HParamsError(path, deep, NESTED_TOO_DEEPLY)
         try:
             module = cst.parse_module(source)
         except cst.ParserSyntaxError as exc:
@@ -412,6 +422,18 @@ class _Indexer(cst.CSTVisitor):
         )
 
 
+def _too_deep(tree: ast.AST, limit: int) -> int | None:
+    """The line of the first node nested deeper than ``limit``, or None (walked without
+    recursion, so any depth is safe to measure)."""
+    stack: list[tuple[ast.AST, int]] = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return getattr(node, "lineno", None) or 1
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return None
+
+
 def top_level_assignments(script: Script, name: str) -> list[Assignment]:
     """Module-level ``NAME = value`` / ``NAME: T = value`` statements (not inside if/for/def)."""
     out = []
@@ -451,6 +473,8 @@ def _eval(node: ast.AST) -> Any:
                 raise ValueError("arithmetic on non-number")
         if isinstance(node.op, ast.Pow) and abs(b) > 64:
             raise ValueError("exponent too large")
+        if isinstance(node.op, ast.Pow) and isinstance(a, int) and a.bit_length() * abs(b) > 4096:
+            raise ValueError("result too large")  # (10**64)**64**... would never finish
         return _BINOPS[type(node.op)](a, b)
     if isinstance(node, ast.List):
         return [_eval(e) for e in node.elts]

@@ -6,10 +6,12 @@ import ast
 import math
 import numbers
 import re
+import warnings
 from typing import Any
 
 from tuner.errors import HParamsError
-from tuner.hparams._source import format_value
+from tuner.hparams._bounds import BOUNDS, Bound, fc_problem, sklearn_problem
+from tuner.hparams._source import _eval, format_value
 
 _BARE_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 
@@ -40,34 +42,71 @@ def normalize(value: Any) -> Any:
 
 
 def validate(check: str, name: str, value: Any, path: str, line: int | None = None) -> Any:
-    """The value in its canonical type, or an :class:`HParamsError` that says what is expected."""
+    """The value in its canonical type and inside its range (:data:`~tuner.hparams.BOUNDS`).
+
+    Raises:
+        HParamsError: the value has the wrong type, or is outside the valid range; the
+            message names the setting, the value and what is expected.
+    """
     value = normalize(value)
     if check == "fc":
         if isinstance(value, (list, tuple)) and all(_int(v) and v > 0 for v in value):
-            return [int(v) for v in value]
+            units = [int(v) for v in value]
+            bad = fc_problem(units)
+            if bad:
+                raise HParamsError(path, line, f"fc_layers: {bad}; write e.g. fc_layers=[128, 64]")
+            return units
         raise HParamsError(
             path,
             line,
             f"fc_layers: {value!r} is not a list of positive ints (the units of each hidden Dense "
             "layer); write e.g. fc_layers=[128, 64], or fc_layers=[] for none",
         )
+    bound = BOUNDS.get(name) if check in ("lr", "count") else None
+    valid = f" (valid: {bound.describe()})" if bound else ""
     if check == "lr":
         if _real(value) and math.isfinite(value) and value > 0:
+            _check_bound(bound, name, value, path, line)
             return float(value)
         raise HParamsError(
-            path, line, f"{name}: {value!r} is not a positive number; write e.g. {name}=1e-3"
+            path, line, f"{name}: {value!r} is not a positive number{valid}; write e.g. {name}=1e-3"
         )
     if check == "count":
         if _int(value) and value > 0:
+            _check_bound(bound, name, value, path, line)
             return int(value)
         raise HParamsError(
-            path, line, f"{name}: {value!r} is not a positive whole number; write e.g. {name}=10"
+            path,
+            line,
+            f"{name}: {value!r} is not a positive whole number{valid}; "
+            f"write e.g. {name}={bound.example if bound else 10}",
         )
     try:
         format_value(value)
     except ValueError as exc:
         raise HParamsError(path, line, f"{name}: {exc}") from None
     return value
+
+
+def _check_bound(bound: Bound | None, name: str, value: Any, path: str, line: int | None) -> None:
+    bad = bound.problem(value) if bound else None
+    if bad:
+        assert bound is not None
+        raise HParamsError(path, line, f"{name}: {bad}; write e.g. {name}={bound.example}")
+
+
+def check_estimator_value(
+    origin: str | None, name: str, value: Any, path: str, line: int | None = None
+) -> None:
+    """Refuse a scikit-learn keyword value that the installed scikit-learn (or
+    :data:`~tuner.hparams.SKLEARN_CAPS`) does not accept.
+
+    Raises:
+        HParamsError: naming the keyword, the value and the valid range.
+    """
+    bad = sklearn_problem(origin, name, value)
+    if bad:
+        raise HParamsError(path, line, f"{name}: {bad}")
 
 
 def check_found(check: str, value: Any) -> str | None:
@@ -115,6 +154,8 @@ def _parse_value(name: str, text: str) -> Any:
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        value = _arithmetic(text)
+    if value is _NOT_A_VALUE:
         if _BARE_WORD.match(text):
             return text
         raise HParamsError(
@@ -122,9 +163,27 @@ def _parse_value(name: str, text: str) -> Any:
             None,
             f"{name}={text}: not a Python value; write numbers as 3e-4, lists as [128,64], "
             "and quote text that is not one word: name='some text'",
-        ) from None
+        )
     if name == "fc_layers" and isinstance(value, tuple):
         value = list(value)
     if name == "fc_layers" and _int(value):
         value = [value]
     return value
+
+
+_NOT_A_VALUE = object()
+
+
+def _arithmetic(text: str) -> Any:
+    """``10**12``, ``1/1000``, ``[2**6, 2**5]``: numbers written as arithmetic (powers capped,
+    as in the script reader), else ``_NOT_A_VALUE``."""
+    if len(text) > 10_000:
+        return _NOT_A_VALUE
+    try:
+        with warnings.catch_warnings():  # no SyntaxWarning on the user's terminal
+            warnings.simplefilter("ignore")
+            tree = ast.parse(text.strip(), mode="eval")
+        return _eval(tree.body)
+    except (ValueError, SyntaxError, TypeError, ZeroDivisionError, OverflowError, MemoryError,
+            RecursionError):
+        return _NOT_A_VALUE

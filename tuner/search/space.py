@@ -9,6 +9,12 @@ are searched), with default ranges overridable under ``hparams.space`` in ``mlop
         fc_layers: {min: 1, max: 3, units: [64, 128, 256]}
         epochs: {low: 5, high: 30}
         C: {low: 0.01, high: 100, log: true}
+
+Every range stays inside the valid range of its setting (:data:`tuner.hparams.BOUNDS`: e.g.
+``0 < learning_rate <= 10``, at most 64 hidden layers of 1..65536 units; for scikit-learn, the
+installed scikit-learn's parameter constraints and :data:`tuner.hparams.SKLEARN_CAPS`): an
+override outside it is a :class:`~tuner.errors.ConfigError` naming the key, the value and
+the valid range.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tuner.errors import ConfigError
+from tuner.hparams._bounds import BOUNDS, sklearn_problem
 
 FC_UNITS = (16, 32, 64, 128, 256, 512)
 
@@ -162,15 +169,69 @@ def _override(param: Param, spec: Any, key: str) -> Param:
     except (TypeError, ValueError):
         raise ConfigError(f"hparams.space.{key}: low and high must be numbers") from None
     log = bool(spec.get("log", param.log))
-    if low > high or (log and low <= 0):
-        raise ConfigError(f"hparams.space.{key}: need low <= high{' and low > 0 for log' if log else ''}")
+    if low > high:
+        raise ConfigError(f"hparams.space.{key}: need low <= high (low {low:g} is above high {high:g})")
+    if log and low <= 0:
+        raise ConfigError(f"hparams.space.{key}: need low > 0 for log (low {low:g}; or set log: false)")
     kind = param.kind if param.kind in ("int", "float") else "float"
     return Param(param.name, kind, low, high, log=log)
 
 
+def _ends(param: Param) -> list[tuple[str, Any]]:
+    """The values that decide whether a range is valid: its ends, or each choice."""
+    if param.kind == "choice":
+        return [("choice", c) for c in param.choices]
+    if param.kind in ("float", "int"):
+        return [("low", param.low), ("high", param.high)]
+    return []
+
+
+def _range_problem(param: Param, framework: str | None, origin: str | None) -> str | None:
+    """Why ``param`` reaches outside the valid range of its setting, or None."""
+    if param.kind == "fc":
+        count, units = BOUNDS["fc_count"], BOUNDS["fc_units"]
+        if param.high is not None and param.high > count.high:
+            return f"max {param.high:g} layers is out of range; valid: at most {count.high:g} hidden layers"
+        for u in param.choices:
+            bad = units.problem(u, "units")
+            if bad:
+                return f"units: {bad}"
+        return None
+    for label, value in _ends(param):
+        if param.name in ("learning_rate", "epochs", "batch_size") and framework != "sklearn":
+            bound = BOUNDS[param.name]
+            if bound.integer and isinstance(value, float) and value.is_integer():
+                value = int(value)
+            bad = bound.problem(value)
+        elif framework == "sklearn":
+            if param.kind == "int" and isinstance(value, float) and value.is_integer():
+                value = int(value)
+            bad = sklearn_problem(origin, param.name, value)
+        else:
+            bad = None
+        if bad:
+            return f"{label} {bad}"
+    return None
+
+
+def _clip_to_bound(param: Param) -> Param:
+    bound = BOUNDS.get(param.name)
+    if bound is None or param.kind not in ("int", "float") or param.low is None or param.high is None:
+        return param
+    high = min(param.high, bound.high)
+    low = min(max(param.low, bound.low), high)
+    return Param(param.name, param.kind, low, high, log=param.log, choices=param.choices)
+
+
 def build_space(tunables: Any, overrides: Mapping[str, Any] | None = None) -> SearchSpace:
     """The space for a script, from the ``Tunables`` that :func:`tuner.hparams.find_settings`
-    returned. Settings the script does not declare are not searched."""
+    returned. Settings the script does not declare are not searched.
+
+    Raises:
+        ConfigError: an ``hparams.space`` override that is malformed, names a setting the
+            script does not have, or reaches outside the setting's valid range (the message
+            names the key, the value and the range).
+    """
     overrides = dict(overrides or {})
     found = tunables.values()
     params: dict[str, Param] = {}
@@ -187,7 +248,7 @@ def build_space(tunables: Any, overrides: Mapping[str, Any] | None = None) -> Se
             params["learning_rate"] = Param("learning_rate", "float", 1e-4, 3e-2, log=True)
         if "epochs" in found and isinstance(found["epochs"], int):
             e = found["epochs"]
-            params["epochs"] = Param("epochs", "int", max(1, e // 2), max(e * 2, e + 2))
+            params["epochs"] = _clip_to_bound(Param("epochs", "int", max(1, e // 2), max(e * 2, e + 2)))
         if "batch_size" in found and isinstance(found["batch_size"], int):
             params["batch_size"] = Param("batch_size", "choice", choices=(16, 32, 64, 128))
     for key, spec in overrides.items():
@@ -203,5 +264,8 @@ def build_space(tunables: Any, overrides: Mapping[str, Any] | None = None) -> Se
         else:
             valid = ", ".join(sorted(found)) or "none found"
             raise ConfigError(f"hparams.space.{key}: the script has no setting '{key}' (tunable: {valid})")
+        bad = _range_problem(params[key], tunables.framework, getattr(tunables, "estimator_origin", None))
+        if bad:
+            raise ConfigError(f"hparams.space.{key}: {bad}")
     baseline = {k: v for k, v in found.items() if k in params}
     return SearchSpace(params=params, baseline=baseline)
