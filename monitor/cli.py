@@ -5,7 +5,6 @@ trial under the watchdog, prints one line per event; exit 0 if the trial ends ok
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -14,23 +13,54 @@ import click
 
 from tuner.errors import EXIT_GOAL_NOT_MET, EXIT_OK, MlopsError
 
+KINDS = ("cnn", "ann", "regression")
+
 
 def load_spec(workdir: Path) -> Any:
-    """The :class:`~tuner.trial.TrialSpec` saved in ``workdir/trial.json``, pointed at ``workdir``."""
+    """The :class:`~tuner.trial.TrialSpec` saved in ``workdir/trial.json``, pointed at ``workdir``.
+
+    Raises:
+        MlopsError: no trial.json, not a regular file / UTF-8 JSON, a field of the wrong type,
+            an unknown kind, or the script it names is gone.
+    """
+    import math
+
+    from tuner.files import read_json
     from tuner.trial import SPEC_FILE, TrialSpec
 
     path = workdir / SPEC_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not path.exists():
         raise MlopsError(
             f"{path}: no trial.json here; give a trial workdir prepared by 'mlops train' or "
             "'mlops run' (e.g. mlops-runs/<script>/trials/0001)"
-        ) from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise MlopsError(f"{path}: cannot read the trial spec ({exc}); prepare the trial again") from None
+        )
+    data = read_json(path, what="trial spec", error=MlopsError)
     if not isinstance(data, dict) or not {"script", "kind"} <= data.keys():
         raise MlopsError(f"{path}: not a trial spec (needs at least 'script' and 'kind')")
+
+    def bad(key: str, want: str) -> MlopsError:
+        return MlopsError(f"{path}: '{key}' must be {want}, not {data.get(key)!r}; prepare the trial again")
+
+    if not isinstance(data["script"], str) or not data["script"]:
+        raise bad("script", "the path of the training script")
+    if data["kind"] not in KINDS:
+        raise bad("kind", f"one of {', '.join(KINDS)}")
+    for key, kinds, want in (("settings", dict, "an object"), ("env", dict, "an object"),
+                             ("labels", dict, "an object"), ("metric", str, "a metric name"),
+                             ("maximize", bool, "true or false")):
+        if key in data and not isinstance(data[key], kinds):
+            raise bad(key, want)
+    for key in ("env", "labels"):
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in (data.get(key) or {}).items()):
+            raise bad(key, "an object of strings")
+    for key in ("timeout", "goal"):
+        value = data.get(key)
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)
+                                  or not math.isfinite(value) or (key == "timeout" and value <= 0)):
+            raise bad(key, "a finite number" + (" above 0" if key == "timeout" else "") + " or null")
+    seed = data.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32):
+        raise bad("seed", "an integer from 0 to 4294967295 or null")
     known = TrialSpec.__dataclass_fields__
     spec = TrialSpec(**{k: v for k, v in data.items() if k in known and k != "workdir"},
                      workdir=workdir.resolve())

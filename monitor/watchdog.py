@@ -45,10 +45,12 @@ from tuner.trial import (
     LOG_FILE,
     RESULT_FILE,
     STOP_FILE,
+    TIMEOUT_HINT,
     TrialResult,
     TrialSpec,
     collect_result,
     read_history,
+    read_trial_text,
     write_json_atomic,
 )
 
@@ -163,8 +165,10 @@ def _read_heartbeat(workdir: Path) -> tuple[float, dict[str, Any]] | None:
     path = workdir / HEARTBEAT_FILE
     try:
         mtime = path.stat().st_mtime
-        text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
+        return None
+    text = read_trial_text(path, 4096)
+    if text is None:
         return None
     try:
         data = json.loads(text)
@@ -379,6 +383,8 @@ def _size(path: Path) -> int:
 
 
 def _read_from(path: Path, offset: int, limit: int = 256 * 1024) -> str:
+    if not path.is_file():
+        return ""
     try:
         with open(path, "rb") as fh:
             fh.seek(max(offset, _size(path) - limit))
@@ -388,11 +394,8 @@ def _read_from(path: Path, offset: int, limit: int = 256 * 1024) -> str:
 
 
 def _stop_reason(workdir: Path) -> str | None:
-    path = workdir / STOP_FILE
-    try:
-        return path.read_text(encoding="utf-8", errors="replace").strip() or "stopped"
-    except OSError:
-        return None
+    text = read_trial_text(workdir / STOP_FILE, 4096)
+    return None if text is None else (text.strip() or "stopped")
 
 
 def _append_jsonl(path: Path, record: Mapping[str, Any]) -> None:
@@ -481,6 +484,7 @@ def supervise(
             reason = f"the trial ran longer than its timeout of {spec.timeout:g} s and was stopped"
             if restart_log:
                 reason += f" (after {len(restart_log)} restart{'s' if len(restart_log) != 1 else ''})"
+            reason += TIMEOUT_HINT
             return _finish(spec, status="timeout", reason=reason, **finish)
         if rc == 0 and outcome.hang is None:
             return _finish(spec, status=None, reason=None, **finish)  # ok, pruned or no metric

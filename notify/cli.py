@@ -6,7 +6,6 @@ sent; 1 ``flush`` left messages in the outbox; 2 bad input.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +31,25 @@ class NotifyGroup(click.Group):
 
 def config_for_run(run_dir: Path, overrides: dict[str, Any] | None = None) -> Any:
     """The config of the script named in ``summary.json`` (its folder's mlops.yaml), else the
-    run directory's."""
+    admin config and the environment only. Never a yaml inside the run directory: what a run
+    directory holds is not the admin's, and a crafted one must not choose where mail goes."""
     from tuner.config import load_config
+    from tuner.errors import MlopsError
+    from tuner.summary import read_summary
 
     script = None
     try:
-        data = json.loads((Path(run_dir) / "summary.json").read_text(encoding="utf-8"))
-        if isinstance(data, dict) and isinstance(data.get("script"), str):
+        data = read_summary(run_dir)
+        if isinstance(data.get("script"), str) and data["script"]:
             script = Path(data["script"])
-    except (OSError, ValueError):
+    except MlopsError:
         pass  # build_message reports a missing or broken summary.json
-    base = script if script is not None and script.parent.is_dir() else Path(run_dir)
-    return load_config(base, overrides=overrides)
+    run = Path(run_dir).resolve()
+    if script is not None:
+        folder = script.parent.resolve()
+        if not folder.is_dir() or folder == run or run in folder.parents:
+            script = None
+    return load_config(script, overrides=overrides)
 
 
 @click.group(

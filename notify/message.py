@@ -40,7 +40,15 @@ _ADDR_SPEC = re.compile(
     r"@(?P<domain>[^@\s<>()\[\],;:\"\\]+)$"
 )
 _DOMAIN = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 controls
+# every character str.splitlines() (and so the email package, and some mail clients) treats
+# as the end of a line, besides CR and LF
+_LINE_SEPARATORS = {
+    "\x0b": "VT (vertical tab)", "\x0c": "FF (form feed)", "\x1c": "FS (file separator)",
+    "\x1d": "GS (group separator)", "\x1e": "RS (record separator)", "\x85": "NEL (U+0085)",
+    "\u2028": "U+2028 LINE SEPARATOR", "\u2029": "U+2029 PARAGRAPH SEPARATOR",
+}
+_FOLD = re.compile("[" + "".join(_LINE_SEPARATORS) + "\\x00-\\x09\\x0e-\\x1f\\x7f-\\x9f]+")
 
 
 @dataclass(frozen=True)
@@ -59,18 +67,37 @@ class Address:
 
 
 def check_header(value: str, what: str) -> str:
-    """``value`` unchanged if it is safe in a mail header; a :class:`NotifyError` if it holds a
-    line break (CR/LF) or another control character that could inject headers."""
+    """``value`` unchanged if it is safe in a mail header.
+
+    Raises:
+        NotifyError: ``value`` holds a line break (CR/LF), another line separator (U+2028,
+            U+2029, NEL, VT, FF, FS/GS/RS) or a control character that could inject headers;
+            the message names ``what`` and the character.
+    """
     if "\r" in value or "\n" in value:
         raise NotifyError(
             f"{what}: {_shorten(value, 60)!r} contains a line break (CR/LF), which would inject "
             "mail headers; nothing was sent. Remove the line break."
+        )
+    separator = next((name for ch, name in _LINE_SEPARATORS.items() if ch in value), None)
+    if separator:
+        raise NotifyError(
+            f"{what}: {_shorten(value, 60)!r} contains a line separator ({separator}), which "
+            "would break the mail header; nothing was sent. Remove it."
         )
     if _CONTROL.search(value):
         raise NotifyError(
             f"{what}: {_shorten(value, 60)!r} contains a control character; nothing was sent"
         )
     return value
+
+
+def fold_header(value: str) -> str:
+    """``value`` with every line separator but CR/LF (U+2028, U+2029, NEL, VT, FF, FS/GS/RS)
+    and every other control character but CR/LF replaced by one space: a header built from
+    data (a script's file name) stays one line. CR/LF are left for :func:`check_header` to
+    refuse."""
+    return _FOLD.sub(" ", value)
 
 
 def _split_addresses(value: str) -> list[str]:
@@ -131,39 +158,31 @@ def _check_addr_spec(addr: str, what: str) -> str:
 
 
 def load_summary(run_dir: Path) -> dict[str, Any]:
-    """``<run_dir>/summary.json``, checked for the keys the mail needs."""
-    path = Path(run_dir) / SUMMARY_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise NotifyError(
-            f"{path}: not found; give the run directory that 'mlops run' wrote "
-            "(default: mlops-runs/<script> beside the script)"
-        ) from None
-    except OSError as exc:
-        raise NotifyError(f"{path}: cannot read it ({exc.strerror})") from None
-    except json.JSONDecodeError as exc:
-        raise NotifyError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-    if not isinstance(data, dict):
-        raise NotifyError(f"{path}: expected a JSON object, found {type(data).__name__}")
-    for key in ("status", "script_name", "metric"):
-        if not isinstance(data.get(key), str) or not data[key]:
-            raise NotifyError(f"{path}: '{key}' is missing or not a string")
-    if data["status"] not in STATUSES:
-        raise NotifyError(
-            f"{path}: status {data['status']!r} is not one of: {', '.join(STATUSES)}"
-        )
-    for key, kind in (("trials", list), ("best", dict), ("git", dict), ("budget", dict)):
-        if data.get(key) is not None and not isinstance(data[key], kind):
-            raise NotifyError(f"{path}: '{key}' must be a {kind.__name__} or null")
-    return data
+    """``<run_dir>/summary.json``, checked (:func:`tuner.summary.read_summary`).
+
+    Raises:
+        NotifyError: missing, unreadable, or a field the mail uses fails a check.
+    """
+    from tuner.summary import read_summary
+
+    return read_summary(run_dir, error=NotifyError)
 
 
 def message_id_for(run_dir: Path, summary: Mapping[str, Any]) -> str:
-    """The same run outcome always gets the same Message-ID, so it is never mailed twice."""
-    seed = "\n".join(
-        [str(Path(run_dir).resolve()), str(summary.get("finished_at") or ""), summary["status"]]
-    )
+    """The same run outcome always gets the same Message-ID, so it is never mailed twice.
+
+    The outcome is the study (its id, else its run directory), how it ended, its best trial
+    and how many trials it holds; never a time, so rerunning a finished study (which writes
+    the summary again) mails nothing new, while more trials or a new best do."""
+    best = summary.get("best") if isinstance(summary.get("best"), dict) else {}
+    trials = summary.get("trials") if isinstance(summary.get("trials"), list) else []
+    seed = "\n".join([
+        str(summary.get("study_id") or Path(run_dir).resolve()),
+        summary["status"],
+        str(best.get("number")),
+        str(best.get("metric")),
+        str(len(trials)),
+    ])
     digest = hashlib.sha256(seed.encode("utf-8")).hexdigest()[:32]
     return f"<mlops.{digest}@{MESSAGE_ID_DOMAIN}>"
 
@@ -562,6 +581,16 @@ class BuiltMessage:
     name_hint: str
 
 
+def _redacted(rendered: Any) -> Any:
+    """The rendered mail with every known secret value masked (tuner.redact)."""
+    import dataclasses
+
+    from tuner.redact import redact
+
+    return dataclasses.replace(rendered, subject=redact(rendered.subject), text=redact(rendered.text),
+                               html=redact(rendered.html))
+
+
 def build_message(
     run_dir: Path,
     config: Any,
@@ -578,17 +607,23 @@ def build_message(
     run_dir = Path(run_dir)
     summary = load_summary(run_dir)
     facts = build_facts(summary, run_dir, env)
-    rendered = render(facts, templates_dir)
-    subject = check_header(rendered.subject, f"the mail subject (script_name in {run_dir / SUMMARY_FILE})")
+    rendered = _redacted(render(facts, templates_dir))
+    subject = check_header(
+        re.sub(" {2,}", " ", fold_header(rendered.subject)).strip(),
+        f"the mail subject (script_name in {run_dir / SUMMARY_FILE})",
+    )
     recipients, source = resolve_recipients(config, summary, run_dir, echo=echo)
     sender = resolve_sender(config)
     message_id = message_id_for(run_dir, summary)
 
     msg = EmailMessage(policy=policy.SMTP)
-    msg["Subject"] = subject
-    msg["From"] = sender.header
-    if recipients:
-        msg["To"] = ", ".join(a.header for a in recipients)
+    try:
+        msg["Subject"] = subject
+        msg["From"] = sender.header
+        if recipients:
+            msg["To"] = ", ".join(a.header for a in recipients)
+    except ValueError as exc:  # the email package's own header check: never a traceback
+        raise NotifyError(f"a mail header cannot carry this value ({exc}); nothing was sent") from None
     msg["Date"] = formatdate(localtime=True)
     msg["Message-ID"] = message_id
     msg["Auto-Submitted"] = "auto-generated"

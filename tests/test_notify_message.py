@@ -217,10 +217,17 @@ def test_build_message_is_multipart_with_stable_message_id(tmp_path):
     assert b"\r\n" in built.raw and b"\n" not in built.raw.replace(b"\r\n", b"")
     again = build_message(run_dir, config(run_dir), env={})
     assert again.message_id == built.message_id
-    # another outcome of the same run dir is another message
     summary = json.loads((run_dir / "summary.json").read_text())
+    # the same outcome written again later (a finished study rerun) is the same message
     summary["finished_at"] = "2025-11-25T08:00:00+00:00"
-    assert message_id_for(run_dir, summary) != built.message_id
+    assert message_id_for(run_dir, summary) == built.message_id
+    # another outcome of the same study is another message: more trials, another end
+    more = {**summary, "trials": summary["trials"] + [summary["trials"][-1]]}
+    assert message_id_for(run_dir, more) != built.message_id
+    assert message_id_for(run_dir, {**summary, "status": "budget_spent"}) != built.message_id
+    # another study in the same folder (--fresh keeps the old one aside) is another message
+    assert message_id_for(run_dir, {**summary, "study_id": "another"}) != message_id_for(
+        run_dir, {**summary, "study_id": "first"})
 
 
 def test_recipient_and_sender_from_config_win(tmp_path):

@@ -363,7 +363,7 @@ def test_missing_or_broken_summary_is_a_one_line_error(tmp_path):
         report.write_report(tmp_path)
     assert "\n" not in str(info.value)
     (tmp_path / "summary.json").write_text("{broken", encoding="utf-8")
-    with pytest.raises(MlopsError, match=r"not valid JSON \(line 1"):
+    with pytest.raises(MlopsError, match=r"summary\.json:1: not valid JSON"):
         report.write_report(tmp_path)
     assert not (tmp_path / "report.html").exists()
 

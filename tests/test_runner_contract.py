@@ -294,3 +294,72 @@ def test_keras_epochs_are_visible_while_the_trial_runs(contract: Contract, tmp_p
     assert "FC_LAYERS = [12]" in (spec.workdir / "blob_cnn.py").read_text()
     assert "Epoch 3/3" in log
     assert contract.gone(spec)
+
+
+# -- a trial killed after its last checkpoint is finished, not lost (issue: resume after the
+#    last epoch). The script reads its History as scripts do; it kills itself once, right after
+#    fit() returned (the last epoch is checkpointed and recorded, the process has not exited).
+KILLED_AFTER_FIT = '''"""Trains 3 epochs, then dies by SIGKILL the first time, after fit() returned."""
+import os
+import signal
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers
+
+FC_LAYERS = [8]
+EPOCHS = 3
+
+rng = np.random.default_rng(0)
+x = rng.normal(size=(320, 8)).astype("float32")
+y = (x[:, 0] + x[:, 1] > 0).astype("int32")
+model = keras.Sequential([keras.Input(shape=(8,))])
+for units in FC_LAYERS:
+    model.add(layers.Dense(units, activation="relu"))
+model.add(layers.Dense(2, activation="softmax"))
+model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
+              metrics=["accuracy"])
+history = model.fit(x, y, validation_split=0.2, epochs=EPOCHS, batch_size=32)
+last = history.history["val_accuracy"][-1]
+print(f"history holds {len(history.history['loss'])} epochs; last val {last:.4f}", flush=True)
+marker = Path(os.environ["MLOPS_WORKDIR"]) / "killed-once"
+if not marker.exists():
+    marker.write_text("killed after fit\\n")
+    os.kill(os.getpid(), signal.SIGKILL)
+    os._exit(137)  # PID 1 of a container without an init ignores its own SIGKILL
+'''
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("goal", [None, 0.0], ids=["after-last-epoch", "after-goal-epoch"])
+def test_a_trial_killed_after_its_last_checkpoint_ends_ok_with_its_metric(
+        contract: Contract, tmp_path: Path, goal: float | None) -> None:
+    from monitor import WatchPolicy, supervise
+
+    spec = _spec(tmp_path, KILLED_AFTER_FIT, kind="ann", name="killed_after_fit.py", timeout=600,
+                 goal=goal)
+    runner = contract.make("ann")
+    restarts: list[dict] = []
+    try:
+        result = supervise(runner, spec, WatchPolicy(backoff_seconds=0.1, startup_grace=300),
+                           on_restart=restarts.append, poll_interval=0.2)
+    finally:
+        runner.close()
+    log = (spec.workdir / LOG_FILE).read_text(errors="replace")
+    want = 1 if goal is not None else 3
+    assert (spec.workdir / "killed-once").exists(), log[-3000:]
+    assert len(restarts) == 1 and restarts[0]["kind"] == "signal", restarts
+    assert restarts[0]["resumed_at_epoch"] == want
+    assert result.status == "ok", (result.reason, log[-3000:])
+    assert [h["epoch"] for h in result.history] == list(range(1, want + 1))
+    assert result.metric == result.history[-1]["val_accuracy"]
+    # the restarted script got the whole History back from fit(), trained nothing again
+    attempts = re.split(r"^--- mlops: trial started .*---$", log, flags=re.M)[1:]
+    assert len(attempts) == 2
+    assert f"history holds {want} epochs" in attempts[0]
+    assert f"history holds {want} epochs" in attempts[1]
+    assert not re.search(r"^Epoch \d+/\d+$", attempts[1], flags=re.M), attempts[1]
+    lines = (spec.workdir / METRICS_FILE).read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == list(range(1, want + 1))
+    assert contract.gone(spec)

@@ -1,10 +1,26 @@
-"""One config object with one precedence: flags > ``MLOPS_*`` environment > ``mlops.yaml`` > defaults.
+"""One config object with one precedence: flags > ``MLOPS_*`` environment > ``mlops.yaml`` >
+the admin config > defaults.
 
 ``mlops.yaml`` lives beside the user's training script. Every key is declared once in
 :data:`SCHEMA` (type, default, environment variable); values are validated when loaded and a
 bad one is a :class:`~tuner.errors.ConfigError` that names the key and where it came from.
 Secrets (SMTP password, Jenkins token) are never config keys: they are read from the
 environment or a file at the moment they are used.
+
+``mlops.yaml`` comes with the pushed code, so it is not trusted with what protects the
+machine and the credentials. The admin's side is the environment and the *admin config*
+(``$MLOPS_ADMIN_CONFIG``, else ``~/.config/mlops/mlops.yaml``, else ``/etc/mlops/mlops.yaml``;
+same keys). A script's ``mlops.yaml``
+
+* may not say where a credential goes while one is bound: the SMTP server and its TLS
+  settings, login and the recipients when an SMTP password is set
+  (:data:`MAIL_GUARDED`), the Jenkins URL and user when a Jenkins token is set
+  (:data:`JENKINS_GUARDED`);
+* may tighten the containers' limits but never loosen them (:data:`DOCKER_GUARDED`): the
+  network may only be ``none``, memory and CPUs no more than the admin's (or default) value,
+  and images are the admin's choice.
+
+A yaml that tries is refused with a message that names the key and the admin's way to set it.
 """
 
 from __future__ import annotations
@@ -31,12 +47,42 @@ class Key:
     help: str = ""
 
 
+def _finite(v: Any) -> bool:
+    import math
+
+    return not isinstance(v, float) or math.isfinite(v)
+
+
 def _positive(v: Any) -> str | None:
+    if v is not None and not _finite(v):
+        return "must be a finite number"
     return None if v is None or v > 0 else "must be greater than 0"
 
 
 def _non_negative(v: Any) -> str | None:
+    if v is not None and not _finite(v):
+        return "must be a finite number"
     return None if v is None or v >= 0 else "must be 0 or more"
+
+
+def _goal(v: Any) -> str | None:
+    return None if v is None or _finite(v) else "must be a finite number"
+
+
+def _trials(v: Any) -> str | None:
+    return _positive(v) or (None if v is None or v <= 100_000 else "must be at most 100000")
+
+
+def _seed(v: Any) -> str | None:
+    return None if v is None or 0 <= v < 2**32 else "must be from 0 to 4294967295"
+
+
+def _metric(v: Any) -> str | None:
+    import re
+
+    if v is None or re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.:/-]{0,99}", v):
+        return None
+    return "is not a metric name (letters, digits and _ such as val_accuracy)"
 
 
 def _port(v: Any) -> str | None:
@@ -45,18 +91,18 @@ def _port(v: Any) -> str | None:
 
 SCHEMA: dict[str, Key] = {
     # the tune loop
-    "goal": Key(float, 0.90, "MLOPS_GOAL", help="stop as soon as a trial reaches this metric"),
-    "metric": Key(str, "val_accuracy", "MLOPS_METRIC", help="the held-out metric that counts"),
+    "goal": Key(float, 0.90, "MLOPS_GOAL", check=_goal, help="stop as soon as a trial reaches this metric"),
+    "metric": Key(str, "val_accuracy", "MLOPS_METRIC", check=_metric, help="the held-out metric that counts"),
     "direction": Key(str, "auto", "MLOPS_DIRECTION", choices=("auto", "maximize", "minimize")),
     "strategy": Key(str, "auto", "MLOPS_STRATEGY", help="search strategy (mlops strategies)"),
-    "max_trials": Key(int, 10, "MLOPS_MAX_TRIALS", check=_positive),
+    "max_trials": Key(int, 10, "MLOPS_MAX_TRIALS", check=_trials),
     "max_minutes": Key(float, 60.0, "MLOPS_MAX_MINUTES", check=_positive),
     "trial_timeout_minutes": Key(float, 30.0, "MLOPS_TRIAL_TIMEOUT_MINUTES", check=_positive),
     "prune": Key(bool, True, "MLOPS_PRUNE", help="stop trials that cannot beat the best"),
     "runner": Key(str, "local", "MLOPS_RUNNER", choices=("local", "docker", "jenkins"),
                   help="jenkins: one mlops-retrain build per trial"),
     "warm_worker": Key(bool, True, "MLOPS_WARM_WORKER", help="local runner: import TensorFlow once, fork per trial"),
-    "seed": Key(int, 0, "MLOPS_SEED", check=_non_negative),
+    "seed": Key(int, 0, "MLOPS_SEED", check=_seed),
     "run_dir": Key(str, None, "MLOPS_RUN_DIR", help="default: mlops-runs/<script> beside it"),
     # what the tuner may change
     "hparams.names.fc_layers": Key(list, ["FC_LAYERS", "DENSE_LAYERS", "HIDDEN_LAYERS", "HIDDEN_UNITS", "FC_UNITS"]),
@@ -90,6 +136,8 @@ SCHEMA: dict[str, Key] = {
     "docker.memory": Key(str, "8g", "MLOPS_DOCKER_MEMORY"),
     "docker.cpus": Key(float, None, "MLOPS_DOCKER_CPUS", check=_positive),
     "docker.network": Key(str, "none", "MLOPS_DOCKER_NETWORK"),
+    "docker.pids_limit": Key(int, 4096, "MLOPS_DOCKER_PIDS_LIMIT", check=_positive,
+                             help="most processes/threads a trial container may run"),
     # jenkins (the token is never a key: JENKINS_API_TOKEN or JENKINS_API_TOKEN_FILE)
     "jenkins.url": Key(str, None, "JENKINS_URL"),
     "jenkins.user": Key(str, None, "JENKINS_USER"),
@@ -98,6 +146,16 @@ SCHEMA: dict[str, Key] = {
 }
 
 _SECRET_WORDS = ("pass", "token", "secret", "api_key", "apikey", "credential")
+
+# keys a script's mlops.yaml may not set while a credential is bound (they say where it goes)
+MAIL_GUARDED = ("mail.smtp_host", "mail.smtp_port", "mail.smtp_security", "mail.smtp_cafile",
+                "mail.smtp_user", "mail.to")
+JENKINS_GUARDED = ("jenkins.url", "jenkins.user")
+# container limits a script's mlops.yaml may tighten but never loosen
+DOCKER_GUARDED = ("docker.network", "docker.memory", "docker.cpus", "docker.pids_limit",
+                  "docker.images.cnn", "docker.images.ann", "docker.images.regression")
+ADMIN_CONFIG_ENV = "MLOPS_ADMIN_CONFIG"
+_ACCURACY_WORDS = ("accuracy", "acc", "auc", "precision", "recall", "f1")
 
 
 def _coerce(key: str, spec: Key, value: Any, origin: str) -> Any:
@@ -207,33 +265,85 @@ class Config:
 
 
 def find_config_file(script: str | os.PathLike[str] | None) -> Path | None:
+    """The ``mlops.yaml`` beside ``script`` (or in the folder ``script``), None if there is none.
+
+    Raises:
+        ConfigError: something named ``mlops.yaml`` is there but is not a file.
+    """
     if script is None:
         return None
     p = Path(script)
     folder = p if p.is_dir() else p.parent
     candidate = folder / CONFIG_FILENAME
-    return candidate if candidate.is_file() else None
+    if candidate.is_file():
+        return candidate
+    if candidate.exists() or candidate.is_symlink():
+        raise ConfigError(f"{candidate}: is not a file (a directory, a broken link or a special file); "
+                          "mlops.yaml must be a YAML file, or remove it")
+    return None
 
 
-def read_config_file(path: Path) -> dict[str, Any]:
+def admin_config_file(env: Mapping[str, str] | None = None) -> Path | None:
+    """The admin's config: ``$MLOPS_ADMIN_CONFIG``, else ``~/.config/mlops/mlops.yaml`` (or
+    under ``$XDG_CONFIG_HOME``), else ``/etc/mlops/mlops.yaml``; None when there is none.
+
+    Raises:
+        ConfigError: ``$MLOPS_ADMIN_CONFIG`` names no file.
+    """
+    env = os.environ if env is None else env
+    named = env.get(ADMIN_CONFIG_ENV)
+    if named:
+        p = Path(named).expanduser()
+        if not p.is_file():
+            raise ConfigError(f"${ADMIN_CONFIG_ENV}: {p} is not a file; point it at the admin's mlops.yaml")
+        return p
+    home = env.get("XDG_CONFIG_HOME") or os.path.join(env.get("HOME") or os.path.expanduser("~"), ".config")
+    for p in (Path(home) / "mlops" / CONFIG_FILENAME, Path("/etc/mlops") / CONFIG_FILENAME):
+        if p.is_file():
+            return p
+    return None
+
+
+def _yaml_without_aliases(text: str, path: Path) -> Any:
+    """``yaml.safe_load`` that refuses anchors/aliases (nothing here needs them, and aliases
+    nested in aliases make a small file expand without end) and nesting too deep to walk."""
     import yaml
 
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                mark = event.start_mark
+                raise ConfigError(f"{path}:{mark.line + 1}: YAML aliases (*name) are not allowed in "
+                                  "mlops.yaml; write the value out")
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{where}: not valid YAML: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config file") from None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The keys of a config file, flattened (``mail.to``), unknown and secret keys refused.
+
+    Raises:
+        ConfigError: the file cannot be read (not a regular file, over the size limit, not
+            UTF-8), is not YAML, holds an unknown key or something that looks like a secret.
+    """
+    from tuner.files import read_text
+
+    text = read_text(path, what="config file")
+    data = _yaml_without_aliases(text, path)
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys, not {type(data).__name__}")
-    flat = _flatten(data)
+    try:
+        flat = _flatten(data)
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config file") from None
     for key in flat:
         if any(word in key.lower() for word in _SECRET_WORDS):
             raise ConfigError(
@@ -259,12 +369,22 @@ def load_config(
     env = os.environ if env is None else env
     values: dict[str, Any] = {k: copy.deepcopy(s.default) for k, s in SCHEMA.items()}
     origins: dict[str, str] = {}
+    admin = admin_config_file(env)
+    if admin is not None:
+        for key, raw in read_config_file(admin).items():
+            values[key] = _coerce(key, SCHEMA[key], raw, str(admin))
+            origins[key] = str(admin)
     path = Path(config_file) if config_file else find_config_file(script)
     if config_file and not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
+        raise ConfigError(f"{path}: config file not found" if not path.exists() else
+                          f"{path}: is not a file; give the path of an mlops.yaml")
+    if path is not None and admin is not None and path.resolve() == admin.resolve():
+        path = None  # the admin's own file, already read as such
     if path is not None:
         for key, raw in read_config_file(path).items():
-            values[key] = _coerce(key, SCHEMA[key], raw, str(path))
+            value = _coerce(key, SCHEMA[key], raw, str(path))
+            _check_guarded(key, value, values[key], path, admin, env)
+            values[key] = value
             origins[key] = str(path)
     for key, spec in SCHEMA.items():
         if spec.env and env.get(spec.env) not in (None, ""):
@@ -277,7 +397,74 @@ def load_config(
             raise ConfigError(f"unknown setting '{key}'")
         values[key] = _coerce(key, SCHEMA[key], raw, f"--{key.replace('_', '-')}")
         origins[key] = "flag"
+    _check_together(values, origins)
     return Config(values, origins, path)
+
+
+def _admin_way(key: str, admin: Path | None) -> str:
+    spec = SCHEMA[key]
+    where = f"the admin config ({admin})" if admin else f"an admin config (${ADMIN_CONFIG_ENV} or ~/.config/mlops/mlops.yaml)"
+    return (f"${spec.env} or " if spec.env else "") + where
+
+
+def _memory_bytes(text: str) -> float | None:
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([bkmgt]?)b?\s*", str(text).lower())
+    if not m:
+        return None
+    return float(m.group(1)) * 1024 ** "bkmgt".index(m.group(2) or "b")
+
+
+def _check_guarded(key: str, value: Any, current: Any, path: Path, admin: Path | None,
+                   env: Mapping[str, str]) -> None:
+    """Refuse what a script's mlops.yaml may not do (see the module docstring)."""
+    if key in MAIL_GUARDED and (env.get("MLOPS_SMTP_PASSWORD") or env.get("MLOPS_SMTP_PASSWORD_FILE")):
+        raise ConfigError(f"{path}: {key}: a script's mlops.yaml may not choose where mail goes while an "
+                          f"SMTP password is bound; set it with {_admin_way(key, admin)}")
+    if key in JENKINS_GUARDED and (env.get("JENKINS_API_TOKEN") or env.get("JENKINS_API_TOKEN_FILE")):
+        raise ConfigError(f"{path}: {key}: a script's mlops.yaml may not choose where the Jenkins token goes; "
+                          f"set it with {_admin_way(key, admin)}")
+    if key not in DOCKER_GUARDED or value == current:
+        return
+    loosen = None
+    if key.startswith("docker.images."):
+        loosen = "the image trials run in is the admin's choice"
+    elif key == "docker.network" and value != "none":
+        loosen = "only 'none' (no network) may be set here"
+    elif key == "docker.memory":
+        new, limit = _memory_bytes(value), _memory_bytes(current)
+        if new is None:
+            raise ConfigError(f"{path}: docker.memory: {value!r} is not a size such as 4g or 512m")
+        if limit is not None and new > limit:
+            loosen = f"it may only lower the limit ({current})"
+    elif key == "docker.pids_limit" and value > current:
+        loosen = f"it may only lower the limit ({current})"
+    elif key == "docker.cpus":
+        limit = current if current is not None else float(os.cpu_count() or 1)
+        if value > limit:
+            loosen = f"it may only lower the limit ({limit:g})"
+    if loosen:
+        raise ConfigError(f"{path}: {key}: {value!r} would loosen the containers' limits; {loosen}; "
+                          f"set it with {_admin_way(key, admin)}")
+
+
+def _check_together(values: dict[str, Any], origins: dict[str, str]) -> None:
+    """Checks that need more than one key: the goal must lie in the metric's range."""
+    metric = str(values["metric"]).lower()
+    goal = values["goal"]
+    where = f"goal: {goal!r} from {origins.get('goal', 'the default')}"
+    bounded = any(w in metric.split("_") or metric.endswith(w) for w in _ACCURACY_WORDS)
+    if bounded and not 0 < goal <= 1:
+        hint = f"; did you mean {goal / 100:g}?" if 1 < goal <= 100 else ""
+        raise ConfigError(f"{where} is outside the range of {values['metric']} (above 0, at most 1){hint}")
+    lossy = any(w in metric for w in ("loss", "error", "mse", "mae", "rmse"))
+    if lossy and goal < 0:
+        raise ConfigError(f"{where}: {values['metric']} is never below 0")
+    outbox = values.get("mail.outbox")
+    if outbox and Path(outbox).expanduser().exists() and not Path(outbox).expanduser().is_dir():
+        raise ConfigError(f"mail.outbox: {outbox} from {origins.get('mail.outbox')} is a file, not a folder; "
+                          "point it at a folder where unsent mail can wait")
 
 
 def read_secret(name: str, env: Mapping[str, str] | None = None) -> str | None:

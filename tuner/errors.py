@@ -43,7 +43,12 @@ class HParamsError(SourceError):
 
 
 class RunnerError(MlopsError):
-    """A runner could not start or follow a trial (not: the trial failed, that is a result)."""
+    """A runner could not start or follow a trial (not: the trial failed, that is a result).
+
+    Not bad input: the tune loop records the trial as failed with this reason and goes on;
+    where it reaches the CLI (``mlops train``), the exit code is 1, as for a failed trial."""
+
+    exit_code = EXIT_GOAL_NOT_MET
 
 
 class StudyError(MlopsError):
@@ -72,3 +77,25 @@ class WatchdogError(MlopsError):
     def __init__(self, message: str, log_tail: str = ""):
         self.log_tail = log_tail
         super().__init__(message)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (what ``timeout``, ``systemctl stop``, a closed terminal and an aborted
+    CI build send), raised where Ctrl-C's ``KeyboardInterrupt`` would be, so the same clean-up
+    runs: the trial (process or container) is stopped and removed, the study records it as
+    interrupted. The CLI exits with 128 + the signal number."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        self.signum = signum
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = f"signal {signum}"
+        self.reason = f"stopped by {name}"
+        super().__init__(self.reason)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

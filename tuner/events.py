@@ -1,7 +1,7 @@
 """Events the loop emits; the progress display, the report, notify and Jenkins consume them.
 
 Types: ``run_started``, ``trial_started``, ``epoch_finished``, ``trial_restarted``,
-``trial_finished``, ``goal_met``, ``budget_spent``, ``run_finished``."""
+``trial_finished``, ``trial_interrupted``, ``goal_met``, ``budget_spent``, ``run_finished``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 
 EVENT_TYPES = (
     "run_started", "trial_started", "epoch_finished", "trial_restarted", "trial_finished",
-    "goal_met", "budget_spent", "run_finished",
+    "trial_interrupted", "goal_met", "budget_spent", "run_finished",
 )
 
 
@@ -54,5 +54,7 @@ class JsonlSink:
         self.path = Path(path)
 
     def __call__(self, event: Event) -> None:
+        from tuner.redact import redact
+
         with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(event.to_json(), default=str) + "\n")
+            fh.write(redact(json.dumps(event.to_json(), default=str)) + "\n")

@@ -228,6 +228,11 @@ def _make_callbacks(keras: Any, workdir: Path, fit_index: int, epoch_offset: int
         def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
             pass  # keep the checkpoint: a later fit() in the script or a restart needs it
 
+        def restored_records(self) -> list[dict[str, Any]]:
+            """The per-epoch records this fit() did not train because it resumed after them."""
+            last = epoch_offset + self.restored_epoch
+            return [h for h in self.history if h["epoch"] <= last] if self.restored_epoch else []
+
     class Recorder(keras.callbacks.Callback):
         """Per-epoch metrics, heartbeat, cooperative stop. Runs after :class:`Checkpoint`."""
 
@@ -315,17 +320,17 @@ def install_keras_hooks(workdir: Path) -> None:
     import keras
 
     original_fit = keras.Model.fit
-    state = {"fits": 0, "offset": 0}
+    state: dict[str, Any] = {"fits": 0, "offset": 0, "last": None}
 
     def fit(self: Any, *args: Any, **kwargs: Any) -> Any:
         if len(args) > 5:  # callbacks passed positionally: fit(x, y, batch_size, epochs, verbose, callbacks)
             args = list(args)
             kwargs["callbacks"] = args[5]
             del args[5]
-        if _GOAL["reached"]:
-            _info("the goal was reached by an earlier fit(); this fit() call is skipped")
-            kwargs["epochs"] = 0
         user_callbacks = list(kwargs.pop("callbacks", None) or [])
+        if _GOAL["reached"] and state["last"] is not None:
+            _info("the goal was reached by an earlier fit(); this fit() call is skipped")
+            return state["last"]
         state["fits"] += 1
         done = _checkpoint_reached_goal(workdir / CHECKPOINT_DIR / f"fit-{state['fits']}")
         if done is not None:  # restarted after the goal epoch: nothing left to train
@@ -334,12 +339,38 @@ def install_keras_hooks(workdir: Path) -> None:
             _GOAL["reached"] = True
         callbacks = _make_callbacks(keras, workdir, state["fits"], state["offset"])
         kwargs.setdefault("verbose", 2)
+        # Keras keeps ``_initial_epoch`` from an earlier restore on the model; each fit() call
+        # resumes from its own checkpoint only (the Checkpoint callback sets it again)
+        self._initial_epoch = None
         try:
-            return original_fit(self, *args, callbacks=user_callbacks + callbacks, **kwargs)
+            history = original_fit(self, *args, callbacks=user_callbacks + callbacks, **kwargs)
         finally:
             state["offset"] += callbacks[1].epochs_done
+        restore_history(history, callbacks[0].restored_records())
+        state["last"] = history
+        return history
 
     keras.Model.fit = fit
+
+
+def restore_history(history: Any, restored: list[dict[str, Any]]) -> None:
+    """Put the epochs a restart restored from the checkpoint back in front of the ``History``
+    that ``fit()`` returns, so the script sees what an uninterrupted run would have returned:
+    a trial resumed after its last epoch gets the whole history back, not an empty one (its
+    ``history.history["val_accuracy"][-1]`` would raise)."""
+    if not restored or history is None or not isinstance(getattr(history, "history", None), dict):
+        return
+    trained = dict(history.history)
+    names = [k for k in restored[0] if k not in ("epoch", "time")]
+    names += [k for k in trained if k not in names]
+    merged: dict[str, list[Any]] = {}
+    for name in names:
+        before = [rec.get(name, float("nan")) for rec in restored]
+        after = list(trained.get(name, []))
+        merged[name] = before + after
+    history.history = merged
+    done = len(restored)
+    history.epoch = list(range(done)) + [e for e in (getattr(history, "epoch", None) or []) if e >= done]
 
 
 def seed_everything(seed: int | None, keras_too: bool) -> None:

@@ -87,7 +87,9 @@ def write_report(run_dir: Path, summary: dict[str, Any] | None = None) -> Path:
     if summary is None:
         summary = read_summary(run_dir)
     summary = _with_log_tails(summary, run_dir)
-    html = render_report(summary)
+    from tuner.redact import redact
+
+    html = redact(render_report(summary))
     path = run_dir / REPORT_FILE
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -108,23 +110,14 @@ def render_report(summary: dict[str, Any]) -> str:
 
 
 def read_summary(run_dir: Path) -> dict[str, Any]:
-    """``run_dir/summary.json`` as a dict; a missing or broken file is an :class:`MlopsError`."""
-    import json
+    """``run_dir/summary.json``, checked (:func:`tuner.summary.read_summary`).
 
-    path = Path(run_dir) / SUMMARY_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MlopsError(
-            f"{path}: not found; pass the run directory of an `mlops run` (it writes summary.json)"
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise MlopsError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg}); rerun `mlops run`") from None
-    except OSError as exc:
-        raise MlopsError(f"{path}: cannot read ({exc.strerror})") from None
-    if not isinstance(data, dict):
-        raise MlopsError(f"{path}: expected a JSON object, found {type(data).__name__}")
-    return data
+    Raises:
+        MlopsError: missing, unreadable, or a field fails a check (the message names it).
+    """
+    from tuner.summary import read_summary as _read
+
+    return _read(run_dir)
 
 
 def trials_frame(summary: dict[str, Any]) -> pd.DataFrame:
@@ -456,9 +449,7 @@ def curves_svg(
         )
     # x ticks
     step = _epoch_step(x_max)
-    for epoch in range(1, int(x_max) + 1):
-        if epoch != 1 and epoch % step:
-            continue
+    for epoch in [1, *(e for e in range(step, int(x_max) + 1, step) if e != 1)]:
         x = _r(sx(epoch))
         out.append(f'<line x1="{x}" y1="{MARGIN_T + plot_h}" x2="{x}" y2="{MARGIN_T + plot_h + 5}" stroke="#8c959f"/>')
         out.append(f'<text x="{x}" y="{MARGIN_T + plot_h + 18}" text-anchor="middle" fill="#57606a">{epoch}</text>')
@@ -593,10 +584,14 @@ def _tick_decimals(ticks: list[float]) -> int:
 
 
 def _epoch_step(x_max: float) -> int:
-    for step in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000):
-        if x_max / step <= 12:
-            return step
-    return int(math.ceil(x_max / 12))
+    """The smallest round step (1, 2, 2.5, 5 times a power of ten) giving at most 12 ticks."""
+    scale = 1
+    while True:
+        for base in (1, 2, 2.5, 5):
+            step = base * scale
+            if step == int(step) and x_max / step <= 12:
+                return int(step)
+        scale *= 10
 
 
 def _r(v: float) -> str:

@@ -21,13 +21,21 @@ from typing import Any
 
 from tuner import winners
 from tuner.config import Config
-from tuner.errors import EXIT_GOAL_NOT_MET, EXIT_OK, StudyError
+from tuner.errors import EXIT_GOAL_NOT_MET, EXIT_OK, HParamsError, RunnerError, StudyError
 from tuner.events import EventBus, JsonlSink, Listener
 from tuner.pruning import PrunePolicy, meets_goal
 from tuner.runners.base import Runner
 from tuner.search import Observation, SearchSpace, build_space, get_strategy, strategy_class
-from tuner.study import Study, TrialRecord
-from tuner.trial import TrialResult, TrialSpec, write_json_atomic
+from tuner.study import RESUMABLE, Study, TrialRecord, lock_run_dir
+from tuner.trial import (
+    RESULT_FILE,
+    STATUSES,
+    TrialResult,
+    TrialSpec,
+    collect_result,
+    read_trial_text,
+    write_json_atomic,
+)
 
 MAX_CONSECUTIVE_FAILURES = 3
 
@@ -141,17 +149,17 @@ class TuneLoop:
     # -- the run -----------------------------------------------------------------------
     def run(self) -> RunOutcome:
         from tuner import hparams
-        from tuner.classify import classify_file
+        from tuner.classify import classify_source, read_script
 
-        source = self.script.read_text(encoding="utf-8")
+        source = read_script(self.script, HParamsError)
         if self.kind is None:
-            self.kind = classify_file(self.script).kind
+            self.kind = classify_source(source, str(self.script)).kind
         tunables = hparams.find_settings(source, path=str(self.script), names=self.s.names)
         epochs = tunables.values().get("epochs")
         self.planned_epochs = epochs if isinstance(epochs, int) else None
         space = build_space(tunables, self.s.space_overrides)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        lock = _lock_run_dir(self.run_dir)
+        lock = lock_run_dir(self.run_dir)
         try:
             return self._run_locked(source, tunables, space)
         finally:
@@ -197,9 +205,9 @@ class TuneLoop:
     def _loop(self, study: Study, strategy: Any, space: SearchSpace, session_start: float,
               prior_elapsed: float) -> tuple[str, str]:
         budget_s = self.s.max_minutes * 60
-        # 1. trials that were running when a previous session died: resume them first
+        # 1. trials that were running when a previous session died or was stopped: resume them
         for rec in study.trials():
-            if rec.status == "running":
+            if rec.status in RESUMABLE:
                 self._run_trial(study, rec, session_start, prior_elapsed, resumed=True)
         consecutive_failures = 0
         while True:
@@ -281,14 +289,32 @@ class TuneLoop:
             study.restart_trial(rec.number)
             self.bus.emit("trial_restarted", trial=rec.number, **info)
 
+        result = None
         if resumed:
+            study.resume_trial(rec.number)
+            result = _final_result(spec.workdir)
             stop = spec.workdir / "STOP"
-            if stop.exists() and "budget" in stop.read_text(encoding="utf-8", errors="replace"):
+            if result is None and "budget" in (read_trial_text(stop, 4096) or ""):
                 stop.unlink()
-        if self.supervise is not None:
-            result = self.supervise(self.runner, spec, on_progress=on_progress, on_restart=on_restart)
-        else:
-            result = self.runner.run(spec, on_progress=on_progress)
+        try:
+            if result is not None:  # it ended before the last session could record it
+                pass
+            elif self.supervise is not None:
+                result = self.supervise(self.runner, spec, on_progress=on_progress, on_restart=on_restart)
+            else:
+                result = self.runner.run(spec, on_progress=on_progress)
+        except RunnerError as exc:  # the runner failed, not the trial: record it, go on
+            spec.workdir.mkdir(parents=True, exist_ok=True)
+            result = collect_result(spec, returncode=None, seconds=0.0, status="failed",
+                                    reason=f"the {self.runner_name} runner could not run the trial: {exc}")
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: the runner stopped the trial
+            from tuner.trial import read_history
+
+            why = getattr(exc, "reason", None) or "interrupted (Ctrl-C)"
+            study.interrupt_trial(rec.number, f"{why}; the next 'mlops run' resumes it from its checkpoint",
+                                  read_history(spec.workdir))
+            self.bus.emit("trial_interrupted", trial=rec.number, reason=why)
+            raise
         finished = study.finish_trial(rec.number, result.to_json())
         self.bus.emit("trial_finished", trial=rec.number, status=result.status, metric=result.metric,
                       epochs=result.epochs, seconds=result.seconds, reason=result.reason,
@@ -311,7 +337,9 @@ class TuneLoop:
             if isinstance(best_settings.get("epochs"), int) and 0 < best.epochs < best_settings["epochs"]:
                 # the trial stopped at the epoch that reached the goal: the winning script trains that long
                 best_settings["epochs"] = best.epochs
-            original = self.script.read_text(encoding="utf-8")
+            from tuner.classify import read_script
+
+            original = read_script(self.script, HParamsError)
             rewritten = hparams.apply_settings(original, best_settings, path=str(self.script), names=self.s.names) \
                 if best_settings else original
             diff = hparams.make_diff(original, rewritten, self.script.name)
@@ -327,6 +355,7 @@ class TuneLoop:
             "script": str(self.script), "script_name": self.script.name, "kind": self.kind,
             "metric": self.s.metric, "maximize": self.s.maximize, "goal": self.s.goal,
             "status": status, "goal_met": status == "goal_met", "reason": reason,
+            "study_id": study.meta().get("study_id"),
             "strategy": self.s.strategy, "runner": self.runner_name, "run_dir": str(self.run_dir),
             "started_at": _now_iso(first_started), "finished_at": _now_iso(finished_at),
             "seconds": round(study.elapsed(), 1),
@@ -347,24 +376,22 @@ class TuneLoop:
         return summary
 
 
-def _lock_run_dir(run_dir: Path) -> Any:
-    """One ``mlops run`` per run directory at a time (an flock released when the process dies)."""
-    import fcntl
+def _final_result(workdir: Path) -> TrialResult | None:
+    """The trial's ``result.json`` if the trial already ended (it is written once, at the end,
+    by the runner or the watchdog): a session killed between that write and the study's record
+    of it must not train the trial again."""
+    from tuner.files import read_json
 
-    fh = open(run_dir / ".lock", "a+")
     try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        fh.seek(0)
-        holder = fh.read().strip() or "another process"
-        fh.close()
-        raise StudyError(f"{run_dir}: another mlops run ({holder}) is using this run directory; "
-                         "wait for it to finish or use another --run-dir") from None
-    fh.seek(0)
-    fh.truncate()
-    fh.write(f"pid {os.getpid()}")
-    fh.flush()
-    return fh
+        data = read_json(Path(workdir) / RESULT_FILE, what="trial result", error=StudyError)
+    except StudyError:
+        return None
+    if not isinstance(data, dict) or data.get("status") not in STATUSES:
+        return None
+    try:
+        return TrialResult.from_json(data)
+    except TypeError:
+        return None
 
 
 def _drop_checkpoints(workdir: Path) -> None:

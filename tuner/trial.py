@@ -8,6 +8,7 @@ workdir laid out as below; :func:`collect_result` reads that workdir back into a
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import time
@@ -28,6 +29,16 @@ SPEC_FILE = "trial.json"
 
 STATUSES = ("ok", "failed", "timeout", "killed", "pruned")
 LOG_TAIL_LINES = 50
+# said wherever a trial is stopped for taking too long: how to give it more time
+TIMEOUT_HINT = ("; give trials more time with 'mlops run --trial-timeout MINUTES' "
+                "(or trial_timeout_minutes in mlops.yaml)")
+MAX_EPOCH = 100_000  # no real training runs more epochs; a larger number is hostile or corrupt
+_MAX_METRICS_BYTES = 64 * 1024 * 1024
+
+
+def valid_epoch(value: Any) -> bool:
+    """An epoch number a reader may trust: an int from 1 to :data:`MAX_EPOCH`."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_EPOCH
 
 
 @dataclass
@@ -92,17 +103,30 @@ class TrialResult:
 def prepare_workdir(spec: TrialSpec, names: dict[str, list[str]] | None = None) -> Path:
     """Create the workdir: the rewritten script copy, ``settings.json``, ``settings.diff``.
 
-    Idempotent: a restarted trial keeps its checkpoint, metrics and log."""
+    Idempotent: a restarted trial keeps its checkpoint, metrics and log. Never writes over the
+    user's script (a workdir that is the script's folder, with settings that change it).
+
+    Raises:
+        ConfigError: the rewritten copy would replace the script itself.
+        HParamsError: the settings cannot be applied to the script.
+    """
     from tuner import hparams
+    from tuner.classify import read_script
+    from tuner.errors import ConfigError, HParamsError
 
     spec.workdir.mkdir(parents=True, exist_ok=True)
-    original = spec.script.read_text(encoding="utf-8")
+    original = read_script(spec.script, HParamsError)
     rewritten = (
         hparams.apply_settings(original, spec.settings, path=str(spec.script), names=names)
         if spec.settings
         else original
     )
-    _write_atomic(spec.script_copy, rewritten)
+    if spec.script_copy.resolve() == spec.script.resolve():  # the workdir is the script's folder
+        if rewritten != original:
+            raise ConfigError(f"{spec.workdir}: this trial would write its rewritten copy of "
+                              f"{spec.script.name} over the script itself; choose another --workdir")
+    else:
+        _write_atomic(spec.script_copy, rewritten)
     _write_atomic(spec.workdir / SETTINGS_FILE, json.dumps(spec.settings, indent=2, sort_keys=True) + "\n")
     _write_atomic(
         spec.workdir / DIFF_FILE, hparams.make_diff(original, rewritten, spec.script.name)
@@ -118,17 +142,47 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    _write_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    """Write ``data`` as JSON, atomically, with known secret values masked (tuner.redact)."""
+    from tuner.redact import redact
+
+    _write_atomic(path, redact(json.dumps(data, indent=2, sort_keys=True, default=str)) + "\n")
+
+
+def read_trial_text(path: Path, limit: int = 64 * 1024, *, tail: bool = False) -> str | None:
+    """A small file the training process wrote (``STOP``, ``reported.json``, ``heartbeat``,
+    the log), not trusted: None unless it is a regular file; at most ``limit`` bytes (the last
+    ones with ``tail``), bytes that are not UTF-8 replaced."""
+    path = Path(path)
+    if not path.is_file():  # a FIFO would block the reader, a device never end
+        return None
+    try:
+        with open(path, "rb") as fh:
+            if tail:
+                size = os.fstat(fh.fileno()).st_size
+                fh.seek(max(0, size - limit))
+            data = fh.read(limit)
+    except OSError:
+        return None
+    return data.decode("utf-8", errors="replace")
 
 
 def read_history(workdir: Path) -> list[dict[str, Any]]:
     """Per-epoch records from ``metrics.jsonl``; a torn last line (killed mid-write) is skipped,
-    and a repeated epoch number keeps its latest record."""
+    and a repeated epoch number keeps its latest record. The file is written by the training
+    process, so it is not trusted: a line that is not an object with an epoch number from 1 to
+    :data:`MAX_EPOCH` is skipped, as are non-UTF-8 bytes, and only the last 64 MB are read."""
     path = Path(workdir) / METRICS_FILE
     by_epoch: dict[int, dict[str, Any]] = {}
+    if not path.is_file():  # a FIFO would block the reader
+        return []
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > _MAX_METRICS_BYTES:
+                fh.seek(size - _MAX_METRICS_BYTES)
+                fh.readline()  # a partial first line
+            text = fh.read().decode("utf-8", errors="replace")
+    except OSError:
         return []
     for line in text.splitlines():
         line = line.strip()
@@ -136,9 +190,9 @@ def read_history(workdir: Path) -> list[dict[str, Any]]:
             continue
         try:
             rec = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             continue
-        if isinstance(rec, dict) and isinstance(rec.get("epoch"), int):
+        if isinstance(rec, dict) and valid_epoch(rec.get("epoch")):
             by_epoch[rec["epoch"]] = rec
     return [by_epoch[e] for e in sorted(by_epoch)]
 
@@ -183,23 +237,22 @@ def metric_from(history: list[dict[str, Any]], reported: dict[str, Any], name: s
 
 
 def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - 64 * 1024))
-            data = fh.read().decode("utf-8", errors="replace")
-    except FileNotFoundError:
-        return ""
+    """The last ``lines`` lines of a log (read from its last 64 KB)."""
+    data = read_trial_text(path, 64 * 1024, tail=True) or ""
     return "\n".join(data.splitlines()[-lines:])
 
 
 def read_reported(workdir: Path) -> dict[str, Any]:
+    """What the script reported (``reported.json``): name -> finite number, nothing else."""
+    text = read_trial_text(Path(workdir) / REPORTED_FILE)
     try:
-        data = json.loads((Path(workdir) / REPORTED_FILE).read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
+        data = json.loads(text) if text else {}
+    except (json.JSONDecodeError, RecursionError):
         data = {}
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): v for k, v in data.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 
 
 def collect_result(
@@ -215,21 +268,20 @@ def collect_result(
 
     ``status`` forces an outcome decided outside the process (timeout, killed); otherwise it
     follows from the return code, the STOP file and whether a metric was found."""
+    from tuner.redact import redact_file
+
     workdir = spec.workdir
     history = read_history(workdir)
     reported = read_reported(workdir)
     log_path = workdir / LOG_FILE
+    redact_file(log_path)
     if not reported:
-        try:
-            printed = parse_printed_metrics(log_path.read_text(encoding="utf-8", errors="replace"))
-        except FileNotFoundError:
-            printed = {}
-        reported = printed
+        reported = parse_printed_metrics(read_trial_text(log_path, 1024 * 1024, tail=True) or "")
     metric = metric_from(history, reported, spec.metric)
     stop_reason = None
-    stop = workdir / STOP_FILE
-    if stop.exists():
-        stop_reason = stop.read_text(encoding="utf-8", errors="replace").strip() or "stopped"
+    stop_text = read_trial_text(workdir / STOP_FILE, 4096)
+    if stop_text is not None:
+        stop_reason = stop_text.strip() or "stopped"
     if status is None:
         if returncode == 0 and stop_reason:
             status, reason = "pruned", stop_reason

@@ -9,7 +9,7 @@ import sys
 import click
 
 from tuner import __version__
-from tuner.errors import EXIT_INTERNAL, MlopsError
+from tuner.errors import EXIT_INTERNAL, Interrupted, MlopsError
 
 # name -> "module:attribute"; each module holds one click command or group.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("tuner.cli.run_cmd:run", "Tune a script until it reaches the goal or the budget is spent."),
     "strategies": ("tuner.cli.run_cmd:strategies", "List the search strategies."),
     "report": ("tuner.cli.run_cmd:report", "Write report.html and summary.json of a run directory."),
+    "study": ("tuner.cli.study_cmd:study", "Repair a run directory's study from its trial folders."),
     "notify": ("notify.cli:notify", "Mail the outcome of a run; flush the outbox."),
     "watch": ("monitor.cli:watch", "Supervise one training run: restart it from its checkpoint."),
     "jenkins": ("tuner.cli.jenkins_cmd:jenkins", "Sync jobs, trigger a retrain, show status (Jenkins)."),
@@ -65,10 +66,48 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
+_STOP_SIGNALS = ("SIGTERM", "SIGHUP")
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    import signal
+
+    for name in _STOP_SIGNALS:  # the clean-up that follows must not be cut short by a second one
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+def _install_stop_handlers() -> dict[int, object]:
+    """SIGTERM/SIGHUP raise :class:`Interrupted` (a KeyboardInterrupt) in the main thread, so
+    they stop and remove the running trial as Ctrl-C does. Returns the handlers to restore."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous = {}
+    for name in _STOP_SIGNALS:
+        num = getattr(signal, name, None)
+        if num is not None and signal.getsignal(num) is not signal.SIG_IGN:
+            previous[num] = signal.signal(num, _raise_interrupted)
+    return previous
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: runs the CLI and maps errors to one line and an exit code."""
+    import signal
+
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    previous = _install_stop_handlers()
+    try:
+        return _main(args, debug)
+    finally:
+        for num, handler in previous.items():
+            signal.signal(num, handler)  # type: ignore[arg-type]
+
+
+def _main(args: list[str], debug: bool) -> int:
     try:
         rv = cli.main(args=args, prog_name="mlops", standalone_mode=False)
     except MlopsError as exc:
@@ -76,11 +115,18 @@ def main(argv: list[str] | None = None) -> int:
             raise
         click.echo(f"mlops: error: {exc}", err=True)
         return exc.exit_code
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:  # click turns KeyboardInterrupt into Abort
+        cause = exc.__cause__
+        if isinstance(cause, Interrupted):
+            click.echo(f"mlops: {cause.reason}", err=True)
+            return cause.exit_code
         click.echo("mlops: interrupted", err=True)
         return 130
     except click.ClickException as exc:
         exc.show()
+        return exc.exit_code
+    except Interrupted as exc:
+        click.echo(f"mlops: {exc.reason}", err=True)
         return exc.exit_code
     except KeyboardInterrupt:
         click.echo("mlops: interrupted", err=True)

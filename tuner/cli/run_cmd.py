@@ -19,6 +19,8 @@ import click
               help="Where the study lives [default: mlops-runs/<script> beside it]. An existing study resumes.")
 @click.option("--runner", type=click.Choice(["local", "docker", "jenkins"]),
               help="Where trials run: local process, Docker container, or one Jenkins build each [default: local].")
+@click.option("--trial-timeout", "trial_timeout", type=float, metavar="MINUTES",
+              help="Wall time one trial may take, restarts included [default: 30].")
 @click.option("--seed", type=int, help="Random seed for training and search [default: 0].")
 @click.option("--fresh", is_flag=True, help="Start a new study; the old run directory is kept, renamed.")
 @click.option("--no-prune", is_flag=True, help="Let every trial run all its epochs.")
@@ -26,30 +28,38 @@ import click
 @click.option("--no-mail", is_flag=True, help="Do not send (or queue) the outcome email.")
 @click.option("--kind", type=click.Choice(["cnn", "ann", "regression"]), help="Skip classification.")
 def run(script: Path, goal: float | None, metric: str | None, strategy: str | None, max_trials: int | None,
-        max_minutes: float | None, run_dir: Path | None, runner: str | None, seed: int | None, fresh: bool,
-        no_prune: bool, no_watchdog: bool, no_mail: bool, kind: str | None) -> int:
+        max_minutes: float | None, run_dir: Path | None, runner: str | None, trial_timeout: float | None,
+        seed: int | None, fresh: bool, no_prune: bool, no_watchdog: bool, no_mail: bool, kind: str | None) -> int:
     """Tune SCRIPT: rewrite its FC layers and learning rate and retrain until the held-out
     metric reaches the goal or the budget is spent. Exit 0 goal met, 1 not met, 2 bad input."""
+    from tuner.classify import read_script, refuse_notebook
     from tuner.cli._common import build_runner
     from tuner.config import load_config
-    from tuner.errors import ConfigError
+    from tuner.files import ensure_dir
     from tuner.loop import LoopSettings, TuneLoop, default_run_dir
     from tuner.progress import Progress
     from tuner.search import strategy_class
 
-    if not script.is_file():
-        raise ConfigError(f"{script}: training script not found")
+    refuse_notebook(script, "run")
+    refuse_notebook(script, "run", read_script(script))  # also: missing, a FIFO, too large, not UTF-8
     cfg = load_config(script, overrides={
         "goal": goal, "metric": metric, "strategy": strategy, "max_trials": max_trials,
-        "max_minutes": max_minutes, "runner": runner, "seed": seed,
+        "max_minutes": max_minutes, "runner": runner, "seed": seed, "trial_timeout_minutes": trial_timeout,
         "prune": False if no_prune else None, "watchdog.enabled": False if no_watchdog else None,
         "run_dir": str(run_dir) if run_dir else None,
     })
     strategy_class(cfg.strategy)  # an unknown name fails now, listing the valid ones
     target = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(script)
-    if fresh and target.exists():
-        aside = target.with_name(f"{target.name}.{time.strftime('%Y%m%d-%H%M%S')}")
-        target.rename(aside)
+    ensure_dir(target, what="run directory")
+    if fresh and any(target.iterdir()):
+        from tuner.study import lock_run_dir
+
+        lock = lock_run_dir(target)  # a live run keeps its directory: refused with its pid
+        try:
+            aside = target.with_name(f"{target.name}.{time.strftime('%Y%m%d-%H%M%S')}")
+            target.rename(aside)
+        finally:
+            lock.close()
         click.echo(f"mlops: the previous study is kept in {aside}")
     supervise = None
     # the Jenkins runner's trials are watched by Jenkins (mlops-monitor): no heartbeat reaches here
@@ -71,10 +81,11 @@ def run(script: Path, goal: float | None, metric: str | None, strategy: str | No
                     winners_file=winners_path())
     try:
         outcome = loop.run()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         progress.close()
-        click.echo(f"\nmlops: interrupted; the study is saved in {target}. Run the same command again to resume.",
-                   err=True)
+        why = getattr(exc, "reason", None) or "interrupted"
+        click.echo(f"\nmlops: {why}; the trial was stopped and the study is saved in {target}. "
+                   "Run the same command again to resume.", err=True)
         raise
     finally:
         progress.close()

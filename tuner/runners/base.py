@@ -10,7 +10,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tuner.trial import STOP_FILE, TrialResult, TrialSpec, collect_result, read_history
+from tuner.trial import (
+    STOP_FILE,
+    TIMEOUT_HINT,
+    TrialResult,
+    TrialSpec,
+    collect_result,
+    read_history,
+)
 
 
 class TrialHandle(abc.ABC):
@@ -102,7 +109,8 @@ def follow(
                 handle.kill()
                 rc = handle.wait(30)
                 status = "timeout"
-                reason = f"the trial ran longer than its timeout of {spec.timeout:g} s and was stopped"
+                reason = (f"the trial ran longer than its timeout of {spec.timeout:g} s and was stopped"
+                          f"{TIMEOUT_HINT}")
                 break
     except BaseException:
         handle.kill()

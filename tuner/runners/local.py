@@ -7,10 +7,12 @@ output appended to ``train.log``."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from tuner.errors import RunnerError
@@ -69,6 +71,35 @@ class LocalHandle(TrialHandle):
             log.close()  # type: ignore[attr-defined]
 
 
+# What a training process may see of mlops' own environment. Everything else (the SMTP
+# password, the Jenkins token, cloud keys, the admin's MLOPS_* settings) stays out, as it does
+# for a container. Names that look like secrets are dropped even when a prefix matches.
+ENV_ALLOW = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP", "TERM",
+    "SHELL", "LD_LIBRARY_PATH", "VIRTUAL_ENV", "CONDA_PREFIX", "CONDA_DEFAULT_ENV",
+    "PYTHONPATH", "PYTHONHASHSEED", "PYTHONWARNINGS", "PYTHONDONTWRITEBYTECODE", "PYTHONIOENCODING",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+    "XDG_CACHE_HOME", "MPLCONFIGDIR", "MPLBACKEND", "DISPLAY",
+})
+ENV_ALLOW_PREFIXES = ("LC_", "CUDA_", "NVIDIA_", "TF_", "KERAS_", "XLA_", "NCCL_", "CUDNN_", "OMP_",
+                      "MKL_", "KMP_", "OPENBLAS_", "BLIS_", "NUMEXPR_", "HDF5_", "SKLEARN_", "JOBLIB_")
+_SECRET_NAME = re.compile(r"PASS|TOKEN|SECRET|CREDENTIAL|API_?KEY|PRIVATE|AUTH", re.IGNORECASE)
+
+
+def trial_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The allow-listed part of ``base`` (default: this process's environment) that a training
+    process inherits: paths, locale, proxies, CUDA/TensorFlow/BLAS tuning; never a secret."""
+    base = os.environ if base is None else base
+    out = {}
+    for name, value in base.items():
+        if _SECRET_NAME.search(name):
+            continue
+        if name in ENV_ALLOW or name.startswith(ENV_ALLOW_PREFIXES):
+            out[name] = value
+    return out
+
+
 def harness_env(spec: TrialSpec) -> dict[str, str]:
     """The environment a trial runs with, the same for every runner (paths differ in Docker)."""
     return {
@@ -110,7 +141,7 @@ class LocalRunner(Runner):
         if not spec.script.is_file():
             raise RunnerError(f"{spec.script}: training script not found")
         prepare_workdir(spec, self.names)
-        env = {**os.environ, **harness_env(spec)}
+        env = {**trial_environment(), **harness_env(spec)}
         # the project's own package must be importable by the child even when not installed
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")

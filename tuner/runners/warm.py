@@ -28,7 +28,7 @@ from typing import Any
 
 from tuner.errors import RunnerError
 from tuner.runners.base import TrialHandle
-from tuner.runners.local import LocalRunner, _die_with_parent, harness_env
+from tuner.runners.local import LocalRunner, _die_with_parent, harness_env, trial_environment
 from tuner.trial import LOG_FILE, TrialSpec, prepare_workdir
 
 PRELOAD = {
@@ -68,11 +68,27 @@ def _child(req: dict[str, Any]) -> None:  # pragma: no cover - runs in the forke
 
         traceback.print_exc()
         code = 1
+    code = code if isinstance(code, int) else 1
     try:
         sys.stdout.flush()
         sys.stderr.flush()
+        _write_exit_file(req.get("exit_file"), code)
     finally:
-        os._exit(code if isinstance(code, int) else 1)
+        os._exit(code)
+
+
+def _write_exit_file(path: str | None, code: int) -> None:  # pragma: no cover - in the child
+    """The child's exit code, for the runner to read when the zygote cannot report it (frozen
+    or dead): a finished trial keeps its result whatever happens to the zygote."""
+    if not path:
+        return
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(str(code))
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 def serve(group: str) -> int:  # pragma: no cover - exercised through WarmRunner in a subprocess
@@ -169,18 +185,33 @@ class _Zygote:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    @property
+    def healthy(self) -> bool:
+        """Running and able to answer: not exited, not stopped (SIGSTOP, a debugger)."""
+        return self.alive and _proc_state(self.proc.pid) not in ("T", "t", "Z", "X")
+
     def spawn(self, req: dict[str, Any], timeout: float = 30) -> int:
+        """Ask the zygote to fork the trial; its pid.
+
+        Raises:
+            RunnerError: the zygote is gone, stopped, or did not answer within ``timeout``.
+        """
         assert self.proc.stdin is not None
-        with self.lock:
-            self.proc.stdin.write((json.dumps(req) + "\n").encode())
-            self.proc.stdin.flush()
+        if not self.healthy:
+            raise RunnerError("the warm worker is not running (exited or stopped)")
+        try:
+            with self.lock:
+                self.proc.stdin.write((json.dumps(req) + "\n").encode())
+                self.proc.stdin.flush()
+        except OSError as exc:
+            raise RunnerError(f"the warm worker does not take requests ({exc.strerror or exc})") from None
         deadline = time.monotonic() + timeout
         with self.cond:
             while req["id"] not in self.pids:
                 left = deadline - time.monotonic()
-                if left <= 0 or not self.alive:
-                    raise RunnerError("the warm worker did not start the trial (set MLOPS_WARM_WORKER=0 to run cold)")
-                self.cond.wait(left)
+                if left <= 0 or not self.healthy:
+                    raise RunnerError("the warm worker did not start the trial")
+                self.cond.wait(min(left, 0.5))
             return self.pids[req["id"]]
 
     def wait(self, rid: str, timeout: float | None) -> int | None:
@@ -202,8 +233,25 @@ class _Zygote:
             self.proc.wait(timeout=10)
 
 
+def _proc_state(pid: int) -> str | None:
+    """The kernel's one-letter state of ``pid`` (R, S, T stopped, Z zombie, ...); None if gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    rest = text.rsplit(")", 1)[-1].split()
+    return rest[0] if rest else None
+
+
+_EXIT_FILE = ".warm-exit"
+
+
 class WarmHandle(TrialHandle):
-    """Same contract as :class:`tuner.runners.local.LocalHandle`, for a zygote's child."""
+    """Same contract as :class:`tuner.runners.local.LocalHandle`, for a zygote's child.
+
+    The zygote reports the child's exit. When it cannot (stopped by SIGSTOP, or dead), the
+    handle sees the child gone (or a zombie nobody reaps) and takes the exit code from the file
+    the child wrote as it exited; no file means it was killed."""
 
     def __init__(self, spec: TrialSpec, zygote: _Zygote, rid: str, pid: int):
         self.spec = spec
@@ -211,12 +259,35 @@ class WarmHandle(TrialHandle):
         self.rid = rid
         self.pid = pid
         self.started = time.monotonic()
+        self._rc: int | None = None
+
+    def _without_zygote(self) -> int | None:
+        if self.zygote.healthy or _proc_state(self.pid) not in (None, "Z", "X"):
+            return None
+        try:
+            text = (self.spec.workdir / _EXIT_FILE).read_text(encoding="ascii").strip()
+            self._rc = int(text)
+        except (OSError, ValueError):
+            self._rc = -signal.SIGKILL
+        return self._rc
 
     def poll(self) -> int | None:
-        return self.zygote.wait(self.rid, 0)
+        return self.wait(0)
 
     def wait(self, timeout: float | None = None) -> int | None:
-        return self.zygote.wait(self.rid, timeout)
+        if self._rc is not None:
+            return self._rc
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            rc = self.zygote.wait(self.rid, 0.5 if left is None else min(left, 0.5))
+            if rc is None:
+                rc = self._without_zygote()
+            if rc is not None:
+                self._rc = rc
+                return rc
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
 
     def _signal_group(self, sig: int) -> None:
         try:
@@ -253,18 +324,48 @@ class WarmRunner(LocalRunner):
 
     def _zygote(self, group: str) -> _Zygote:
         z = self._zygotes.get(group)
-        if z is None or not z.alive:
-            env = dict(os.environ)
+        if z is not None and not z.healthy:
+            z.close()  # stopped or gone: a new one takes its place (no trial of ours runs in it)
+            z = None
+        if z is None:
+            env = trial_environment()
             root = str(Path(__file__).resolve().parents[2])
             env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
             z = self._zygotes[group] = _Zygote(self.python, group, env)
         return z
 
-    def start(self, spec: TrialSpec) -> WarmHandle:  # type: ignore[override]
+    def start(self, spec: TrialSpec) -> TrialHandle:  # type: ignore[override]
+        """Start the trial in a child of the warm worker; a worker that is stopped, dead or
+        does not answer is replaced once, and then the trial starts cold (a fresh process),
+        so a broken worker never costs a trial.
+
+        Raises:
+            RunnerError: the script is gone, or not even a cold process can be started.
+        """
         if not spec.script.is_file():
             raise RunnerError(f"{spec.script}: training script not found")
         prepare_workdir(spec, self.names)
-        zygote = self._zygote(_kind_group(spec.kind))
+        try:
+            (spec.workdir / _EXIT_FILE).unlink()
+        except FileNotFoundError:
+            pass
+        group = _kind_group(spec.kind)
+        problem = ""
+        for _ in range(2):
+            zygote = None
+            try:
+                zygote = self._zygote(group)
+                return self._spawn(zygote, spec)
+            except RunnerError as exc:
+                problem = str(exc)
+                if zygote is not None:
+                    zygote.close()
+                self._zygotes.pop(group, None)
+        with open(spec.workdir / LOG_FILE, "ab") as log:
+            log.write(f"--- mlops: the warm worker failed ({problem}); starting this trial cold ---\n".encode())
+        return LocalRunner.start(self, spec)
+
+    def _spawn(self, zygote: _Zygote, spec: TrialSpec) -> WarmHandle:
         with open(spec.workdir / LOG_FILE, "ab") as log:
             log.write(f"--- mlops: trial started {time.strftime('%Y-%m-%d %H:%M:%S')} (warm worker) ---\n".encode())
         self._count += 1
@@ -272,7 +373,7 @@ class WarmRunner(LocalRunner):
         root = str(Path(__file__).resolve().parents[2])
         env = {**harness_env(spec), "PYTHONPATH": root}
         req = {"id": rid, "script": str(spec.script_copy), "env": env, "cwd": str(spec.workdir),
-               "log": str(spec.workdir / LOG_FILE)}
+               "log": str(spec.workdir / LOG_FILE), "exit_file": str(spec.workdir / _EXIT_FILE)}
         pid = zygote.spawn(req)
         return WarmHandle(spec, zygote, rid, pid)
 

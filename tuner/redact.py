@@ -1,0 +1,92 @@
+"""Second line of defence for secrets: scrub known secret values from what a run writes.
+
+The first line is that no training process ever sees a secret (the runners pass an
+allow-listed environment). Should a secret still reach text that mlops writes (``train.log``,
+``result.json``, ``summary.json``, ``events.jsonl``, ``report.html``, a mail), it is replaced
+by ``***`` before the text reaches the disk or the wire.
+
+Known secrets: ``MLOPS_SMTP_PASSWORD`` and ``JENKINS_API_TOKEN`` (or the files their
+``*_FILE`` variables name), and the value of any environment variable whose name says it is
+one (``*PASSWORD*``, ``*TOKEN*``, ``*SECRET*``, ``*API_KEY*``, ``*CREDENTIAL*``) and that is at
+least 6 characters long (4 for the two declared ones; shorter values would scrub ordinary words).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+MASK = "***"
+SECRET_VARIABLES = ("MLOPS_SMTP_PASSWORD", "JENKINS_API_TOKEN")
+_SECRET_NAME = re.compile(r"PASSWORD|PASSWD|TOKEN|SECRET|API_?KEY|CREDENTIAL", re.IGNORECASE)
+_MIN_LENGTH = 6
+_MIN_DECLARED = 4
+_file_cache: dict[tuple[str, float], str] = {}
+
+
+def _read_secret_file(path: str) -> str:
+    p = Path(path).expanduser()
+    try:
+        key = (str(p), p.stat().st_mtime)
+    except OSError:
+        return ""
+    if key not in _file_cache:
+        try:
+            _file_cache[key] = p.read_text(encoding="utf-8", errors="replace").strip()[:4096]
+        except OSError:
+            _file_cache[key] = ""
+    return _file_cache[key]
+
+
+def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
+    """The secret values known to this process, longest first (so a secret that contains
+    another is masked whole). Declared secrets count from 4 characters, others from 6."""
+    env = os.environ if env is None else env
+    found: set[str] = set()
+    for name in SECRET_VARIABLES:
+        for value in (env.get(name) or "", _read_secret_file(env[f"{name}_FILE"]) if env.get(f"{name}_FILE") else ""):
+            if len(value) >= _MIN_DECLARED:
+                found.add(value)
+    for name, value in env.items():
+        if not name.endswith("_FILE") and _SECRET_NAME.search(name) and len(value) >= _MIN_LENGTH:
+            found.add(value)
+    return sorted(found, key=len, reverse=True)
+
+
+def redact(text: str, env: Mapping[str, str] | None = None) -> str:
+    """``text`` with every known secret value replaced by ``***``."""
+    for value in secret_values(env):
+        if value in text:
+            text = text.replace(value, MASK)
+    return text
+
+
+def redact_file(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> bool:
+    """Rewrite the text file at ``path`` with secrets masked (only when it holds one).
+    Returns whether it did. A file that cannot be read or written is left as it is."""
+    secrets = secret_values(env)
+    if not secrets:
+        return False
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError:
+        return False
+    text = data.decode("utf-8", errors="surrogateescape")
+    if not any(s in text for s in secrets):
+        return False
+    for value in secrets:
+        text = text.replace(value, MASK)
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.redact")
+    try:
+        tmp.write_bytes(text.encode("utf-8", errors="surrogateescape"))
+        os.replace(tmp, p)
+    except OSError:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        return False
+    return True

@@ -1,0 +1,141 @@
+"""Reading a run's ``summary.json`` back, trusting nothing in it.
+
+The tune loop writes ``summary.json``; the report, the mail and the Jenkins steps read it,
+sometimes from a workspace a pushed commit could have filled. :func:`read_summary` is the one
+reader: it reads only a regular file under the size limit (:mod:`tuner.files`), checks the type
+of every field its consumers use, and bounds what could make them loop or allocate without
+end (epoch numbers, list lengths). A file that fails a check is an :class:`MlopsError` naming
+the file and the field; it never reaches a template or a chart.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from tuner.errors import MlopsError
+from tuner.trial import MAX_EPOCH, valid_epoch
+
+__all__ = ["MAX_EPOCH", "RUN_STATUSES", "SUMMARY_FILE", "check_summary", "read_summary", "valid_epoch"]
+
+SUMMARY_FILE = "summary.json"
+RUN_STATUSES = ("goal_met", "budget_spent", "failed", "nothing_to_tune")
+MAX_TRIALS = 100_000
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class _Check:
+    def __init__(self, path: Path, error: type[MlopsError]):
+        self.path = path
+        self.error = error
+
+    def fail(self, where: str, problem: str) -> MlopsError:
+        return self.error(f"{self.path}: '{where}' {problem}; it was not written by mlops as it is, "
+                          "so run 'mlops run' again to rewrite it")
+
+    def typed(self, data: dict[str, Any], key: str, kinds: tuple[type, ...], where: str,
+              required: bool = False) -> Any:
+        value = data.get(key)
+        if value is None:
+            if required:
+                raise self.fail(f"{where}{key}", "is missing")
+            return None
+        if isinstance(value, bool) and bool not in kinds:
+            raise self.fail(f"{where}{key}", f"must be a {kinds[0].__name__}, not {value!r}")
+        if not isinstance(value, kinds):
+            raise self.fail(f"{where}{key}", f"must be a {kinds[0].__name__}, not {type(value).__name__}")
+        return value
+
+    def number(self, data: dict[str, Any], key: str, where: str, required: bool = False) -> None:
+        value = self.typed(data, key, (int, float), where, required)
+        if value is not None and not math.isfinite(value):
+            raise self.fail(f"{where}{key}", f"is {value!r}, not a finite number")
+
+    def history(self, history: Any, where: str) -> None:
+        if history is None:
+            return
+        if not isinstance(history, list):
+            raise self.fail(f"{where}history", "must be a list of per-epoch records")
+        if len(history) > MAX_EPOCH:
+            raise self.fail(f"{where}history", f"holds {len(history)} records, more than {MAX_EPOCH} epochs")
+        for i, rec in enumerate(history):
+            if not isinstance(rec, dict):
+                raise self.fail(f"{where}history[{i}]", "must be an object")
+            if not valid_epoch(rec.get("epoch")):
+                raise self.fail(f"{where}history[{i}].epoch",
+                                f"is {rec.get('epoch')!r}, not an epoch number from 1 to {MAX_EPOCH}")
+
+
+def check_summary(data: Any, path: Path, error: type[MlopsError] = MlopsError) -> dict[str, Any]:
+    """``data`` if it is a summary its readers can trust, else an error naming the field.
+
+    Raises:
+        MlopsError: (of class ``error``) a field has the wrong type or an unbounded value.
+    """
+    c = _Check(path, error)
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a JSON object, found {type(data).__name__}")
+    for key in ("status", "script_name", "metric"):
+        value = c.typed(data, key, (str,), "", required=True)
+        if not value:
+            raise c.fail(key, "is empty")
+    if data["status"] not in RUN_STATUSES:
+        raise error(f"{path}: status {data['status']!r} is not one of: {', '.join(RUN_STATUSES)}")
+    for key in ("script", "kind", "reason", "strategy", "runner", "run_dir", "started_at",
+                "finished_at", "build_url", "study_id", "search_space"):
+        c.typed(data, key, (str,), "")
+    c.number(data, "goal", "")
+    c.number(data, "seconds", "")
+    c.typed(data, "maximize", (bool,), "")
+    c.typed(data, "goal_met", (bool,), "")
+    for key in ("budget", "git", "baseline_settings"):
+        c.typed(data, key, (dict,), "")
+    best = c.typed(data, "best", (dict,), "")
+    if best is not None:
+        c.typed(best, "number", (int,), "best.")
+        c.number(best, "metric", "best.")
+        c.typed(best, "settings", (dict,), "best.")
+        c.typed(best, "diff", (str,), "best.")
+        c.typed(best, "workdir", (str,), "best.")
+        c.number(best, "epochs", "best.")
+    trials = c.typed(data, "trials", (list,), "")
+    if trials is not None:
+        if len(trials) > MAX_TRIALS:
+            raise c.fail("trials", f"holds {len(trials)} trials, more than {MAX_TRIALS}")
+        for i, t in enumerate(trials):
+            where = f"trials[{i}]."
+            if not isinstance(t, dict):
+                raise c.fail(f"trials[{i}]", "must be an object")
+            c.typed(t, "number", (int,), where, required=True)
+            c.typed(t, "status", (str,), where, required=True)
+            c.number(t, "metric", where)
+            c.number(t, "seconds", where)
+            for key in ("epochs", "restarts"):
+                value = c.typed(t, key, (int,), where)
+                if value is not None and not 0 <= value <= MAX_EPOCH:
+                    raise c.fail(f"{where}{key}", f"is {value}, out of range (0 to {MAX_EPOCH})")
+            c.typed(t, "settings", (dict,), where)
+            for key in ("reason", "workdir", "log_tail"):
+                c.typed(t, key, (str,), where)
+            c.history(t.get("history"), where)
+    return data
+
+
+def read_summary(run_dir: str | Path, error: type[MlopsError] = MlopsError) -> dict[str, Any]:
+    """``run_dir/summary.json``, checked (:func:`check_summary`).
+
+    Raises:
+        MlopsError: (of class ``error``) the file is missing, not a regular file, too large,
+            not UTF-8 JSON, or a field fails a check; the message names the file and field.
+    """
+    from tuner.files import read_json
+
+    path = Path(run_dir) / SUMMARY_FILE
+    if not path.exists() and not path.is_symlink():
+        raise error(f"{path}: not found; give the run directory that 'mlops run' wrote "
+                    "(default: mlops-runs/<script> beside the script)")
+    return check_summary(read_json(path, what="run summary", error=error), path, error)
