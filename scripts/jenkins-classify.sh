@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Build step of mlops-classify and of the Jenkinsfile's Classify stage.
 #
-#   scripts/jenkins-classify.sh SCRIPT [PROPERTIES]   write SCRIPT, REVISION, KIND to
-#                                                     PROPERTIES (default mlops-classify.properties)
-#   scripts/jenkins-classify.sh --print-kind SCRIPT   print only the kind (cnn, ann, regression)
+#   scripts/jenkins-classify.sh [--] SCRIPT [PROPERTIES]   write SCRIPT, REVISION, KIND to
+#                                                          PROPERTIES (default mlops-classify.properties)
+#   scripts/jenkins-classify.sh --print-kind [--] SCRIPT   print only the kind (cnn, ann, regression);
+#                                                          the description goes to mlops-out/description.txt
 #
-# Runs `mlops classify --json SCRIPT` (reads the code, never runs it). The properties file
+# Runs `mlops classify --json -- SCRIPT` (reads the code, never runs it). The properties file
 # feeds the parameterized trigger of mlops-train. A script that cannot be classified fails
-# the build with mlops' one-line error (exit 2), naming the file and line.
+# the build with mlops' one-line error (exit 2), naming the file and line; the description
+# says so too (HTML-escaped, like every description).
 set -euo pipefail
 # shellcheck source=scripts/jenkins-lib.sh
 . "$(dirname "$0")/jenkins-lib.sh"
@@ -17,12 +19,35 @@ if [ "${1:-}" = "--print-kind" ]; then
     print_kind=1
     shift
 fi
+if [ "${1:-}" = "--" ]; then  # a script may be named --print-kind
+    shift
+fi
 script=${1:-${SCRIPT:-}}
 props=${2:-mlops-classify.properties}
 check_rel_path "$script" SCRIPT
-[ -f "$script" ] || die "SCRIPT='$script' is not a file in this checkout"
+[ "$print_kind" = 1 ] || check_path PROPERTIES "$props" out
+check_path mlops-out mlops-out out
+name=${script##*/}
 
-json=$(mlops classify --json "$script")
+# in --print-kind mode stdout is the kind alone: the description line goes to the console (stderr)
+say() {
+    if [ "$print_kind" = 1 ]; then
+        describe "$@" >&2
+    else
+        describe "$@"
+    fi
+}
+
+errors=$(mktemp)
+trap 'rm -f -- "$errors"' EXIT
+rc=0
+json=$(mlops classify --json -- "$script" 2> "$errors") || rc=$?
+unmarked cat -- "$errors" >&2
+if [ "$rc" -ne 0 ]; then
+    reason=$(sed -n 's/^mlops: error: //p' -- "$errors" | tail -n 1)
+    say "$name: not classified: ${reason:-mlops classify exited with code $rc}"
+    exit "$rc"
+fi
 
 # one JSON object per line: {"file", "kind", "evidence"}; the first is the script's
 parsed=$(printf '%s\n' "$json" | py -c '
@@ -47,17 +72,18 @@ def short(item):
 ev = rec.get("evidence") or []
 ev = ev if isinstance(ev, list) else [ev]
 print(kind)
-print(short(ev[0]) if ev else "")
+print(" ".join(short(ev[0]).split()) if ev else "")
 ')
 kind=$(printf '%s\n' "$parsed" | sed -n 1p)
 evidence=$(printf '%s\n' "$parsed" | sed -n 2p)
 
 if [ "$print_kind" = 1 ]; then
+    say "$name → $kind${evidence:+ ($evidence)}"
     printf '%s\n' "$kind"
     exit 0
 fi
 
-commit=${GIT_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo "")}
-printf 'SCRIPT=%s\nREVISION=%s\nKIND=%s\n' "$script" "$commit" "$kind" > "$props"
-echo "mlops: $script is $kind${evidence:+ ($evidence)}"
-describe "$(basename "$script") → $kind${evidence:+ ($evidence)}"
+commit=$(commit_id "${GIT_COMMIT:-HEAD}" || printf '%s' "${GIT_COMMIT:-}")
+write_props "$props" SCRIPT "$script" REVISION "$commit" KIND "$kind"
+echo "mlops: $(q "$script") is $kind${evidence:+ ($evidence)}"
+say "$name → $kind${evidence:+ ($evidence)}"

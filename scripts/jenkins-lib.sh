@@ -5,7 +5,19 @@
 # this order: $MLOPS (a command, may hold arguments), `mlops` on PATH, .venv/bin/mlops in the
 # workspace, else `python3 -m tuner` with the checkout on PYTHONPATH.
 # No secret is read or printed here: credentials reach the tools through the environment
-# (Jenkins credentials binding), never through arguments.
+# (Jenkins credentials binding), never through arguments, and only in the steps that call
+# Jenkins or send mail; a step that trains refuses to run with one bound (refuse_secrets).
+#
+# The pushed repository is untrusted: it may hold a symlink named mlops-out or mlops-trial
+# (to /etc, to $HOME), a script named `--help` or `$(touch x).py`, names with spaces, tabs,
+# newlines, `<img src=x onerror=...>` or bytes that are not UTF-8. So every step here:
+#   - checks each path it writes, copies, removes or archives with check_path: relative, no
+#     '..', no symlink on the way, inside the workspace ($PWD);
+#   - lists files NUL-separated (git -z, find -print0) into arrays, never word-splits a name,
+#     and puts `--` before file arguments;
+#   - shows a name on the console as one shell word (q), writes it to a properties file
+#     escaped (write_props), and HTML-escapes everything that goes into a build description
+#     (describe).
 
 # SITE_MLOPS_X=value (set by a job from jobs/project.yaml) -> MLOPS_X=value, unless empty: an
 # empty site value keeps whatever the agent's environment already sets.
@@ -36,7 +48,7 @@ mlops() {
     fi
 }
 
-# The Python used for the small JSON helpers below (never the training).
+# The Python used for the small helpers below (never the training).
 py() {
     "${PYTHON:-python3}" "$@"
 }
@@ -46,29 +58,264 @@ die() {
     exit 2
 }
 
+# q VALUE: VALUE the way a file name or a build parameter is shown on the console: as it is
+# when every character is printable, else as one shell word on one line (printf %q, e.g.
+# $'models/new\nline.py'): a name holding a newline cannot start a line of its own (a forged
+# "MLOPS_DESCRIPTION: ..." for the Description Setter).
+q() {
+    if [[ $1 =~ ^[[:print:]]*$ ]]; then
+        printf '%s' "$1"
+    else
+        printf '%q' "$1"
+    fi
+}
+
+# refuse_secrets WHAT: a step that trains WHAT stops here when the Jenkins API token or the
+# SMTP password is in its environment. Jenkins binds them only around the steps that call
+# Jenkins (the tune loop in build-per-trial mode) or send mail (notify); a training script
+# must never see them.
+refuse_secrets() {
+    local name
+    for name in JENKINS_API_TOKEN MLOPS_SMTP_PASSWORD; do
+        if [ -n "${!name:-}" ]; then
+            die "$name is bound in a step that trains $(q "$1"); a training script must never see it: bind it only around the steps that call Jenkins or send mail (run 'mlops jenkins sync' to update the jobs; see docs/jenkins.md)"
+        fi
+    done
+}
+
+# The Python half of the helpers: paths, descriptions, properties. One program, a subcommand
+# per helper; it gets names as arguments (bytes that are not UTF-8 arrive surrogate-escaped).
+# shellcheck disable=SC2016  # Python source, not shell
+_MLOPS_PY='
+import html, os, sys
+
+def shown(text):
+    """text on one printable line: control and format characters, and bytes that are not
+    UTF-8, as backslash escapes (a newline cannot start a line, a U+202E cannot reorder one)."""
+    out = []
+    for ch in text:
+        o = ord(ch)
+        if 0xDC80 <= o <= 0xDCFF:
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+    return "".join(out)
+
+def fail(msg):
+    print("mlops: error: " + msg, file=sys.stderr)
+    sys.exit(2)
+
+def inside(real, root):
+    return real == root or real.startswith(root.rstrip("/") + "/")
+
+def check(name, path, kind, base="."):
+    """kind "script": a file the step reads; a symlink is followed only when it resolves inside
+    the workspace, and it must be a regular file. "in": the same, but it may be missing.
+    "out": a path the step writes, copies to, removes or archives: no symlink anywhere on it."""
+    root = os.path.realpath(base)
+    what = f"\x27{shown(path)}\x27" if name == path else f"{name}=\x27{shown(path)}\x27"
+    if path == "":
+        fail(f"{name} is empty; give the path of a file in the repository")
+    segments = path.split("/")
+    if path.startswith("/") or ".." in segments:
+        fail(f"{what} must be a path inside the repository checkout (relative, no \x27..\x27)")
+    parts = [s for s in segments if s not in ("", ".")]
+    if not parts:
+        fail(f"{what} names the workspace itself; give a path inside it")
+    current = root
+    for i, part in enumerate(parts):
+        current = os.path.join(current, part)
+        if os.path.islink(current):
+            if kind == "out":
+                link = "/".join(parts[: i + 1])
+                where = what if i == len(parts) - 1 else f"{what}: \x27{shown(link)}\x27"
+                fail(f"{where} is a symlink (to \x27{shown(os.readlink(current))}\x27); refusing to follow it "
+                     "out of the workspace: remove it from the repository")
+        elif not os.path.lexists(current):
+            break
+    real = os.path.realpath(os.path.join(root, *parts))
+    if not inside(real, root):
+        fail(f"{what} resolves to \x27{shown(real)}\x27, outside the workspace; refusing to follow a symlink out of it")
+    if kind == "script" and not os.path.isfile(real):
+        fail(f"{what} is not a file in this checkout")
+
+def describe(text):
+    check("mlops-out", "mlops-out", "out")
+    check("mlops-out/description.txt", "mlops-out/description.txt", "out")
+    line = html.escape(shown(text), quote=True).replace("$", "&#36;")
+    os.makedirs("mlops-out", exist_ok=True)
+    with open("mlops-out/description.txt", "w", encoding="utf-8") as fh:
+        fh.write(line + "\n")
+    print("MLOPS_DESCRIPTION: " + line, flush=True)
+
+def prop(text, key=False):
+    """text escaped for java.util.Properties, after Jenkins expanded $VAR in the file (the
+    Parameterized Trigger plugin does): ASCII only, so the file encoding does not matter."""
+    out = []
+    for ch in text:
+        o = ord(ch)
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch in "\t\n\r\f":
+            out.append({"\t": "\\t", "\n": "\\n", "\r": "\\r", "\f": "\\f"}[ch])
+        elif ch in "=:#! ":
+            out.append("\\" + ch)
+        elif 0x20 < o < 0x7F and ch != "$":
+            out.append(ch)
+        else:
+            units = ch.encode("utf-16-be", "surrogatepass")
+            for k in range(0, len(units), 2):
+                out.append("\\u%02x%02x" % (units[k], units[k + 1]))
+    return "".join(out)
+
+def write_props(path, pairs):
+    check("properties file", path, "out")
+    lines = []
+    for key, value in zip(pairs[::2], pairs[1::2]):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            fail(f"{key}=\x27{shown(value)}\x27 is not valid UTF-8; a Jenkins parameter cannot carry it: rename the file")
+        lines.append(f"{prop(key)}={prop(value)}\n")
+    with open(path, "w", encoding="ascii") as fh:
+        fh.writelines(lines)
+
+def utf8(text):
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        sys.exit(1)
+
+cmd, args = sys.argv[1], sys.argv[2:]
+if cmd == "check":
+    check(*args)
+elif cmd == "describe":
+    describe(" ".join(args))
+elif cmd == "props":
+    write_props(args[0], args[1:])
+elif cmd == "utf8":
+    utf8(args[0])
+else:
+    fail(f"jenkins-lib.sh: unknown helper {cmd}")
+'
+
+_mlops_py() {
+    py -c "$_MLOPS_PY" "$@"
+}
+
+# check_path NAME PATH [KIND [BASE]]: die with one line unless PATH stays inside the
+# workspace (or BASE): relative, no '..', and
+#   KIND out    (default) a path the step writes, copies to, removes or archives: no symlink
+#               anywhere on it, the last component included;
+#   KIND script a file the step reads: must be a regular file; a symlink is followed only when
+#               it resolves inside the workspace;
+#   KIND in     as script, but it may be missing.
+check_path() {
+    _mlops_py check "$1" "$2" "${3:-out}" "${4:-.}" || exit $?
+}
+
+# A script path from a build parameter must be a file inside the checkout.
+check_rel_path() {
+    check_path "$2" "$1" script
+}
+
+# is_utf8 TEXT: true when TEXT is valid UTF-8 (what a Jenkins parameter can carry).
+is_utf8() {
+    _mlops_py utf8 "$1"
+}
+
+# fresh_dir NAME DIR: DIR checked (check_path ... out), emptied and created.
+fresh_dir() {
+    check_path "$1" "$2" out
+    rm -rf -- "$2"
+    mkdir -p -- "$2"
+}
+
+# drop_symlinks DIR: delete every symlink under DIR (find -P never follows one), so nothing
+# that archives, stashes, publishes, copies or mails DIR can follow one out of the workspace
+# (archiveArtifacts is told not to; stash and publishHTML cannot be told). One that cannot be
+# removed stops the step.
+drop_symlinks() {
+    local dir=$1 link n=0
+    [ ! -L "$dir" ] || die "$(q "$dir") is a symlink; refusing to follow it out of the workspace"
+    [ -d "$dir" ] || return 0
+    case "$dir" in
+        /*) ;;
+        *) dir=./$dir ;;
+    esac
+    while IFS= read -r -d '' link; do
+        rm -f -- "$link" || die "cannot remove the symlink $(q "${link#./}"); refusing to go on with it in place"
+        n=$((n + 1))
+    done < <(find "$dir" -type l -print0)
+    if [ "$n" -gt 0 ]; then
+        echo "mlops: removed $n symlink(s) from $(q "${dir#./}"): nothing that archives or mails it may follow one"
+    fi
+}
+
+# write_props FILE KEY VALUE [KEY VALUE ...]: a properties file for the Parameterized Trigger
+# plugin, every value escaped (a name with a newline cannot add a parameter, a $VAR in it is
+# not expanded by Jenkins, non-ASCII is \uXXXX). FILE is checked like an output path.
+write_props() {
+    _mlops_py props "$@" || exit $?
+}
+
 # describe TEXT: the line the Description Setter plugin copies into the build description
-# (publisher regexp: ^MLOPS_DESCRIPTION: (.*)$), also kept in mlops-out/description.txt for
-# the Jenkinsfile (currentBuild.description).
+# (publisher regexp: ^MLOPS_DESCRIPTION: ([^<>"$]*)$), also kept in mlops-out/description.txt
+# for the Jenkinsfile (currentBuild.description). A build description is HTML: TEXT is put on
+# one printable line and HTML-escaped (& < > " ' and $, which the plugin would expand as a
+# variable); callers pass it raw. The plugin takes the first matching line of the console and
+# wraps one that parses as a URL in <a href="...">: hence no quote may be left in it, and no
+# other line may start with the marker (unmarked).
 describe() {
-    mkdir -p mlops-out
-    printf '%s\n' "$*" > mlops-out/description.txt
-    printf 'MLOPS_DESCRIPTION: %s\n' "$*"
+    _mlops_py describe "$*" || exit $?
+}
+
+# unmarked COMMAND...: run COMMAND (stderr merged into stdout) with every "MLOPS_DESCRIPTION:"
+# in its output defused, so that what a training script, a file name or an error message
+# prints can never become the build description (the Description Setter takes the first
+# matching line). Lines pass through as they come; the exit status is COMMAND's.
+unmarked() {
+    local rc=0
+    # shellcheck disable=SC2016  # Python source, not shell
+    "$@" 2>&1 | py -c '
+import sys
+out = sys.stdout.buffer
+for line in sys.stdin.buffer:
+    out.write(line.replace(b"MLOPS_DESCRIPTION:", b"MLOPS_DESCRIPTION (not this step):"))
+    out.flush()
+' || rc=$?
+    return "$rc"
 }
 
 # describe_path PATH: describe a run directory (summary.json) or a trial workdir (result.json).
 describe_path() {
     local line
-    if line=$(mlops jenkins describe "$1" 2>/dev/null) && [ -n "$line" ]; then
+    if line=$(mlops jenkins describe -- "$1" 2>/dev/null) && [ -n "$line" ]; then
         describe "$line"
     else
         describe "no outcome recorded in $1"
     fi
 }
 
-# A script path from a build parameter must stay inside the checkout.
-check_rel_path() {
+# git_commit VALUE: VALUE (GIT_COMMIT, a sha or a ref) as a full commit sha of this repository,
+# or nothing (exit 1) when it is none; a value that looks like an option is never passed to git.
+git_commit() {
     case "$1" in
-        "" ) die "$2 is empty; give the path of a file in the repository" ;;
-        /* | ../* | */../* | *"/.." | "..") die "$2='$1' must be a path inside the repository checkout" ;;
+        "" | -*) return 1 ;;
     esac
+    git rev-parse -q --verify "$1^{commit}" 2>/dev/null
+}
+
+# commit_id VALUE: VALUE when it is a hex sha (as the Git plugin sets GIT_COMMIT), else the sha
+# git resolves it to, else nothing (exit 1): safe to put in a path or a git command line.
+commit_id() {
+    if [[ $1 =~ ^[0-9a-f]{7,64}$ ]]; then
+        printf '%s\n' "$1"
+    else
+        git_commit "$1"
+    fi
 }

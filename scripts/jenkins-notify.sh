@@ -7,7 +7,12 @@
 #                                                       minimal one (status "failed", REASON)
 #
 # Mail settings come from MLOPS_MAIL_TO, MLOPS_SMTP_HOST, ... and the SMTP login from
-# MLOPS_SMTP_USER / MLOPS_SMTP_PASSWORD, bound by Jenkins from a credentials id.
+# MLOPS_SMTP_USER / MLOPS_SMTP_PASSWORD, bound by Jenkins from a credentials id around this
+# step alone (it sends mail, it never trains).
+#
+# RUN_DIR is a copy of the upstream build's run directory (Copy Artifact, unstash): it may not
+# be or pass through a symlink (the step refuses), and symlinks inside it are removed first, so
+# no file from outside the workspace can end up in the mail.
 set -euo pipefail
 # shellcheck source=scripts/jenkins-lib.sh
 . "$(dirname "$0")/jenkins-lib.sh"
@@ -18,12 +23,17 @@ if [ "${1:-}" = "--failed" ]; then
     shift 2
 fi
 run_dir=${1:-mlops-out/run}
+check_path RUN_DIR "$run_dir" out
+drop_symlinks "$run_dir"
 
 if [ ! -f "$run_dir/summary.json" ]; then
-    [ -n "$reason" ] || die "$run_dir/summary.json not found; was the tune step run (or its artifacts copied)?"
-    mkdir -p "$run_dir"
-    commit=${GIT_COMMIT:-$(git rev-parse HEAD 2>/dev/null || true)}
-    author=$(git log -1 --format=%ae "${commit:-HEAD}" 2>/dev/null || true)
+    [ -n "$reason" ] || die "$(q "$run_dir/summary.json") not found; was the tune step run (or its artifacts copied)?"
+    mkdir -p -- "$run_dir"
+    commit=$(commit_id "${GIT_COMMIT:-HEAD}" || true)
+    author=""
+    if [ -n "$commit" ]; then
+        author=$(git log -1 --format=%ae "$commit" -- 2>/dev/null || true)
+    fi
     REASON="$reason" COMMIT="$commit" AUTHOR="$author" RUN_DIR="$run_dir" py -c '
 import json, os
 from datetime import datetime, timezone
@@ -66,4 +76,4 @@ with open(os.path.join(env["RUN_DIR"], "summary.json"), "w", encoding="utf-8") a
 '
 fi
 
-mlops notify "$run_dir"
+unmarked mlops notify -- "$run_dir"

@@ -9,20 +9,26 @@
 # JenkinsRunner (build-per-trial mode) reads WORKDIR's result.json and metrics.jsonl back
 # from this build's artifacts. The build fails when the trial did not end "ok" or "pruned",
 # so mlops-monitor (the watchdog) picks it up.
+#
+# WORKDIR is removed and recreated: it must be a relative path under mlops-trial/ with no '..'
+# and no symlink on it (mlops-trial itself included), or the step refuses. Symlinks the trial
+# leaves in it are removed before it is archived. It trains, so it refuses to run with the
+# Jenkins token or the SMTP password bound.
 set -euo pipefail
 # shellcheck source=scripts/jenkins-lib.sh
 . "$(dirname "$0")/jenkins-lib.sh"
 
 script=${SCRIPT:-}
 check_rel_path "$script" SCRIPT
-[ -f "$script" ] || die "SCRIPT='$script' is not a file in this checkout"
+refuse_secrets "$script"
 
 workdir=${WORKDIR:-mlops-trial/build-${BUILD_NUMBER:-0}}
-check_rel_path "$workdir" WORKDIR
 case "$workdir" in
     mlops-trial | mlops-trial/*) ;;
-    *) die "WORKDIR='$workdir' must be under mlops-trial/ (the folder this job archives)" ;;
+    *) die "WORKDIR=$(q "$workdir") must be under mlops-trial/ (the folder this job archives)" ;;
 esac
+check_path WORKDIR "$workdir" out
+check_path mlops-out mlops-out out
 
 # SETTINGS -> one --set name=<Python literal> per setting: what `mlops train --set` reads back
 # exactly (ast.literal_eval), JSON null/true/false included; one line per value
@@ -60,12 +66,15 @@ esac
 [ -n "${SEED:-}" ] && opts+=(--seed "$SEED")
 [ -n "${RUNNER:-}" ] && opts+=(--runner "$RUNNER")
 
-rm -rf "$workdir"
-mkdir -p "$(dirname "$workdir")"
-echo "mlops: trial of $script (${KIND:-?}) with ${SETTINGS:-{\}} in $workdir"
+rm -rf -- "$workdir"
+mkdir -p -- "$(dirname -- "$workdir")"
+echo "mlops: trial of $(q "$script") (${KIND:-?}) with $(q "${SETTINGS:-{\}}") in $(q "$workdir")"
 rc=0
-mlops train "$script" "${sets[@]}" "${opts[@]}" --workdir "$workdir" || rc=$?
+unmarked mlops train "${sets[@]}" "${opts[@]}" --workdir "$workdir" -- "$script" || rc=$?
 
+# checked again (the trial ran in between), then nothing in it may lead out of the workspace
+check_path WORKDIR "$workdir" out
+drop_symlinks "$workdir"
 if [ -f "$workdir/result.json" ]; then
     describe_path "$workdir"
     status=$(py -c 'import json,sys; print(json.load(open(sys.argv[1])).get("status", ""))' "$workdir/result.json")

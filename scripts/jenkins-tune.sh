@@ -12,7 +12,11 @@
 # Both modes keep the same study: mlops-runs/<script>-<commit>/study.db in this workspace, so
 # a rebuild of the same commit resumes where the last build stopped.
 #
-# The run directory is copied to mlops-out/run (archived; report.html published from there).
+# The run directory is copied to mlops-out/run (archived; report.html published from there),
+# without the symlinks a trial may have left in it. Neither mlops-runs nor mlops-out may be a
+# symlink (a pushed repository could hold one leading to $HOME): the step refuses to start.
+# Secrets: single-build trains here, so it refuses to run with the Jenkins token or the SMTP
+# password bound; build-per-trial trains nothing here and is the one mode that needs the token.
 # Exit code is mlops run's: 0 goal met, 1 budget spent (the job marks the build UNSTABLE),
 # 2 bad input, 3 internal error.
 set -euo pipefail
@@ -21,23 +25,29 @@ set -euo pipefail
 
 script=${SCRIPT:-}
 check_rel_path "$script" SCRIPT
-[ -f "$script" ] || die "SCRIPT='$script' is not a file in this checkout"
 
 mode=${TUNING_MODE:-single-build}
 case "$mode" in
-    single-build) runner=${RUNNER:-docker} ;;
+    single-build)
+        runner=${RUNNER:-docker}
+        refuse_secrets "$script"
+        ;;
     build-per-trial) runner=jenkins ;;
-    *) die "TUNING_MODE='$mode' is not one of: single-build, build-per-trial" ;;
+    *) die "TUNING_MODE=$(q "$mode") is not one of: single-build, build-per-trial" ;;
 esac
 
-commit=${GIT_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo local)}
-stem=$(basename "$script")
+# the run directory is named after the script and the commit (hex only: never a path)
+commit=$(commit_id "${GIT_COMMIT:-HEAD}" || echo local)
+stem=${script##*/}
 stem=${stem%.*}
-run_dir="$PWD/mlops-runs/$stem-${commit:0:12}"
-mkdir -p "$run_dir"
+run_rel="mlops-runs/$stem-${commit:0:12}"
+check_path "run directory" "$run_rel" out
+check_path mlops-out mlops-out/run out
+run_dir="$PWD/$run_rel"
+mkdir -p -- "$run_dir"
 
 # the mail goes out from mlops-notify (or the Notify stage), not from here
-args=(run "$script" --run-dir "$run_dir" --runner "$runner" --no-mail)
+args=(run --run-dir "$run_dir" --runner "$runner" --no-mail)
 # in build-per-trial mode the watchdog runs next to the training, in each retrain build
 [ "$runner" = jenkins ] && args+=(--no-watchdog)
 case "${KIND:-}" in
@@ -48,12 +58,16 @@ esac
 [ -n "${MAX_MINUTES:-}" ] && args+=(--max-minutes "$MAX_MINUTES")
 [ -n "${STRATEGY:-}" ] && args+=(--strategy "$STRATEGY")
 
-echo "mlops: tuning $script ($mode, runner $runner) in $run_dir"
+echo "mlops: tuning $(q "$script") ($mode, runner $runner) in $(q "$run_dir")"
 rc=0
-mlops "${args[@]}" || rc=$?
+unmarked mlops "${args[@]}" -- "$script" || rc=$?
 
-rm -rf mlops-out/run
-mkdir -p mlops-out
-cp -a "$run_dir" mlops-out/run
+# checked again: the trials ran in between
+check_path "run directory" "$run_rel" out
+check_path mlops-out mlops-out/run out
+rm -rf -- mlops-out/run
+mkdir -p -- mlops-out
+cp -a -- "$run_dir" mlops-out/run
+drop_symlinks mlops-out/run
 describe_path mlops-out/run
 exit "$rc"

@@ -34,6 +34,12 @@ def rendered() -> jk.Rendered:
     return jk.render_jobs(JOBS_DIR)
 
 
+@pytest.fixture(scope="module")
+def per_trial() -> jk.Rendered:
+    """The jobs synced with tuning-mode: build-per-trial (mlops-train binds the Jenkins token)."""
+    return jk.render_jobs(JOBS_DIR, {"tuning-mode": "build-per-trial"})
+
+
 def _xml(text: str) -> ET.Element:
     return ET.fromstring(text.encode("utf-8"))
 
@@ -148,10 +154,43 @@ def test_train_and_retrain_run_on_gpu_agents_and_describe_their_builds(rendered:
     for name in ("mlops-train", "mlops-retrain"):
         setter = _xml(rendered.jobs[name]).find(
             "publishers/hudson.plugins.descriptionsetter.DescriptionSetterPublisher")
-        assert setter.findtext("regexp") == "^MLOPS_DESCRIPTION: (.*)$"
-        assert setter.findtext("regexpForFailed") == "^MLOPS_DESCRIPTION: (.*)$"
+        assert setter.findtext("regexp") == DESCRIPTION_REGEXP
+        assert setter.findtext("regexpForFailed") == DESCRIPTION_REGEXP
         line = f"{jk.DESCRIPTION_MARKER}val_accuracy 0.87 — FC [128, 64], lr 3e-4"
         assert re.match(setter.findtext("regexp"), line).group(1) == "val_accuracy 0.87 — FC [128, 64], lr 3e-4"
+
+
+# The Description Setter takes the first console line that matches, expands $VAR in it and
+# wraps one that parses as a URL in <a href="...">; the steps HTML-escape what they print.
+DESCRIPTION_REGEXP = '^MLOPS_DESCRIPTION: ([^<>"$]*)$'
+
+
+def test_every_description_setter_takes_only_escaped_lines(rendered: jk.Rendered) -> None:
+    setters = 0
+    for name, text in rendered.jobs.items():
+        for setter in _xml(text).iter("hudson.plugins.descriptionsetter.DescriptionSetterPublisher"):
+            setters += 1
+            # a failed build too: no raw "mlops: error: <file name>" line becomes the description
+            assert setter.findtext("regexp") == DESCRIPTION_REGEXP, name
+            assert setter.findtext("regexpForFailed") == DESCRIPTION_REGEXP, name
+    assert setters == 5  # every job but notify
+    pattern = re.compile(DESCRIPTION_REGEXP)
+    escaped = "MLOPS_DESCRIPTION: &lt;img src=x onerror=alert(1)&gt;.py → cnn (&quot;&#x27;&#36;HOME)"
+    assert pattern.match(escaped).group(1).startswith("&lt;img")
+    for forged in ("MLOPS_DESCRIPTION: <img src=x onerror=alert(1)>.py → cnn",
+                   'MLOPS_DESCRIPTION: http://x" onmouseover="alert(1)',
+                   "MLOPS_DESCRIPTION: ${JENKINS_HOME}"):
+        assert not pattern.match(forged), forged
+
+
+def test_nothing_is_archived_through_a_symlink(rendered: jk.Rendered, per_trial: jk.Rendered) -> None:
+    archivers = 0
+    for out in (rendered, per_trial):
+        for name, text in out.jobs.items():
+            for archiver in _xml(text).iter("hudson.tasks.ArtifactArchiver"):
+                archivers += 1
+                assert archiver.findtext("followSymlinks") == "false", name
+    assert archivers == 6  # train, retrain, monitor; in both renderings
 
 
 def test_train_archives_the_run_and_publishes_the_report(rendered: jk.Rendered) -> None:
@@ -161,7 +200,8 @@ def test_train_archives_the_run_and_publishes_the_report(rendered: jk.Rendered) 
     assert target.findtext("reportDir") == "mlops-out/run"
     assert target.findtext("reportFiles") == "report.html"
     params = _params(root)
-    assert params["TUNING_MODE"] == "single-build"
+    assert "TUNING_MODE" not in params  # fixed when the jobs are synced: it decides the bindings
+    assert "export TUNING_MODE='single-build'" in root.findtext("builders/hudson.tasks.Shell/command")
     assert params["GOAL"] == "0.90" and params["MAX_TRIALS"] == "10" and params["MAX_MINUTES"] == "60"
     assert params["KIND"] == "cnn"
     shell = root.find("builders/hudson.tasks.Shell")
@@ -219,17 +259,81 @@ def test_the_secret_pattern_catches_secrets() -> None:
         assert not _SECRET.search(fine), fine
 
 
-def test_no_secret_in_jobs_or_rendered_xml(rendered: jk.Rendered) -> None:
+def test_no_secret_in_jobs_or_rendered_xml(rendered: jk.Rendered, per_trial: jk.Rendered) -> None:
     texts = {p.name: p.read_text(encoding="utf-8") for p in JOBS_DIR.glob("*.yaml")}
     texts.update({f"{n}.xml": t for n, t in {**rendered.jobs, **rendered.views}.items()})
+    texts.update({f"{n}.xml (build-per-trial)": t for n, t in per_trial.jobs.items()})
     for name, text in texts.items():
         assert not _SECRET.search(text), f"{name}: {_SECRET.search(text).group(0)!r} looks like a secret"
         assert "<authToken>" not in text
     # credentials are referred to by id only
-    ids = set()
-    for text in rendered.jobs.values():
-        ids.update(e.text for e in _xml(text).iter("credentialsId"))
-    assert ids == {"mlops-git", "mlops-jenkins-api", "mlops-smtp"}
+    ids = {}
+    for mode, out in (("single-build", rendered), ("build-per-trial", per_trial)):
+        ids[mode] = set()
+        for text in out.jobs.values():
+            ids[mode].update(e.text for e in _xml(text).iter("credentialsId"))
+    assert ids["single-build"] == {"mlops-git", "mlops-smtp"}  # nothing calls Jenkins: no token at all
+    assert ids["build-per-trial"] == {"mlops-git", "mlops-jenkins-api", "mlops-smtp"}
+
+
+# -- credentials never sit around a step that trains ---------------------------------------------
+
+# what trains: a trial (retrain), the resumed trial (monitor), the tune step in single-build mode
+_TRAINING_STEPS = ("scripts/jenkins-trial.sh", "scripts/jenkins-monitor.sh", "mlops train", "mlops watch")
+
+
+def _bindings(root: ET.Element) -> dict[str, set[str]]:
+    """{variable bound by a credentials-binding wrapper: {credentials ids}} of a freestyle job
+    (a wrapper binds for the whole build: every build step sits inside it)."""
+    out: dict[str, set[str]] = {}
+    for wrapper in root.iter("org.jenkinsci.plugins.credentialsbinding.impl.SecretBuildWrapper"):
+        for binding in wrapper.find("bindings"):
+            for child in binding:
+                if child.tag.endswith("Variable") and child.text:
+                    out.setdefault(child.text, set()).add(binding.findtext("credentialsId"))
+    return out
+
+
+def _shells(root: ET.Element) -> list[str]:
+    return [s.findtext("command") or "" for s in root.iter("hudson.tasks.Shell")]
+
+
+def _trains(command: str) -> bool:
+    if any(step in command for step in _TRAINING_STEPS):
+        return True
+    return "scripts/jenkins-tune.sh" in command and "export TUNING_MODE='build-per-trial'" not in command
+
+
+@pytest.mark.parametrize("mode", ["single-build", "build-per-trial"])
+def test_training_never_runs_inside_a_credential_binding(mode: str, rendered: jk.Rendered,
+                                                         per_trial: jk.Rendered) -> None:
+    out = rendered if mode == "single-build" else per_trial
+    training_jobs = set()
+    for name, text in out.jobs.items():
+        root = _xml(text)
+        bound = _bindings(root)
+        shells = _shells(root)
+        if any(_trains(cmd) for cmd in shells):
+            training_jobs.add(name)
+            assert not bound, f"{name} trains with {sorted(bound)} bound"
+        if "JENKINS_API_TOKEN" in bound:  # only the tune loop of build-per-trial calls Jenkins
+            assert name == "mlops-train" and mode == "build-per-trial", name
+            assert bound == {"JENKINS_USER": {"mlops-jenkins-api"}, "JENKINS_API_TOKEN": {"mlops-jenkins-api"}}
+            assert shells and all("export TUNING_MODE='build-per-trial'" in cmd for cmd in shells)
+        if "MLOPS_SMTP_PASSWORD" in bound:  # only the notify step sends mail
+            assert name == "mlops-notify", name
+            assert all(cmd.strip() == "rm -rf upstream" or "scripts/jenkins-notify.sh" in cmd for cmd in shells)
+    expected = {"mlops-retrain", "mlops-monitor"} | ({"mlops-train"} if mode == "single-build" else set())
+    assert training_jobs == expected
+    token_jobs = {n for n, t in out.jobs.items() if "JENKINS_API_TOKEN" in _bindings(_xml(t))}
+    assert token_jobs == ({"mlops-train"} if mode == "build-per-trial" else set())
+    assert {n for n, t in out.jobs.items() if "MLOPS_SMTP_PASSWORD" in _bindings(_xml(t))} == {"mlops-notify"}
+
+
+def test_the_two_modes_differ_only_in_the_train_job(rendered: jk.Rendered, per_trial: jk.Rendered) -> None:
+    assert {n for n in rendered.jobs if rendered.jobs[n] != per_trial.jobs[n]} == {"mlops-train"}
+    with pytest.raises(ConfigError, match="mlops-train-credentials-sometimes"):
+        jk.render_jobs(JOBS_DIR, {"tuning-mode": "sometimes"})  # a typo fails the sync, it binds nothing
 
 
 def test_params_override_the_project_without_editing_it(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 `mlops` is replaced by a stub (MLOPS=<python> <stub>) that records its arguments and plays the
 part of each subcommand (classify prints JSON, train writes result.json, ...); `mlops jenkins
 describe` is the real one. So these tests check what the steps pass on and produce, not the
-training itself."""
+training itself. Hostile file names, symlinks and secrets: tests/test_jenkins_hostile.py."""
 
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ args = sys.argv[1:]
 with open(os.environ["STUB_LOG"], "a") as fh:
     fh.write(json.dumps(args) + "\n")
 cmd = args[0]
+if os.environ.get("STUB_PRINT") and cmd in ("run", "train", "watch"):  # what a training script prints
+    print(os.environ["STUB_PRINT"], flush=True)
 if args[:2] == ["jenkins", "describe"]:
     env = dict(os.environ, PYTHONPATH=os.environ["MLOPS_SRC"])
     sys.exit(subprocess.run([sys.executable, "-m", "tuner", *args], env=env).returncode)
@@ -45,6 +47,8 @@ if cmd == "classify":
 elif cmd == "train":
     workdir = Path(args[args.index("--workdir") + 1])
     workdir.mkdir(parents=True, exist_ok=True)
+    if os.environ.get("STUB_LINK"):  # a hostile training script leaves a symlink behind
+        (workdir / "leak").symlink_to(os.environ["STUB_LINK"])
     sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
     settings = {k: ast.literal_eval(v) for k, v in (s.split("=", 1) for s in sets)}
     status = os.environ.get("STUB_STATUS", "ok")
@@ -54,15 +58,19 @@ elif cmd == "train":
 elif cmd == "run":
     run_dir = Path(args[args.index("--run-dir") + 1])
     run_dir.mkdir(parents=True, exist_ok=True)
-    summary = {"metric": "val_accuracy", "goal": 0.9, "status": "budget_spent", "trials": [{}, {}],
+    summary = {"script_name": Path(args[-1]).name, "metric": "val_accuracy", "goal": 0.9, "status": "budget_spent",
+               "trials": [{"number": 1, "status": "ok"}, {"number": 2, "status": "ok"}],
                "best": {"metric": 0.84, "settings": {"fc_layers": [64]}}}
     (run_dir / "summary.json").write_text(json.dumps(summary))
     (run_dir / "report.html").write_text("<html></html>")
+    if os.environ.get("STUB_LINK"):
+        (run_dir / "trials" / "0001").mkdir(parents=True, exist_ok=True)
+        (run_dir / "trials" / "0001" / "leak").symlink_to(os.environ["STUB_LINK"])
     sys.exit(int(os.environ.get("STUB_RC", "1")))
 elif cmd == "notify":
     sys.exit(0)
 elif cmd == "watch":
-    workdir = Path(args[1])
+    workdir = Path(args[-1])
     (workdir / "result.json").write_text(json.dumps({"status": "ok", "metric": 0.9, "metric_name": "val_accuracy",
                                                       "settings": {}}))
 '''
@@ -110,8 +118,37 @@ def calls(ws: Path) -> list[list[str]]:
     return [c for c in map(json.loads, log.read_text().splitlines()) if c[:2] != ["jenkins", "describe"]]
 
 
+def _unescape(text: str) -> str:
+    """java.util.Properties' escapes (\\t \\n \\r \\f \\uXXXX, backslash + any other char)."""
+    units: list[str] = []
+    i = 0
+    while i < len(text):
+        if text[i] == "\\":
+            nxt = text[i + 1]
+            if nxt == "u":
+                units.append(chr(int(text[i + 2:i + 6], 16)))
+                i += 6
+                continue
+            units.append({"t": "\t", "n": "\n", "r": "\r", "f": "\f"}.get(nxt, nxt))
+            i += 2
+        else:
+            units.append(text[i])
+            i += 1
+    return "".join(units).encode("utf-16", "surrogatepass").decode("utf-16")  # joins surrogate pairs
+
+
 def props(path: Path) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in path.read_text().splitlines() if line)
+    """A properties file the steps wrote, read the way java.util.Properties.load does, after
+    Jenkins' ${VAR} expansion (which finds nothing to expand: the file holds no '$')."""
+    raw = path.read_bytes()
+    assert raw.isascii() and b"$" not in raw, raw
+    out = {}
+    for line in raw.decode("ascii").split("\n"):
+        if not line:
+            continue
+        sep = next(i for i, c in enumerate(line) if c == "=" and (i == 0 or line[i - 1] != "\\"))
+        out[_unescape(line[:sep])] = _unescape(line[sep + 1:])
+    return out
 
 
 def description(proc: subprocess.CompletedProcess[str]) -> str:
@@ -161,12 +198,14 @@ def test_classify_writes_the_kind_for_the_trigger(ws: Path) -> None:
     proc = run(ws, "jenkins-classify.sh", "models/a.py", "out.properties", GIT_COMMIT="abc123", STUB_KIND="ann")
     assert proc.returncode == 0, proc.stderr
     assert props(ws / "out.properties") == {"SCRIPT": "models/a.py", "REVISION": "abc123", "KIND": "ann"}
-    assert calls(ws) == [["classify", "--json", "models/a.py"]]
+    assert calls(ws) == [["classify", "--json", "--", "models/a.py"]]
     assert description(proc) == "a.py → ann (Conv2D layer (keras.layers.Conv2D) at line 12)"
     kind = run(ws, "jenkins-classify.sh", "--print-kind", "models/a.py", STUB_KIND="regression")
-    assert kind.stdout.strip() == "regression"
+    assert kind.stdout == "regression\n"  # stdout is the kind alone (the Jenkinsfile reads it)
+    assert (ws / "mlops-out" / "description.txt").read_text() == "a.py → regression (Conv2D layer (keras.layers.Conv2D) at line 12)\n"
     bad = run(ws, "jenkins-classify.sh", "models/a.py", STUB_FAIL="1")
     assert bad.returncode == 2 and "trains nothing" in bad.stderr
+    assert description(bad) == "a.py: not classified: models/a.py:3: trains nothing"
     missing = run(ws, "jenkins-classify.sh", "models/nope.py")
     assert missing.returncode == 2 and "is not a file" in missing.stderr
 
@@ -178,10 +217,10 @@ def test_trial_passes_the_settings_as_set_flags(ws: Path) -> None:
                WORKDIR="mlops-trial/tiny/0001", RUNNER="docker", METRIC="val_accuracy", TRIAL_TIMEOUT_MINUTES="30",
                SEED="3")
     assert proc.returncode == 0, proc.stderr
-    assert calls(ws) == [["train", "models/a.py", "--set", "fc_layers=[128, 64]", "--set", "learning_rate=0.0003",
+    assert calls(ws) == [["train", "--set", "fc_layers=[128, 64]", "--set", "learning_rate=0.0003",
                           "--set", "kernel='rbf'", "--set", "max_depth=None", "--set", "shuffle=True",
                           "--kind", "ann", "--metric", "val_accuracy", "--timeout-minutes", "30", "--seed", "3",
-                          "--runner", "docker", "--workdir", "mlops-trial/tiny/0001"]]
+                          "--runner", "docker", "--workdir", "mlops-trial/tiny/0001", "--", "models/a.py"]]
     # what mlops train reads back is what was asked for
     result = json.loads((ws / "mlops-trial" / "tiny" / "0001" / "result.json").read_text())
     assert result["settings"] == settings
@@ -201,16 +240,16 @@ def test_tune_runs_the_loop_and_keeps_the_run_for_archiving(ws: Path) -> None:
     proc = run(ws, "jenkins-tune.sh", TUNING_MODE="single-build", RUNNER="docker", STUB_RC="1", **env)
     assert proc.returncode == 1  # budget spent: the job marks the build UNSTABLE
     run_dir = str(ws / "mlops-runs" / "a-0123456789ab")
-    assert calls(ws) == [["run", "models/a.py", "--run-dir", run_dir, "--runner", "docker", "--no-mail",
+    assert calls(ws) == [["run", "--run-dir", run_dir, "--runner", "docker", "--no-mail",
                           "--kind", "cnn", "--goal", "0.95", "--max-trials", "4", "--max-minutes", "30",
-                          "--strategy", "tpe"]]
+                          "--strategy", "tpe", "--", "models/a.py"]]
     assert (ws / "mlops-out" / "run" / "report.html").is_file()
     assert description(proc) == "val_accuracy 0.84 — FC [64] — goal 0.9 not met, budget spent after 2 trials"
     assert (ws / "mlops-out" / "description.txt").read_text().strip() == description(proc)
     (ws.parent / "calls.jsonl").unlink()
     proc = run(ws, "jenkins-tune.sh", TUNING_MODE="build-per-trial", STUB_RC="0", **env)
     assert proc.returncode == 0
-    assert calls(ws)[0][4:8] == ["--runner", "jenkins", "--no-mail", "--no-watchdog"]
+    assert calls(ws)[0][3:7] == ["--runner", "jenkins", "--no-mail", "--no-watchdog"]
     bad = run(ws, "jenkins-tune.sh", TUNING_MODE="sometimes", **env)
     assert bad.returncode == 2 and "single-build, build-per-trial" in bad.stderr
 
@@ -223,7 +262,7 @@ def test_notify_writes_a_failure_summary_when_there_is_none(ws: Path) -> None:
     assert summary["status"] == "failed" and summary["reason"] == "mlops-train #4 failed"
     assert summary["script_name"] == "a.py" and summary["kind"] == "cnn" and summary["best"] is None
     assert summary["git"]["author_email"] == "t@example.org"
-    assert calls(ws) == [["notify", "upstream/run"]]
+    assert calls(ws) == [["notify", "--", "upstream/run"]]
     missing = run(ws, "jenkins-notify.sh", "elsewhere")
     assert missing.returncode == 2 and "summary.json not found" in missing.stderr
 
@@ -240,7 +279,7 @@ def test_monitor_resumes_the_trial_that_broke(ws: Path) -> None:
     proc = run(ws, "jenkins-monitor.sh", "upstream", UPSTREAM_JOB="mlops-train", UPSTREAM_BUILD="7",
                SCRIPT="models/a.py", RUNNER="docker")
     assert proc.returncode == 0, proc.stderr
-    assert calls(ws) == [["watch", "upstream/mlops-out/run/trials/0003", "--runner", "docker"]]
+    assert calls(ws) == [["watch", "--runner", "docker", "--", "upstream/mlops-out/run/trials/0003"]]
     spec = json.loads((trials / "0003" / "trial.json").read_text())
     assert spec["script"] == str(ws / "models" / "a.py")  # pointed at this checkout
     assert description(proc) == "resumed mlops-train #7: val_accuracy 0.9 — as written"

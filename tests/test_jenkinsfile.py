@@ -2,7 +2,9 @@
 
 1. Structure (always): balanced blocks, pollSCM, stages Classify -> Tune -> Notify, the Tune
    stage on a Docker agent with --gpus all, archiveArtifacts + publishHTML, post success/failure,
-   the scripts it calls exist, no secret.
+   the scripts it calls exist, no secret; credentials bound around exactly the sh steps that
+   call Jenkins or send mail, never around one that trains; nothing archived, stashed or
+   unstashed through a symlink; descriptions only from the steps' escaped file.
 2. Groovy (when `groovy` is installed: apt-get install groovy): the file compiles, and run
    against a recording stand-in for the declarative DSL it has the same shape as in 1.
 3. The server's own linter (pipeline-model-converter) when the suite runs against a real
@@ -115,7 +117,7 @@ def test_tune_stage_runs_in_the_image_for_the_kind_with_gpus(source: tuple[str, 
     assert re.search(r"\bargs\s+'--gpus all'", agent)
     assert re.search(r"\blabel\s+\"\$\{params\.AGENT_LABEL\}\"", agent)
     assert "scripts/jenkins-tune.sh" in body
-    assert re.search(r"archiveArtifacts\s+artifacts:\s*'mlops-out/\*\*'", body)
+    assert re.search(r"archiveArtifacts\s+artifacts:\s*'mlops-out/\*\*'.*followSymlinks:\s*false", body)
     assert re.search(r"publishHTML\(target:.*reportFiles:\s*'report.html'", body, re.S)
     classify = text[slice(*_section(text, stripped, r"\bstage\('Classify'\)\s*\{"))]
     assert "env.MLOPS_IMAGE = " in classify and "env.KIND" in classify  # the image follows the kind
@@ -151,6 +153,82 @@ def test_no_secret_only_credential_ids(source: tuple[str, str]) -> None:
     # every withCredentials names an id from a parameter, never a literal secret
     for m in re.finditer(r"credentialsId:\s*([^,\)]+)", text):
         assert m.group(1).strip().startswith("params."), m.group(0)
+
+
+# what trains: the tune step in single-build mode, a trial, a resumed trial
+_TRAINING = ("scripts/jenkins-trial.sh", "scripts/jenkins-monitor.sh", "mlops run", "mlops train", "mlops watch")
+_SH = re.compile(r"\bsh\s*(?:\(\s*(?:script:\s*)?)?'([^']*)'")
+
+
+def _sh_steps(text: str, stripped: str) -> list[tuple[int, str]]:
+    """(offset, command) of every sh step in the code (not in comments)."""
+    return [(m.start(), m.group(1)) for m in _SH.finditer(text) if stripped.startswith("sh", m.start())]
+
+
+def _trains(command: str) -> bool:
+    if any(step in command for step in _TRAINING):
+        return True
+    return "scripts/jenkins-tune.sh" in command and "TUNING_MODE=build-per-trial" not in command
+
+
+def _bindings(text: str, stripped: str) -> list[tuple[str, int, int]]:
+    """(what it binds, body start, body end) of every withCredentials block."""
+    out = []
+    for m in re.finditer(r"\bwithCredentials\s*\(", stripped):
+        open_at, end = _block(stripped, m.start())
+        out.append((text[m.start():open_at], open_at, end))
+    return out
+
+
+def test_credentials_are_bound_only_around_the_steps_that_need_them(source: tuple[str, str]) -> None:
+    text, stripped = source
+    blocks = _bindings(text, stripped)
+    assert len(blocks) == 3  # the tune loop (build-per-trial), Notify, post { failure }
+    steps = _sh_steps(text, stripped)
+    for offset, command in steps:
+        around = [what for what, lo, hi in blocks if lo < offset < hi]
+        if _trains(command):
+            assert not around, f"{command!r} trains inside {around}"
+        for what in around:
+            if "JENKINS_API_TOKEN" in what:  # the tune loop only: each trial is a mlops-retrain build
+                assert command == "TUNING_MODE=build-per-trial scripts/jenkins-tune.sh", command
+            else:
+                assert "MLOPS_SMTP_PASSWORD" in what and command.startswith("scripts/jenkins-notify.sh"), command
+    for what, lo, hi in blocks:  # scoped to exactly one sh step
+        assert len(re.findall(r"\bsh\b", stripped[lo:hi])) == 1, what
+        steps_in = re.findall(r"\b(?:sh|bat|powershell|node|dir|withEnv|script)\s*[({']", stripped[lo:hi])
+        assert len(steps_in) == 1 and steps_in[0].startswith("sh"), what
+    # single-build trains in the Tune step, with nothing bound; build-per-trial binds the token
+    tune = [(offset, c) for offset, c in steps if "scripts/jenkins-tune.sh" in c]
+    assert sorted(c for _, c in tune) == ["TUNING_MODE=build-per-trial scripts/jenkins-tune.sh",
+                                          "TUNING_MODE=single-build scripts/jenkins-tune.sh"]
+    branch = _section(text, stripped, r"if \(params\.TUNING_MODE == 'build-per-trial'\)\s*\{")
+    token = [(lo, hi) for what, lo, hi in blocks if "JENKINS_API_TOKEN" in what]
+    assert len(token) == 1 and branch[0] < token[0][0] < token[0][1] < branch[1]
+    # nothing binds a credential for a whole stage or the pipeline
+    assert not re.search(r"\bcredentials\s*\(", stripped)
+
+
+def test_nothing_follows_a_symlink_out_of_the_workspace(source: tuple[str, str]) -> None:
+    text, stripped = source
+    archives = [m for m in re.finditer(r"\barchiveArtifacts\b[^\n]*", text) if stripped.startswith("archive", m.start())]
+    assert archives
+    for m in archives:
+        assert re.search(r"followSymlinks:\s*false", m.group(0)), m.group(0)
+    guard = "sh 'scripts/jenkins-guard.sh mlops-out"
+    # before every unstash, and before the Tune stage archives, publishes and stashes
+    for m in re.finditer(r"\bunstash\b", stripped):
+        before = text[:m.start()]
+        block_start = max(before.rfind("steps {"), before.rfind("node('') {"))
+        assert guard in before[block_start:], f"no guard before the unstash at offset {m.start()}"
+    always = text[slice(*_section(text, stripped, r"\balways\s*\{"))]
+    first_step = re.search(r"^\s*(?!//)(\S.*)$", always[1:], re.M).group(1)
+    assert first_step == "sh 'scripts/jenkins-guard.sh mlops-out'"
+    tune = text[slice(*_section(text, stripped, r"\bstage\('Tune'\)\s*\{"))]
+    assert "sh 'scripts/jenkins-guard.sh mlops-out mlops-runs .mlops-home'" in tune
+    # a build description is HTML: set only from what the steps wrote escaped, or a literal
+    for m in re.finditer(r"currentBuild\.description\s*=\s*(.*)", text):
+        assert m.group(1) in ("readFile('mlops-out/description.txt').trim()", "'no training script changed'"), m.group(0)
 
 
 # -- 2. Groovy ----------------------------------------------------------------------------------
@@ -273,11 +351,23 @@ def test_declarative_shape(recorded: dict[str, Any]) -> None:
     assert _one(docker, "args")["args"] == ["--gpus all"]
     always = _one(_one(tune, "post"), "always")
     assert {c["name"] for c in always["children"]} >= {"archiveArtifacts", "publishHTML", "stash"}
+    assert always["children"][0] == {"name": "sh", "args": ["scripts/jenkins-guard.sh mlops-out"], "children": []}
     assert _one(always, "archiveArtifacts")["args"][0]["artifacts"] == "mlops-out/**"
+    assert _one(always, "archiveArtifacts")["args"][0]["followSymlinks"] == "false"
+    # Notify: the guard, the unstash, then the SMTP login bound around the notify step alone
+    notify = _one(stages[2], "steps")  # (the recorder lists usernamePassword(...), an argument, too)
+    assert [c["name"] for c in notify["children"] if c["name"] != "usernamePassword"] == ["sh", "unstash",
+                                                                                          "withCredentials"]
+    assert notify["children"][0]["args"] == ["scripts/jenkins-guard.sh mlops-out"]
+    bound = _one(notify, "withCredentials")
+    assert [(c["name"], c["args"]) for c in bound["children"]] == [("sh", ["scripts/jenkins-notify.sh mlops-out/run"])]
     post = _one(pipeline, "post")
     assert _kids(post, "success") and _kids(post, "failure")
     failure_shells = [n["args"][0] for n in _walk(_one(post, "failure")) if n["name"] == "sh"]
     assert any("jenkins-notify.sh --failed" in s for s in failure_shells)
+    for bound in (n for n in _walk(pipeline) if n["name"] == "withCredentials"):
+        assert [c["name"] for c in bound["children"]] == ["sh"]
+        assert bound["children"][0]["args"][0].startswith("scripts/jenkins-notify.sh")
     modes = [p for p in _kids(_one(pipeline, "parameters"), "choice") if p["args"][0]["name"] == "TUNING_MODE"]
     assert modes and modes[0]["args"][0]["choices"] == "[single-build, build-per-trial]"
 
