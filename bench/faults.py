@@ -19,8 +19,19 @@ Measured per run, independently of the watchdog's own bookkeeping:
 * the final metric (and val_loss) against the uninterrupted run: a resumed run need not be
   bit-identical, so the difference is reported, not required to be zero.
 
+Then two cases that must never cost a finished trial (``--edge-runs`` runs each):
+
+* **kill after the last checkpoint**: the training is SIGKILLed the moment its last epoch's
+  checkpoint is on disk, before the process exits (the script has not returned from ``fit()``
+  or is just past it). The restart must finish the trial from the checkpoint, training nothing
+  again, with the uninterrupted run's metric.
+* **frozen warm worker** (warm runner only): the zygote that forked the trial is stopped
+  (SIGSTOP) at a random moment of training; it can then neither report the trial's exit nor
+  start the next one. The trial must end ``ok`` with its metric, and the next run must start
+  (a new zygote replaces the stopped one).
+
 Prints a table and writes bench/results/faults.json. Exit 0 when every run completed with no
-epoch lost and none trained twice.
+epoch lost and none trained twice, and no finished trial was lost in the edge cases.
 """
 
 from __future__ import annotations
@@ -183,6 +194,121 @@ class Injector:
         })
 
 
+class LastCheckpointKiller:
+    """Kills the first attempt the moment the checkpoint of its last epoch is on disk: the trial
+    has trained everything, its process has not exited yet."""
+
+    def __init__(self, expected: int):
+        self.expected = expected
+        self.injected = 0
+        self.missed = 0
+        self.at: list[str] = []
+        self.threads: list[threading.Thread] = []
+
+    def on_start(self, handle: TrialHandle, attempt: int) -> None:
+        if attempt == 1:
+            thread = threading.Thread(target=self._watch, args=(handle,), daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def _watch(self, handle: TrialHandle) -> None:
+        last = handle.spec.workdir / "checkpoint" / "fit-1" / f"epoch-{self.expected:04d}"
+        deadline = time.monotonic() + 1800
+        while time.monotonic() < deadline:
+            if last.is_dir():
+                try:
+                    os.killpg(handle.pid, signal.SIGSTOP)  # type: ignore[attr-defined]  # hold it right here
+                except ProcessLookupError:
+                    break
+                if handle.poll() is not None:  # it had exited already: nothing was interrupted
+                    break
+                recorded = len(read_history(handle.spec.workdir))
+                os.killpg(handle.pid, signal.SIGKILL)  # type: ignore[attr-defined]
+                self.injected += 1
+                self.at.append("before its metrics line" if recorded < self.expected else "after its metrics line")
+                return
+            if handle.poll() is not None:
+                break
+            time.sleep(0.001)
+        self.missed += 1
+
+
+def edge_cases(runner: Runner, runner_name: str, script: Path, kind: str, work: Path, seed: int,
+               base: Any, expected: int, runs: int, heartbeat_timeout: float, timeout: float,
+               rng: random.Random) -> list[dict[str, Any]]:
+    """The kill-after-the-last-checkpoint and frozen-warm-worker runs (module docstring)."""
+    rows: list[dict[str, Any]] = []
+    policy = WatchPolicy(max_restarts=3, heartbeat_timeout=heartbeat_timeout, backoff_seconds=0.2,
+                         backoff_max=2.0)
+    for number in range(1, runs + 1):
+        killer = LastCheckpointKiller(expected)
+        workdir = work / f"last-checkpoint-{number}"
+        spec = TrialSpec(script=script, kind=kind, workdir=workdir, seed=seed, timeout=timeout)
+        result = supervise(runner, spec, policy, on_start=killer.on_start, poll_interval=0.2)
+        for thread in killer.threads:
+            thread.join(timeout=5)
+        measured = measure(workdir, expected, {1: set(), 2: set(range(1, expected + 1))})
+        rows.append(_edge_row("kill after the last checkpoint", number, result, base, killer.injected,
+                              killer.missed, ", ".join(killer.at), measured))
+        print(_edge_line(rows[-1]), flush=True)
+    if runner_name != "warm":
+        return rows
+    for number in range(1, runs + 1):
+        workdir = work / f"frozen-worker-{number}"
+        spec = TrialSpec(script=script, kind=kind, workdir=workdir, seed=seed, timeout=timeout)
+        frozen: list[int] = []
+
+        def freeze_worker(handle: TrialHandle, attempt: int, frozen: list[int] = frozen) -> None:
+            def attack() -> None:
+                target = rng.randint(1, max(1, expected - 1))
+                deadline = time.monotonic() + 1800
+                while time.monotonic() < deadline and handle.poll() is None:
+                    if len(read_history(handle.spec.workdir)) >= target:
+                        zygote = getattr(handle, "zygote", None)
+                        if zygote is not None and zygote.healthy:
+                            os.kill(zygote.proc.pid, signal.SIGSTOP)
+                            frozen.append(zygote.proc.pid)
+                        return
+                    time.sleep(0.02)
+
+            if attempt == 1:
+                threading.Thread(target=attack, daemon=True).start()
+
+        result = supervise(runner, spec, policy, on_start=freeze_worker, poll_interval=0.2)
+        measured = measure(workdir, expected, {1: set()})
+        rows.append(_edge_row("frozen warm worker", number, result, base, len(frozen), 0 if frozen else 1,
+                              "zygote stopped during training" if frozen else "", measured))
+        print(_edge_line(rows[-1]), flush=True)
+    # the next trial must start although the last zygote was stopped: a new one takes its place
+    spec = TrialSpec(script=script, kind=kind, workdir=work / "after-frozen", seed=seed, timeout=timeout)
+    after = supervise(runner, spec, policy, poll_interval=0.2)
+    rows.append(_edge_row("next trial after a frozen worker", 1, after, base, 0, 0, "", measure(
+        work / "after-frozen", expected, {1: set()})))
+    print(_edge_line(rows[-1]), flush=True)
+    return rows
+
+
+def _edge_row(case: str, number: int, result: Any, base: Any, injected: int, missed: int, at: str,
+              measured: dict[str, Any]) -> dict[str, Any]:
+    return {"case": case, "run": number, "status": result.status, "reason": result.reason,
+            "injected": injected, "missed": missed, "at": at, "restarts": result.restarts,
+            "metric": result.metric, "metric_diff": None if result.metric is None else result.metric - base.metric,
+            "finished_trial_lost": result.status != "ok",
+            "epochs_lost": measured["epochs_lost"], "epochs_trained_twice": measured["epochs_trained_twice"],
+            "seconds": result.seconds}
+
+
+def _edge_line(row: dict[str, Any]) -> str:
+    metric = "-" if row["metric"] is None else f"{row['metric']:.4f}"
+    diff = "-" if row["metric_diff"] is None else f"{row['metric_diff']:+.4f}"
+    line = (f"{row['case']:<34} {row['run']:>3}  {row['status']:<7} injected {row['injected']} "
+            f"restarts {row['restarts']}  lost {row['epochs_lost']} twice {row['epochs_trained_twice']}  "
+            f"{metric} ({diff} vs uninterrupted)" + (f"  [{row['at']}]" if row["at"] else ""))
+    if row["status"] != "ok":
+        line += f"\n     {row['reason']}"
+    return line
+
+
 def _last(history: list[dict[str, Any]], key: str, base: list[dict[str, Any]]) -> float | None:
     """The last epoch's ``key`` minus the uninterrupted run's: a finer comparison than accuracy."""
     if not history or not base or key not in history[-1] or key not in base[-1]:
@@ -252,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="warm worker (default where available) or a cold child process per attempt")
     ap.add_argument("--heartbeat-timeout", type=float, default=10.0)
     ap.add_argument("--timeout-minutes", type=float, default=15.0, help="per run, restarts included")
+    ap.add_argument("--edge-runs", type=int, default=3,
+                    help="runs of each edge case: kill after the last checkpoint, frozen warm worker (0: none)")
     ap.add_argument("--workdir", type=Path, help="keep the runs here (default: a temporary folder)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "faults.json")
     args = ap.parse_args(argv)
@@ -322,6 +450,11 @@ def main(argv: list[str] | None = None) -> int:
             }
             rows.append(row)
             print(_row_line(row, expected), flush=True)
+        edges = []
+        if args.edge_runs > 0:
+            print("\nedge cases: a finished trial must never be lost", flush=True)
+            edges = edge_cases(runner, runner_name, script, kind, work, args.seed, base, expected, args.edge_runs,
+                               args.heartbeat_timeout, timeout, random.Random(args.seed + 1))
         seconds = time.monotonic() - t0
     finally:
         runner_close = getattr(runner, "close", None)
@@ -343,8 +476,18 @@ def main(argv: list[str] | None = None) -> int:
         "max_abs_val_loss_diff": max((abs(r["val_loss_diff"]) for r in rows if r["val_loss_diff"] is not None),
                                      default=None),
     }
+    injected = [e for e in edges if e["injected"] or e["case"].startswith("next")]
+    totals.update({
+        "edge_runs": len(edges),
+        "edge_faults_injected": sum(e["injected"] for e in edges),
+        "edge_faults_missed": sum(e["missed"] for e in edges),
+        "finished_trials_lost": sum(e["finished_trial_lost"] for e in edges),
+        "edge_epochs_lost": sum(e["epochs_lost"] for e in edges),
+        "edge_epochs_trained_twice": sum(e["epochs_trained_twice"] for e in injected),
+    })
     passed = (totals["runs_completed"] == len(rows) and totals["epochs_lost"] == 0
-              and totals["epochs_trained_twice"] == 0)
+              and totals["epochs_trained_twice"] == 0 and totals["finished_trials_lost"] == 0
+              and totals["edge_epochs_lost"] == 0 and totals["edge_epochs_trained_twice"] == 0)
     _print_summary(totals, base, rows)
     report = {
         "command": command, "passed": passed, "model": str(script if args.model != "builtin" else "builtin"),
@@ -354,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         "baseline": {"metric_name": base.metric_name, "metric": base.metric, "epochs": expected,
                      "seconds": base.seconds, "epoch_seconds": round(epoch_seconds, 3),
                      "startup_seconds": round(startup_seconds, 3)},
-        "totals": totals, "results": rows, "seconds": round(seconds, 1),
+        "totals": totals, "results": rows, "edge_cases": edges, "seconds": round(seconds, 1),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -396,6 +539,16 @@ def _print_summary(totals: dict[str, Any], base: Any, rows: list[dict[str, Any]]
         ("partial epochs redone", f"{totals['partial_epochs_redone']} (cut off by a kill before they finished)"),
         (f"final {base.metric_name}", f"{spread} vs {base.metric:.4f} uninterrupted (max |diff| {diff})"),
     ]
+    if totals.get("edge_runs"):
+        table += [
+            ("edge cases (kill after last checkpoint, frozen worker)",
+             f"{totals['edge_runs']} runs, {totals['edge_faults_injected']} faults injected"
+             + (f", {totals['edge_faults_missed']} missed (the process exited first)"
+                if totals["edge_faults_missed"] else "")),
+            ("finished trials lost", f"{totals['finished_trials_lost']}"),
+            ("edge: epochs lost / trained twice",
+             f"{totals['edge_epochs_lost']} / {totals['edge_epochs_trained_twice']}"),
+        ]
     loss_diff = totals["max_abs_val_loss_diff"]
     if loss_diff is not None:
         note = ("bit-identical to the uninterrupted run" if loss_diff == 0
