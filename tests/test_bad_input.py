@@ -443,3 +443,116 @@ def test_jenkins_help_works_without_the_extra(monkeypatch, capsys):
         monkeypatch.setitem(sys.modules, module, None)
     assert main(["jenkins", "render", "--help"]) == 0
     assert "Render jobs/" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------- mlops run: the same refusals
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("case", sorted(SCRIPT_CASES))
+def test_mlops_run_refuses_unreadable_scripts_in_one_line(case, tmp_path, capsys):
+    make, words = SCRIPT_CASES[case]
+    path = make(tmp_path)
+    one_line_error(capsys, main(["run", str(path), "--run-dir", str(tmp_path / "run"), "--no-mail"]), *words)
+
+
+def test_mlops_run_on_a_notebook_says_it_is_classified_only(tmp_path, capsys):
+    nb = tmp_path / "train.ipynb"
+    shutil.copy(CLASSIFY / "cnn_notebook.ipynb", nb)
+    one_line_error(capsys, main(["run", str(nb), "--no-mail"]), "jupyter nbconvert --to script")
+    assert not (tmp_path / "mlops-runs").exists()
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "is-a-file"])
+def test_mlops_run_with_a_run_dir_that_cannot_be_a_folder(where, tmp_path, capsys):
+    script = write(tmp_path / "svm.py", SKLEARN)
+    blocker = write(tmp_path / "blocker", "a file\n")
+    run_dir = blocker / "run" if where == "under-a-file" else blocker
+    one_line_error(capsys, main(["run", str(script), "--run-dir", str(run_dir), "--no-mail"]),
+                   "run directory", "is a file, not a folder")
+
+
+# ---------------------------------------------------------------------- item 13: config values
+CONFIG_VALUES = [
+    (["--goal", "90"], ["goal", "outside the range of val_accuracy", "did you mean 0.9?"]),
+    (["--goal", "nan"], ["goal", "finite"]),
+    (["--goal", "inf"], ["goal", "finite"]),
+    (["--goal", "0"], ["goal", "outside the range of val_accuracy"]),
+    (["--metric", "val_loss", "--goal", "-1"], ["goal", "val_loss is never below 0"]),
+    (["--metric", ""], ["metric", "is not a metric name"]),
+    (["--metric", "val accuracy; rm -rf /"], ["metric", "is not a metric name"]),
+    (["--seed", "-1"], ["seed", "from 0 to 4294967295"]),
+    (["--seed", str(2**32)], ["seed", "from 0 to 4294967295"]),
+    (["--max-minutes", "inf"], ["max_minutes", "finite"]),
+    (["--max-minutes", "nan"], ["max_minutes", "finite"]),
+    (["--max-trials", "0"], ["max_trials", "greater than 0"]),
+    (["--max-trials", str(10**9)], ["max_trials", "at most 100000"]),
+    (["--trial-timeout", "-5"], ["trial_timeout_minutes", "greater than 0"]),
+    (["--trial-timeout", "inf"], ["trial_timeout_minutes", "finite"]),
+]
+
+
+@pytest.mark.parametrize("flags, words", CONFIG_VALUES, ids=[" ".join(f) for f, _ in CONFIG_VALUES])
+def test_bad_run_values_are_refused_before_anything_runs(flags, words, tmp_path, capsys):
+    script = write(tmp_path / "svm.py", SKLEARN)
+    one_line_error(capsys, main(["run", str(script), "--run-dir", str(tmp_path / "run"), "--no-mail", *flags]),
+                   *words)
+    assert not (tmp_path / "run" / "trials").exists()
+
+
+def test_the_same_values_from_the_environment_name_the_variable(tmp_path, capsys, monkeypatch):
+    script = write(tmp_path / "svm.py", SKLEARN)
+    monkeypatch.setenv("MLOPS_HEARTBEAT_TIMEOUT", "inf")
+    one_line_error(capsys, main(["run", str(script), "--no-mail"]), "$MLOPS_HEARTBEAT_TIMEOUT", "finite")
+
+
+YAMLS = {
+    "a-directory": (lambda d: (d / "mlops.yaml").mkdir(), ["mlops.yaml", "is not a file"]),
+    "a-fifo": (lambda d: os.mkfifo(d / "mlops.yaml"), ["mlops.yaml", "FIFO"]),
+    "not-utf8": (lambda d: (d / "mlops.yaml").write_bytes(b"goal: 0.9\n# caf\xe9\n"), ["mlops.yaml:2", "not UTF-8"]),
+    "alias-bomb": (lambda d: write(d / "mlops.yaml", "a: &a [1, 1, 1, 1, 1, 1, 1, 1]\nb: &b [*a, *a, *a, *a]\n"
+                                   "c: [*b, *b, *b, *b]\n"), ["mlops.yaml:2", "aliases"]),
+    "too-deep": (lambda d: write(d / "mlops.yaml", "a: " + "[" * 5000 + "]" * 5000 + "\n"),
+                 ["mlops.yaml"]),
+    "over-the-limit": (lambda d: (d / "mlops.yaml").open("wb").truncate(6 * 1024 * 1024), ["over the limit"]),
+}
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("case", sorted(YAMLS))
+@pytest.mark.parametrize("command", ["run", "config"])
+def test_a_bad_mlops_yaml_is_one_line(case, command, tmp_path, capsys):
+    script = write(tmp_path / "svm.py", SKLEARN)
+    make, words = YAMLS[case]
+    make(tmp_path)
+    args = ["run", str(script), "--no-mail"] if command == "run" else ["config", str(script)]
+    one_line_error(capsys, main(args), *words)
+
+
+def test_mlops_config_on_a_missing_script_says_so(tmp_path, capsys):
+    one_line_error(capsys, main(["config", str(tmp_path / "nope.py")]), "nope.py", "not found")
+
+
+def test_mlops_admin_config_that_is_missing_says_so(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MLOPS_ADMIN_CONFIG", str(tmp_path / "admin.yaml"))
+    one_line_error(capsys, main(["config"]), "MLOPS_ADMIN_CONFIG", "is not a file")
+
+
+TRIAL_SPECS = {
+    "not-json": ("{", ["trial.json:1", "not valid JSON"]),
+    "a-list": ("[1, 2]", ["not a trial spec"]),
+    "unknown-kind": ('{"script": "{script}", "kind": "quantum"}', ["'kind' must be one of cnn, ann, regression"]),
+    "script-not-a-string": ('{"script": 7, "kind": "ann"}', ["'script' must be"]),
+    "timeout-not-finite": ('{"script": "{script}", "kind": "ann", "timeout": 1e999}', ["'timeout'"]),
+    "settings-a-string": ('{"script": "{script}", "kind": "ann", "settings": "lr=1"}', ["'settings' must be an object"]),
+    "env-of-numbers": ('{"script": "{script}", "kind": "ann", "env": {"A": 1}}', ["'env' must be an object of strings"]),
+    "seed-negative": ('{"script": "{script}", "kind": "ann", "seed": -4}', ["'seed' must be"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TRIAL_SPECS))
+def test_mlops_watch_refuses_a_crafted_trial_json(case, tmp_path, capsys):
+    script = write(tmp_path / "svm.py", SKLEARN)
+    text, words = TRIAL_SPECS[case]
+    workdir = tmp_path / "trial"
+    workdir.mkdir()
+    (workdir / "trial.json").write_text(text.replace("{script}", str(script)))
+    one_line_error(capsys, main(["watch", str(workdir)]), *words)

@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WAIT = 180.0  # the longest a single wait in these tests may take
 
 pytestmark = pytest.mark.timeout(600)
+pytest_plugins = ["tests.docker_engine"]  # the docker_engine / docker_images fixtures
 
 
 class KilledHere(BaseException):
@@ -470,3 +471,74 @@ def test_the_report_of_a_long_training_draws_a_bounded_axis(tmp_path):
                                                    "history": history}]})
     ticks = re.findall(r'fill="#57606a">(\d+)</text>', html)
     assert 2 <= len(ticks) <= 13 and "100000" in ticks and "50000" in ticks
+
+
+# -- the same with Docker: the container is the trial ---------------------------------------------
+
+SLEEPER = '''"""Trains nothing for a long time: a trial to stop from outside."""
+import time
+
+from sklearn.linear_model import LogisticRegression
+
+model = LogisticRegression(C=1.0)
+print("working", flush=True)
+time.sleep(600)
+'''
+
+
+def docker_env(images: Any, kind: str) -> dict[str, str]:
+    return {f"MLOPS_IMAGE_{kind.upper()}": images.get(kind), "DOCKER_HOST": images.engine.base_url}
+
+
+@pytest.mark.docker
+def test_sigterm_of_mlops_run_removes_the_trial_container(docker_images, tmp_path):
+    script = tmp_path / "src" / "sleeper.py"
+    script.parent.mkdir()
+    script.write_text(SLEEPER)
+    run_dir = tmp_path / "run"
+    proc = mlops("run", str(script), "--run-dir", str(run_dir), "--runner", "docker", "--kind", "regression",
+                 "--max-trials", "1", "--no-mail", outbox=tmp_path / "outbox",
+                 env=docker_env(docker_images, "regression"))
+    labels = {"study": run_dir.name}
+    try:
+        wait_for(lambda: bool(docker_images.containers_with(labels)), "the trial container")
+        wait_for(lambda: "working" in (run_dir / "trials" / "0001" / "train.log").read_text(errors="replace"),
+                 "the script to start in its container")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+    code, out = finish(proc, 90)
+    assert code == 143, out
+    assert docker_images.containers_with(labels) == []  # stopped and removed before mlops exited
+    assert study_status(run_dir) == "interrupted"
+
+
+@pytest.mark.docker
+@pytest.mark.tf
+def test_kill_9_of_mlops_run_with_docker_finishes_the_trial_the_orphan_completed(docker_images, tmp_path):
+    """``mlops run`` dies by SIGKILL; its container trains on to the end (nothing kills an orphaned
+    container); the rerun removes the orphan and finds a complete checkpoint."""
+    script = copy_script(tmp_path, control={"sleep_after_fit": 600})
+    run_dir = tmp_path / "run"
+    args = ("run", str(script), "--run-dir", str(run_dir), "--runner", "docker", "--kind", "ann",
+            "--max-trials", "1", "--goal", "0.99", "--no-mail", "--no-prune")
+    env = docker_env(docker_images, "ann")
+    proc = mlops(*args, outbox=tmp_path / "outbox", env=env)
+    workdir = run_dir / "trials" / "0001"
+    try:
+        wait_for(lambda: (workdir / "fit-done").exists(), "fit() to return in the container", 300)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    labels = {"study": run_dir.name}
+    assert docker_images.containers_with(labels)  # the orphan lives on
+
+    code, out = finish(mlops(*args, outbox=tmp_path / "outbox", env=env), 300)
+    assert code == 1, out
+    trial = json.loads((run_dir / "summary.json").read_text())["trials"][0]
+    assert trial["status"] == "ok", (trial, out)
+    assert trial["metric"] == trial["history"][-1]["val_accuracy"]
+    assert metric_lines(workdir) == [1, 2, 3, 4]
+    runs = attempts(workdir)
+    assert trained_epochs("".join(runs)) == [1, 2, 3, 4]
+    assert "history holds 4 epochs" in runs[-1]
+    assert docker_images.containers_with(labels) == []

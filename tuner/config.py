@@ -278,8 +278,15 @@ def find_config_file(script: str | os.PathLike[str] | None) -> Path | None:
     if candidate.is_file():
         return candidate
     if candidate.exists() or candidate.is_symlink():
-        raise ConfigError(f"{candidate}: is not a file (a directory, a broken link or a special file); "
-                          "mlops.yaml must be a YAML file, or remove it")
+        import stat
+
+        try:
+            mode = candidate.stat().st_mode
+            what = ("a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+                    else "a device or socket")
+        except OSError:
+            what = "a broken link"
+        raise ConfigError(f"{candidate}: is not a file but {what}; mlops.yaml must be a YAML file, or remove it")
     return None
 
 

@@ -9,13 +9,13 @@ import click
 
 
 @click.command()
-@click.argument("script", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("script", type=click.Path(path_type=Path))
 @click.option("--goal", type=float, help="Stop as soon as a trial reaches this [default: 0.90].")
 @click.option("--metric", help="Held-out metric that counts [default: val_accuracy].")
 @click.option("--strategy", help="Search strategy; see 'mlops strategies' [default: auto].")
 @click.option("--max-trials", type=int, help="Trial budget [default: 10].")
 @click.option("--max-minutes", type=float, help="Wall-time budget, across resumes [default: 60].")
-@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--run-dir", type=click.Path(path_type=Path),
               help="Where the study lives [default: mlops-runs/<script> beside it]. An existing study resumes.")
 @click.option("--runner", type=click.Choice(["local", "docker", "jenkins"]),
               help="Where trials run: local process, Docker container, or one Jenkins build each [default: local].")
