@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner.errors import MlopsError, NotifyError
+from tuner.files import write_bytes_atomic
 
 SENT_DIR = "sent"
 STALE_LOCK_SECONDS = 600.0
@@ -61,18 +62,7 @@ def message_key(message_id: str) -> str:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    write_bytes_atomic(path, data, fsync=True, mode=0o600)
 
 
 class Outbox:

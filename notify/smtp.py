@@ -52,7 +52,7 @@ class SmtpSettings:
         """Settings from ``mail.*`` keys; the password from ``$MLOPS_SMTP_PASSWORD`` or the file
         named by ``$MLOPS_SMTP_PASSWORD_FILE``, read only when a user is configured. A password
         file that cannot be read is remembered as a problem, reported when sending."""
-        from tuner.config import read_secret
+        from tuner.secrets_env import read_secret
 
         env = os.environ if env is None else env
         user = config.get("mail.smtp_user") or None

@@ -49,6 +49,7 @@ from typing import Any
 
 from tuner.errors import ClassifyError, SourceError
 from tuner.files import read_text
+from tuner.kinds import KINDS
 
 __all__ = [
     "KINDS",
@@ -62,7 +63,6 @@ __all__ = [
     "refuse_notebook",
 ]
 
-KINDS = ("cnn", "ann", "regression")
 
 # ---------------------------------------------------------------------------------------------
 # results

@@ -155,7 +155,6 @@ JENKINS_GUARDED = ("jenkins.url", "jenkins.user")
 DOCKER_GUARDED = ("docker.network", "docker.memory", "docker.cpus", "docker.pids_limit",
                   "docker.images.cnn", "docker.images.ann", "docker.images.regression")
 ADMIN_CONFIG_ENV = "MLOPS_ADMIN_CONFIG"
-_ACCURACY_WORDS = ("accuracy", "acc", "auc", "precision", "recall", "f1")
 
 
 def _coerce(key: str, spec: Key, value: Any, origin: str) -> Any:
@@ -257,11 +256,9 @@ class Config:
 
     @property
     def maximize(self) -> bool:
-        direction = self._values["direction"]
-        if direction == "auto":
-            m = self._values["metric"].lower()
-            return not any(w in m for w in ("loss", "error", "mse", "mae", "rmse"))
-        return direction == "maximize"
+        from tuner.metrics import maximizes
+
+        return maximizes(self._values["metric"], self._values["direction"])
 
 
 def find_config_file(script: str | os.PathLike[str] | None) -> Path | None:
@@ -458,15 +455,15 @@ def _check_guarded(key: str, value: Any, current: Any, path: Path, admin: Path |
 
 def _check_together(values: dict[str, Any], origins: dict[str, str]) -> None:
     """Checks that need more than one key: the goal must lie in the metric's range."""
-    metric = str(values["metric"]).lower()
+    from tuner.metrics import in_unit_interval, never_negative
+
+    metric = str(values["metric"])
     goal = values["goal"]
     where = f"goal: {goal!r} from {origins.get('goal', 'the default')}"
-    bounded = any(w in metric.split("_") or metric.endswith(w) for w in _ACCURACY_WORDS)
-    if bounded and not 0 < goal <= 1:
+    if in_unit_interval(metric) and not 0 < goal <= 1:
         hint = f"; did you mean {goal / 100:g}?" if 1 < goal <= 100 else ""
         raise ConfigError(f"{where} is outside the range of {values['metric']} (above 0, at most 1){hint}")
-    lossy = any(w in metric for w in ("loss", "error", "mse", "mae", "rmse"))
-    if lossy and goal < 0:
+    if never_negative(metric) and goal < 0:
         raise ConfigError(f"{where}: {values['metric']} is never below 0")
     outbox = values.get("mail.outbox")
     if outbox and Path(outbox).expanduser().exists() and not Path(outbox).expanduser().is_dir():
@@ -477,14 +474,6 @@ def _check_together(values: dict[str, Any], origins: dict[str, str]) -> None:
 def read_secret(name: str, env: Mapping[str, str] | None = None) -> str | None:
     """A secret from ``$NAME`` or from the file named by ``$NAME_FILE``; ``None`` if neither.
     The value is never logged; errors name the variable, never the value."""
-    env = os.environ if env is None else env
-    if env.get(name):
-        return env[name]
-    file_var = f"{name}_FILE"
-    if env.get(file_var):
-        p = Path(env[file_var]).expanduser()
-        try:
-            return p.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"${file_var}: cannot read {p} ({exc.strerror})") from None
-    return None
+    from tuner.secrets_env import read_secret as _rs
+
+    return _rs(name, env)

@@ -22,8 +22,8 @@ from typing import Any
 
 from tuner import __version__
 from tuner.errors import ConfigError, DockerError
+from tuner.kinds import KINDS
 
-KINDS = ("cnn", "ann", "regression")
 IMAGE_REPO = "mlops"
 LABEL_PREFIX = "mlops."
 #: where the trial workdir (read-write) and the original script's folder (read-only) appear

@@ -182,3 +182,56 @@ def ensure_dir(path: str | os.PathLike[str], *, what: str = "folder",
         except OSError:
             pass
     return p
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *, fsync: bool = False,
+                       mode: int | None = None) -> Path:
+    """Write ``data`` to ``path`` so that a reader (or a crash) sees the old file or the new
+    one, never half of one: a temporary file beside it, then ``os.replace``. With ``fsync``
+    the data is on disk before the rename (checkpoints, ledgers); ``mode`` sets permissions.
+    The one atomic writer of the project.
+
+    Raises:
+        OSError: the folder cannot be written (the temporary file is removed).
+    """
+    p = Path(path)
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    try:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(tmp, flags, 0o644 if mode is None else mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+    return p
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str, *, fsync: bool = False,
+                      mode: int | None = None) -> Path:
+    """``text`` (UTF-8) written atomically (:func:`write_bytes_atomic`).
+
+    Raises:
+        OSError: the folder cannot be written.
+    """
+    return write_bytes_atomic(path, text.encode("utf-8"), fsync=fsync, mode=mode)
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: Any, *, fsync: bool = False) -> Path:
+    """``data`` as indented JSON (keys sorted), written atomically (:func:`write_text_atomic`),
+    with known secret values masked (:mod:`tuner.redact`).
+
+    Raises:
+        OSError: the folder cannot be written.
+    """
+    from tuner.redact import redact
+
+    return write_text_atomic(path, redact(json.dumps(data, indent=2, sort_keys=True, default=str)) + "\n",
+                             fsync=fsync)

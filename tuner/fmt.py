@@ -4,9 +4,15 @@ build descriptions: ``FC [128, 64], lr 3e-4, batch 32``."""
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
+LOG_TAIL_LINES = 50  # the lines of a failed trial's log that the summary, report and mail show
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
 SETTING_LABELS = {"fc_layers": "FC", "learning_rate": "lr", "epochs": "epochs", "batch_size": "batch"}
+# the canonical setting names (tuner.settings.CANONICAL), in the order people read them
 
 
 def is_number(value: Any) -> bool:
@@ -41,20 +47,20 @@ def ordered_setting_names(names: list[str]) -> list[str]:
     return first + sorted(n for n in names if n not in SETTING_LABELS)
 
 
+def format_setting_value(name: str, value: Any) -> str:
+    """One setting's value as everywhere: a learning rate in compact scientific notation
+    (``3e-4``), anything else by :func:`format_value`."""
+    if name == "learning_rate" and is_number(value):
+        return format_sci(float(value))
+    return format_value(value)
+
+
 def settings_parts(settings: dict[str, Any] | None) -> list[str]:
     """One short text per setting, canonical ones first: ``["FC [128, 64]", "lr 3e-4"]``."""
-    parts: list[str] = []
     if not settings:
-        return parts
-    for name in ordered_setting_names(list(settings)):
-        value = settings[name]
-        if name == "fc_layers":
-            parts.append(f"FC {format_value(value)}")
-        elif name == "learning_rate" and is_number(value):
-            parts.append(f"lr {format_sci(float(value))}")
-        else:
-            parts.append(f"{SETTING_LABELS.get(name, name)} {format_value(value)}")
-    return parts
+        return []
+    return [f"{SETTING_LABELS.get(name, name)} {format_setting_value(name, settings[name])}"
+            for name in ordered_setting_names(list(settings))]
 
 
 def format_settings(settings: dict[str, Any] | None, sep: str = ", ") -> str:
@@ -75,3 +81,16 @@ def diff_line_kind(line: str) -> str:
     if line.startswith("-"):
         return "del"
     return "context"
+
+
+def clean_log(text: str, lines: int = LOG_TAIL_LINES, width: int = 400) -> str:
+    """The last ``lines`` lines of a log as a terminal shows them: colour codes and control
+    characters dropped, of a line rewritten with carriage returns (Keras progress bars) only its
+    last state, trailing blank lines trimmed, each line cut at ``width`` characters."""
+    shown = []
+    for line in _ANSI.sub("", text or "").split("\n"):
+        line = _CONTROL.sub("", line.rstrip("\r").rsplit("\r", 1)[-1]).rstrip()
+        shown.append(line if len(line) <= width else line[: width - 1] + "…")
+    while shown and not shown[-1].strip():
+        shown.pop()
+    return "\n".join(shown[-lines:])

@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tuner.files import write_text_atomic
+from tuner.kinds import KERAS_KINDS
 from tuner.trial import (
     CHECKPOINT_DIR,
     HEARTBEAT_FILE,
@@ -83,12 +85,7 @@ def report_metrics(metrics: dict[str, Any]) -> None:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_text_atomic(path, text, fsync=True)
 
 
 def touch_heartbeat(workdir: Path, state: dict[str, Any]) -> None:
@@ -406,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     kind = os.environ.get("MLOPS_KIND", "")
     seed_text = os.environ.get("MLOPS_SEED", "")
     seed = int(seed_text) if seed_text.strip().lstrip("-").isdigit() else None
-    keras_script = kind in ("cnn", "ann")
+    keras_script = kind in KERAS_KINDS
     goal_text = os.environ.get("MLOPS_GOAL", "").strip()
     if goal_text:
         _GOAL.update(goal=float(goal_text), metric=os.environ.get("MLOPS_METRIC") or "val_accuracy",

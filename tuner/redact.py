@@ -79,14 +79,10 @@ def redact_file(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         return False
     for value in secrets:
         text = text.replace(value, MASK)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.redact")
+    from tuner.files import write_bytes_atomic
+
     try:
-        tmp.write_bytes(text.encode("utf-8", errors="surrogateescape"))
-        os.replace(tmp, p)
+        write_bytes_atomic(p, text.encode("utf-8", errors="surrogateescape"))
     except OSError:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
         return False
     return True

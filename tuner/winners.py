@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tuner.files import write_text_atomic
+
 KEEP = 5
 
 
@@ -51,8 +53,6 @@ def record(script_name: str, settings: dict[str, Any], path: Path | None) -> Non
     data[script_name] = ([settings] + entries)[:KEEP]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True))
     except OSError:
         pass

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-KINDS = ("cnn", "ann", "regression")
+from tuner.kinds import KINDS
 
 
 @click.group("images")
