@@ -20,9 +20,15 @@ What it does as Jenkins does:
 - views: ``createView?name=`` with config.xml, ``view/X/config.xml``, ``view/X/api/json`` (the
   jobs of a list view), ``view/X/doDelete``, and the built-in ``all`` view.
 
-Builds do not run anything: a *behaviour* (a function of the job name, build number and
-parameters) says what a build produces (result, console, artifacts, description). Tests
+By default builds do not run anything: a *behaviour* (a function of the job name, build number
+and parameters) says what a build produces (result, console, artifacts, description). Tests
 register one per job with :meth:`FakeJenkins.behave`; the default succeeds and archives nothing.
+
+An :class:`Agent` runs a job's builds for real instead (:meth:`Agent.run_builds_of`): each
+build checks out the job's Git repository at ``$REVISION`` in a workspace of its own, runs the
+job's shell steps there with the build parameters in the environment, archives what the job's
+ArtifactArchiver names and takes the description its Description Setter finds in the console.
+A stopped build has its processes terminated as Jenkins does (SIGTERM, then SIGKILL).
 
 ``target()`` gives the test suite its Jenkins: this fake, or a real one when ``JENKINS_URL``,
 ``JENKINS_USER`` and ``JENKINS_API_TOKEN`` are set (see docs/jenkins.md).
@@ -38,12 +44,17 @@ import json
 import os
 import re
 import secrets
+import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
@@ -60,6 +71,7 @@ class Outcome:
     artifacts: dict[str, bytes] = field(default_factory=dict)
     description: str | None = None
     duration: float | None = None
+    live: LiveBuild | None = None  # a build that really runs (Agent): it says when it ends, and how
 
 
 @dataclass
@@ -94,12 +106,39 @@ class _Build:
     description_set: bool = False
 
     def finished(self, now: float) -> bool:
+        if self.outcome.live is not None:
+            return self.outcome.live.done()
         return self.aborted_at is not None or now >= self.started + self.duration
 
     def result(self, now: float) -> str | None:
+        if not self.finished(now):
+            return None
         if self.aborted_at is not None:
             return "ABORTED"
-        return self.outcome.result if self.finished(now) else None
+        live = self.outcome.live
+        return live.result if live is not None else self.outcome.result
+
+    def ended(self) -> float:
+        live = self.outcome.live
+        if live is not None and live.ended is not None:
+            return live.ended
+        return self.aborted_at if self.aborted_at is not None else self.started + self.duration
+
+    @property
+    def artifacts(self) -> dict[str, bytes]:
+        live = self.outcome.live
+        return live.artifacts if live is not None else self.outcome.artifacts
+
+    @property
+    def set_description(self) -> str | None:
+        """What the Description Setter left (or the behaviour said)."""
+        live = self.outcome.live
+        return live.description if live is not None else self.outcome.description
+
+    @property
+    def console_body(self) -> str:
+        live = self.outcome.live
+        return live.console() if live is not None else self.outcome.console
 
 
 @dataclass
@@ -149,6 +188,8 @@ class FakeJenkins:
         self.lock = threading.RLock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._ticker: threading.Thread | None = None
+        self._stopping = threading.Event()
         self.url = ""
 
     # -- set-up ---------------------------------------------------------------------------
@@ -173,7 +214,23 @@ class FakeJenkins:
         self._thread.start()
         return self
 
+    def run_queue(self, interval: float = 0.02) -> None:
+        """Start queued builds when their time comes, whether or not a request comes in (as
+        Jenkins does). Without it the queue moves on each request, which is enough for builds
+        whose outcome is decided as they start."""
+        if self._ticker is None:
+            def tick() -> None:
+                while not self._stopping.wait(interval):
+                    self.advance()
+
+            self._ticker = threading.Thread(target=tick, name="fake-jenkins-queue", daemon=True)
+            self._ticker.start()
+
     def stop(self) -> None:
+        self._stopping.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=5)
+            self._ticker = None
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -235,11 +292,11 @@ class FakeJenkins:
     def build_json(self, job: _Job, b: _Build, now: float) -> dict[str, Any]:
         result = b.result(now)
         finished = result is not None
-        end = b.aborted_at if b.aborted_at is not None else b.started + b.duration
-        description = b.description if b.description_set else (b.outcome.description if finished else None)
+        end = b.ended()
+        description = b.description if b.description_set else (b.set_description if finished else None)
         artifacts = [
             {"displayPath": path.rsplit("/", 1)[-1], "fileName": path.rsplit("/", 1)[-1], "relativePath": path}
-            for path in sorted(b.outcome.artifacts)
+            for path in sorted(b.artifacts)
         ] if finished else []
         return {
             "_class": "hudson.model.FreeStyleBuild",
@@ -713,7 +770,7 @@ class _Handler(BaseHTTPRequestHandler):
             if sub == "consoleText" and method == "GET":
                 raise _Reply(200, self._console(build, now), "text/plain;charset=utf-8")
             if sub.startswith("artifact/") and method == "GET":
-                data = build.outcome.artifacts.get(sub[len("artifact/"):]) if build.finished(now) else None
+                data = build.artifacts.get(sub[len("artifact/"):]) if build.finished(now) else None
                 if data is None:
                     raise _Reply(404, "Not Found")
                 raise _Reply(200, data, "application/octet-stream")
@@ -721,6 +778,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._require(user, "build", "stopping a build")
                 if not build.finished(now):
                     build.aborted_at = now
+                    if build.outcome.live is not None:
+                        build.outcome.live.abort()  # its processes are stopped in the background
                 raise _Reply(302, "", headers={"Location": f"{j.job_url(name)}{build.number}/"})
             if sub == "submitDescription" and method == "POST":
                 self._require(user, "build", "setting a build description")
@@ -752,8 +811,8 @@ class _Handler(BaseHTTPRequestHandler):
             text += "".join(f"[fake-jenkins] {k}={v}\n" for k, v in build.params.items())
         result = build.result(now)
         if result is None:
-            return text
-        text += build.outcome.console
+            return text + (build.console_body if build.outcome.live is not None else "")
+        text += build.console_body
         if text and not text.endswith("\n"):
             text += "\n"
         if build.aborted_at is not None:
@@ -796,6 +855,353 @@ def _parse_config(body: bytes) -> str:
     text = body.decode("utf-8")
     text = re.sub(r"^\s*<\?xml[^>]*\?>\s*", "", text)
     return "<?xml version='1.1' encoding='UTF-8'?>\n" + text
+
+
+# -- an agent that runs builds for real --------------------------------------------------------
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Agent:
+    """A Jenkins agent for the fake: the builds of the jobs it serves run for real.
+
+    A build checks out the job's Git repository at ``$REVISION`` (``repo`` stands for the URL
+    in the job's config; without it the URL itself is cloned) into a workspace of its own under
+    ``root``, runs the job's shell steps there (``#!`` line or ``/bin/sh -xe``) with the build
+    parameters and Jenkins' variables in the environment, then archives the files the job's
+    ArtifactArchiver names (no symlink followed) and sets the description the job's Description
+    Setter takes (the first console line its regexp matches). Stopping a build terminates its
+    processes as Jenkins does: the whole process tree and every process carrying the build's
+    ``JENKINS_NODE_COOKIE`` get SIGTERM, and SIGKILL after ``soft_kill_seconds``; the processes
+    a build leaves behind are killed when it ends.
+
+    The environment is this process's without its Jenkins, Git and build variables and the
+    secrets a build step refuses (an agent does not hold them), plus ``env`` (by default
+    ``mlops`` is this interpreter's ``-m tuner``). A checkout without ``scripts/`` gets
+    ``tools`` (this repository's scripts/: the repository the jobs check out is this project).
+    """
+
+    def __init__(self, fake: FakeJenkins, root: str | os.PathLike[str], *, repo: str | os.PathLike[str] | None = None,
+                 env: dict[str, str] | None = None, tools: str | os.PathLike[str] | None = ROOT / "scripts",
+                 soft_kill_seconds: float = 5.0):
+        self.fake = fake
+        self.root = Path(root)
+        self.repo = Path(repo) if repo is not None else None
+        self.env = {"MLOPS": f"{sys.executable} -m tuner", "PYTHON": sys.executable} if env is None else dict(env)
+        self.tools = Path(tools) if tools is not None else None
+        self.soft_kill_seconds = soft_kill_seconds
+        self.builds: list[LiveBuild] = []
+        self.lock = threading.Lock()
+
+    def run_builds_of(self, job: str) -> None:
+        """From now on the builds of ``job`` run on this agent (and the queue moves by itself)."""
+        self.fake.behave(job, self.behaviour)
+        self.fake.run_queue()
+
+    def behaviour(self, ctx: BuildContext) -> Outcome:
+        """The :data:`Behaviour` of a job whose builds run here (called as the build starts)."""
+        config = self.fake.jobs[ctx.job].config
+        build = LiveBuild(self, ctx, config)
+        with self.lock:
+            self.builds.append(build)
+        build.start()
+        return Outcome(live=build)
+
+    def build_for(self, **params: str) -> LiveBuild | None:
+        """The newest build whose parameters include ``params``."""
+        with self.lock:
+            found = [b for b in self.builds if all(b.ctx.params.get(k) == v for k, v in params.items())]
+        return found[-1] if found else None
+
+    def idle(self) -> bool:
+        """No build is running and no process of one is left."""
+        with self.lock:
+            builds = list(self.builds)
+        return all(b.done() and not b.processes() for b in builds)
+
+    def close(self, timeout: float = 60.0) -> None:
+        """Stop every build still running and wait for them to end."""
+        with self.lock:
+            builds = list(self.builds)
+        for b in builds:
+            if not b.done():
+                b.abort()
+        for b in builds:
+            b.thread.join(timeout)
+
+
+class LiveBuild:
+    """One build running on an :class:`Agent` (see there)."""
+
+    def __init__(self, agent: Agent, ctx: BuildContext, config: str):
+        self.agent = agent
+        self.ctx = ctx
+        self.config = ET.fromstring(config.encode("utf-8"))
+        self.workspace = agent.root / f"{ctx.job}-{ctx.number}"
+        self.cookie = secrets.token_hex(16)
+        self.result: str | None = None
+        self.artifacts: dict[str, bytes] = {}
+        self.description: str | None = None
+        self.ended: float | None = None
+        self.commit = ""  # what the checkout found at $REVISION
+        self._console = agent.root / f"{ctx.job}-{ctx.number}.console"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._aborted = threading.Event()
+        self._terminator: threading.Thread | None = None
+        self._seen: set[tuple[int, int]] = set()  # (pid, start time) of every process of it seen so far
+        self._lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, name=f"build {ctx.job} #{ctx.number}", daemon=True)
+
+    def start(self) -> None:
+        self.agent.root.mkdir(parents=True, exist_ok=True)
+        self._console.write_bytes(b"")
+        self.thread.start()
+
+    def done(self) -> bool:
+        return self.ended is not None
+
+    def console(self) -> str:
+        try:
+            return self._console.read_bytes().decode("utf-8", errors="replace")
+        except OSError:
+            return ""
+
+    def abort(self) -> None:
+        """Stop the build (returns at once; its processes are terminated in the background)."""
+        with self._lock:
+            if self._aborted.is_set() or self.done():
+                return
+            self._aborted.set()
+            self._terminator = threading.Thread(target=self._terminate, daemon=True)
+            self._terminator.start()
+
+    # -- processes --------------------------------------------------------------------------
+
+    def processes(self) -> set[int]:
+        """The live processes of this build: the step's process tree and the cookie's holders."""
+        table = {pid: p for pid, p in _process_table().items() if p.state not in ("Z", "X")}
+        pids = {pid for pid in table if _has_cookie(pid, self.cookie)}
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            pids |= _descendants(table, proc.pid) | ({proc.pid} & set(table))
+        with self._lock:  # one seen before counts while it lives (the same pid *and* start time)
+            pids |= {pid for pid, started in self._seen if pid in table and table[pid].started == started}
+            self._seen |= {(pid, table[pid].started) for pid in pids}
+        return pids
+
+    def _terminate(self) -> None:
+        """What Jenkins does to the processes of a build it stops: SIGTERM, a grace period, SIGKILL."""
+        targets = self.processes()
+        _signal_all(targets, signal.SIGTERM)
+        deadline = time.monotonic() + self.agent.soft_kill_seconds
+        while time.monotonic() < deadline:
+            if not self.processes():
+                return
+            time.sleep(0.05)
+        _signal_all(self.processes(), signal.SIGKILL)
+
+    # -- the build --------------------------------------------------------------------------
+
+    def _log(self, text: str) -> None:
+        with open(self._console, "ab") as fh:
+            fh.write(text.encode("utf-8"))
+
+    def _run(self) -> None:
+        result = "SUCCESS"
+        try:
+            if not self._checkout():
+                result = "FAILURE"
+            else:
+                for step, command in enumerate(self.config.iterfind("builders/hudson.tasks.Shell/command")):
+                    if self._aborted.is_set():
+                        break
+                    rc = self._shell(step, command.text or "")
+                    if rc != 0:
+                        if not self._aborted.is_set():
+                            self._log("Build step 'Execute shell' marked build as failure\n")
+                        result = "FAILURE"
+                        break
+            terminator = self._terminator
+            if terminator is not None:  # stopped: the publishers run once its processes are gone
+                terminator.join()
+            _signal_all(self.processes(), signal.SIGKILL)  # Jenkins kills what a build leaves running
+            self._archive(result)
+            self._describe(result)
+        except Exception as exc:  # a bug in the fake: the build fails and says why
+            self._log(f"fake agent: {type(exc).__name__}: {exc}\n")
+            result = "FAILURE"
+        finally:
+            self.result = result
+            self.ended = time.monotonic()
+
+    def _git(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", "-c", "advice.detachedHead=false", *args], cwd=cwd, capture_output=True,
+                              text=True, timeout=60)
+
+    def _checkout(self) -> bool:
+        url = self.config.findtext("scm/userRemoteConfigs/hudson.plugins.git.UserRemoteConfig/url") or ""
+        branch = self.config.findtext("scm/branches/hudson.plugins.git.BranchSpec/name") or "main"
+        revision = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: self.ctx.params.get(m.group(1) or m.group(2), ""), branch)
+        source = str(self.agent.repo) if self.agent.repo is not None else url
+        self._log(f"Building on the fake agent in workspace {self.workspace}\n"
+                  f"Cloning the remote Git repository {url}\n")
+        shutil.rmtree(self.workspace, ignore_errors=True)
+        clone = self._git("clone", "-q", "--no-checkout", source, str(self.workspace))
+        if clone.returncode != 0:
+            self._log(f"ERROR: Error cloning remote repo 'origin'\n{clone.stderr}")
+            return False
+        checkout = self._git("checkout", "-q", "--detach", revision or "HEAD", cwd=self.workspace)
+        if checkout.returncode != 0:
+            self._log(f"ERROR: Couldn't find any revision to build. Verify the repository and branch "
+                      f"configuration for this job.\n{checkout.stderr}")
+            return False
+        self.commit = self._git("rev-parse", "HEAD", cwd=self.workspace).stdout.strip()
+        self._log(f"Checking out Revision {self.commit} ({revision})\n")
+        tools = self.agent.tools
+        if tools is not None and not (self.workspace / tools.name).exists():
+            shutil.copytree(tools, self.workspace / tools.name, symlinks=True)
+        return True
+
+    def _environment(self) -> dict[str, str]:
+        agent_has = {k: v for k, v in os.environ.items()
+                     if not k.startswith(("JENKINS_", "GIT_", "BUILD_", "JOB_", "SITE_"))
+                     and k not in ("WORKSPACE", "EXECUTOR_NUMBER", "NODE_NAME", "MLOPS_SMTP_PASSWORD",
+                                   "MLOPS_SMTP_PASSWORD_FILE", "MLOPS_RETRAIN_TRIGGER_TOKEN")}
+        fake = self.agent.fake
+        build_url = f"{fake.job_url(self.ctx.job)}{self.ctx.number}/"
+        return {
+            **agent_has,
+            **self.agent.env,
+            **self.ctx.params,
+            "BUILD_NUMBER": str(self.ctx.number), "BUILD_ID": str(self.ctx.number),
+            "BUILD_TAG": f"jenkins-{self.ctx.job}-{self.ctx.number}", "BUILD_URL": build_url,
+            "JOB_NAME": self.ctx.job, "JOB_BASE_NAME": self.ctx.job, "JOB_URL": fake.job_url(self.ctx.job),
+            "JENKINS_URL": fake.url, "WORKSPACE": str(self.workspace), "EXECUTOR_NUMBER": "0",
+            "NODE_NAME": "fake-agent", "JENKINS_NODE_COOKIE": self.cookie, "GIT_COMMIT": self.commit,
+        }
+
+    def _shell(self, step: int, command: str) -> int:
+        tmp = self.workspace.with_name(self.workspace.name + "@tmp")
+        tmp.mkdir(parents=True, exist_ok=True)
+        script = tmp / f"jenkins{step}.sh"
+        script.write_text(command, encoding="utf-8")
+        first = command.splitlines()[0] if command else ""
+        argv = first[2:].split() + [str(script)] if first.startswith("#!") else ["/bin/sh", "-xe", str(script)]
+        with open(self._console, "ab") as console:
+            self._proc = subprocess.Popen(argv, cwd=self.workspace, env=self._environment(), stdin=subprocess.DEVNULL,
+                                          stdout=console, stderr=subprocess.STDOUT, start_new_session=True)
+            if self._aborted.is_set():  # stopped while it started: this step is stopped too
+                self._terminate()
+            return self._proc.wait()
+
+    def _archive(self, result: str) -> None:
+        for archiver in self.config.iterfind("publishers/hudson.tasks.ArtifactArchiver"):
+            if archiver.findtext("onlyIfSuccessful") == "true" and (result != "SUCCESS" or self._aborted.is_set()):
+                continue
+            patterns = [_ant_pattern(p.strip()) for p in (archiver.findtext("artifacts") or "").split(",") if p.strip()]
+            follow = archiver.findtext("followSymlinks") == "true"
+            for folder, dirs, files in os.walk(self.workspace, followlinks=follow):
+                rel_folder = Path(folder).relative_to(self.workspace)
+                if rel_folder.parts[:1] == (".git",):
+                    dirs[:] = []
+                    continue
+                for name in files:
+                    path = Path(folder) / name
+                    rel = (rel_folder / name).as_posix()
+                    if (path.is_symlink() and not follow) or not path.is_file():
+                        continue
+                    if any(p.fullmatch(rel) for p in patterns):
+                        self.artifacts[rel] = path.read_bytes()
+            if self.artifacts or archiver.findtext("allowEmptyArchive") == "true":
+                self._log("Archiving artifacts\n")
+            else:
+                self._log("ERROR: No artifacts found that match the file pattern\n")
+
+    def _describe(self, result: str) -> None:
+        setter = self.config.find("publishers/hudson.plugins.descriptionsetter.DescriptionSetterPublisher")
+        if setter is None:
+            return
+        ok = result == "SUCCESS" and not self._aborted.is_set()
+        regexp = setter.findtext("regexp" if ok else "regexpForFailed") or setter.findtext("regexp") or ""
+        template = setter.findtext("description" if ok else "descriptionForFailed") or r"\1"
+        pattern = re.compile(regexp)
+        for line in self.console().splitlines():
+            m = pattern.search(line)
+            if m:
+                self.description = m.expand(template)
+                self._log(f"[description-setter] Description set: {self.description}\n")
+                return
+
+
+def _ant_pattern(pattern: str) -> re.Pattern[str]:
+    """An Ant file pattern (``mlops-trial/**``, ``**/*.json``) as a regex of relative paths."""
+    if pattern.endswith("/"):
+        pattern += "**"
+    out, i = "", 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif pattern.startswith("**", i):
+            out, i = out + ".*", i + 2
+        elif pattern[i] == "*":
+            out, i = out + "[^/]*", i + 1
+        elif pattern[i] == "?":
+            out, i = out + "[^/]", i + 1
+        else:
+            out, i = out + re.escape(pattern[i]), i + 1
+    return re.compile(out)
+
+
+@dataclass(frozen=True)
+class _Proc:
+    ppid: int
+    state: str  # R, S, Z (zombie), ...
+    started: int  # clock ticks after boot: with the pid, names one process (pids are reused)
+
+
+def _process_table() -> dict[int, _Proc]:
+    """Every process (Linux /proc): pid -> parent, state, start time."""
+    table: dict[int, _Proc] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                rest = fh.read().rsplit(b")", 1)[-1].split()
+            table[int(entry)] = _Proc(int(rest[1]), rest[0].decode("ascii"), int(rest[19]))
+        except (OSError, IndexError, ValueError):
+            continue
+    return table
+
+
+def _descendants(table: dict[int, _Proc], root: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for pid, p in table.items():
+        if p.state not in ("Z", "X"):
+            children.setdefault(p.ppid, []).append(pid)
+    out: set[int] = set()
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in out:
+                out.add(child)
+                todo.append(child)
+    return out
+
+
+def _has_cookie(pid: int, cookie: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            return f"JENKINS_NODE_COOKIE={cookie}".encode() in fh.read().split(b"\0")
+    except OSError:
+        return False
+
+
+def _signal_all(pids: set[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
 
 
 # -- the suite's Jenkins ----------------------------------------------------------------------

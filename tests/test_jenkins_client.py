@@ -82,6 +82,59 @@ def test_missing_settings_say_what_to_set() -> None:
         jk.JenkinsClient("jenkins.example.com")
 
 
+def test_from_env_takes_the_configured_values_and_the_token_from_the_environment(tmp_path: Path) -> None:
+    # what the caller's Config holds is passed in; the environment fills what is not given
+    client = jk.JenkinsClient.from_env({}, url="http://127.0.0.1:9/", timeout=3.5)
+    assert (client.url, client.user, client.timeout) == ("http://127.0.0.1:9/", None, 3.5)
+    env = {"JENKINS_URL": "http://env.example:8080/", "JENKINS_USER": "bob", "JENKINS_API_TOKEN": "t0ken-value"}
+    client = jk.JenkinsClient.from_env(env)
+    assert (client.url, client.user, client.timeout) == ("http://env.example:8080/", "bob", jk.DEFAULT_TIMEOUT)
+    client = jk.JenkinsClient.from_env(env, url="http://configured.example/", user="alice", timeout=7)
+    assert (client.url, client.user, client.timeout) == ("http://configured.example/", "alice", 7.0)
+    assert "t0ken-value" not in repr(client)
+    # the token is never a setting: a user without a token in the environment is refused
+    with pytest.raises(ConfigError, match="JENKINS_API_TOKEN is not set"):
+        jk.JenkinsClient.from_env({}, url="http://127.0.0.1:9/", user="alice")
+    secret = tmp_path / "gone"
+    with pytest.raises(ConfigError, match=r"^\$JENKINS_API_TOKEN_FILE: cannot read .*gone") as err:
+        jk.JenkinsClient.from_env({"JENKINS_API_TOKEN_FILE": str(secret)}, url="http://127.0.0.1:9/", user="a")
+    assert "t0ken" not in str(err.value)
+
+
+def test_job_prefix_is_the_environment_then_the_setting_then_mlops() -> None:
+    assert jk.job_prefix({}) == "mlops"
+    assert jk.job_prefix({}, configured="ml") == "ml"
+    assert jk.job_prefix({"MLOPS_JENKINS_PREFIX": "from-env"}, configured="ml") == "from-env"
+    assert jk.job_name("retrain", jk.job_prefix({}, configured="ml")) == "ml-retrain"
+
+
+def test_the_package_does_not_read_the_configuration(tmp_path: Path) -> None:
+    """tuner.jenkins takes the jenkins.* values from its callers: not one of its modules imports
+    tuner.config, not even when every function that reads files or the environment runs."""
+    import ast
+    import subprocess
+    import sys
+
+    for path in sorted((ROOT / "tuner" / "jenkins").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        assert not [n for n in names if n == "tuner.config" or n.startswith("tuner.config.")], path
+    (tmp_path / "result.json").write_text(json.dumps({"status": "ok", "metric": 0.5, "metric_name": "val_accuracy",
+                                                      "settings": {}}), encoding="utf-8")
+    code = (
+        "import sys\n"
+        "from tuner import jenkins as jk\n"
+        f"print(jk.describe_path({str(tmp_path)!r}))\n"
+        "jk.JenkinsClient.from_env({'JENKINS_URL': 'http://127.0.0.1:9/'})\n"
+        "print(jk.job_prefix({}), jk.render_jobs().jobs.keys() and 'rendered')\n"
+        "print('tuner.config' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:3] == ["val_accuracy 0.5 — as written", "mlops rendered", "False"]
+
+
 # -- failures: each names what to fix ------------------------------------------------------------
 
 
@@ -445,6 +498,27 @@ def test_cli_errors_are_one_line(jenkins: JenkinsTarget, monkeypatch: pytest.Mon
     assert err.startswith("mlops: error: ") and "HTTP 401" in err and err.count("\n") == 1
     assert "wrong-token-value" not in err
     assert "Traceback" not in err
+
+
+def test_cli_takes_the_jenkins_settings_from_the_admin_config(jenkins: JenkinsTarget, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from tuner.cli import main
+
+    prefix = jenkins.name("adm")
+    admin = tmp_path / "admin.yaml"
+    admin.write_text(f"jenkins:\n  url: {jenkins.url}\n  user: {jenkins.user}\n  prefix: {prefix}\n  timeout: 20\n",
+                     encoding="utf-8")
+    for key in ("JENKINS_URL", "JENKINS_USER", "JENKINS_API_TOKEN_FILE", "MLOPS_JENKINS_PREFIX"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("MLOPS_ADMIN_CONFIG", str(admin))
+    monkeypatch.setenv("JENKINS_API_TOKEN", jenkins.token)  # the token only ever comes from the environment
+    jenkins.created_jobs.extend(f"{prefix}-{s}" for s in jk.JOB_SUFFIXES)
+    jenkins.created_views.append(prefix)
+    assert main(["jenkins", "sync", "--param", f"prefix={prefix}"]) == 0
+    assert "7 created" in capsys.readouterr().out
+    assert main(["jenkins", "status", "--format", "json"]) == 0  # the view is the configured prefix
+    assert {r["job"] for r in json.loads(capsys.readouterr().out)} == {f"{prefix}-{s}" for s in jk.JOB_SUFFIXES}
 
 
 def test_version_header(jenkins: JenkinsTarget) -> None:

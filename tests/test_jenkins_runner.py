@@ -224,7 +224,9 @@ def test_the_tune_loop_runs_every_trial_as_a_build(jenkins: JenkinsTarget, retra
     runner = make_runner(jenkins, retrain_job, repo)
     outcome = TuneLoop(repo / "models" / "tiny.py", run_dir, settings, runner, kind="ann").run()
 
-    summary = outcome.summary
+    from tuner.summary import as_summary
+
+    summary = as_summary(outcome.summary).to_json()
     builds = jenkins.fake.jobs[retrain_job].builds
     assert len(summary["trials"]) == len(builds) == 3  # every trial visible in the job view
     for trial in summary["trials"]:
@@ -237,6 +239,36 @@ def test_the_tune_loop_runs_every_trial_as_a_build(jenkins: JenkinsTarget, retra
     client = jenkins.client()
     for number in builds:
         assert client.build_info(retrain_job, number)["description"].startswith("val_accuracy ")
+
+
+def test_from_config_builds_the_runner_from_the_jenkins_settings(jenkins: JenkinsTarget, retrain_job: str,
+                                                                  repo: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from tuner.config import load_config
+    from tuner.errors import ConfigError
+    from tuner.runners import jenkins as jenkins_runner
+
+    admin = tmp_path / "admin.yaml"
+    admin.write_text(f"jenkins:\n  url: {jenkins.url}\n  user: {jenkins.user}\n  prefix: t-mlops\n  timeout: 12\n",
+                     encoding="utf-8")
+    for key in ("JENKINS_URL", "JENKINS_USER", "JENKINS_API_TOKEN_FILE", "MLOPS_JENKINS_PREFIX", "WORKSPACE",
+                "GIT_COMMIT"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("MLOPS_ADMIN_CONFIG", str(admin))
+    monkeypatch.setenv("JENKINS_API_TOKEN", jenkins.token)
+    cfg = load_config()
+    runner = jenkins_runner.from_config(cfg, cfg.hparam_names())
+    assert runner.job == retrain_job  # <jenkins.prefix>-retrain
+    assert (runner.client.url, runner.client.user, runner.client.timeout) == (jenkins.url, jenkins.user, 12.0)
+    assert runner.names == cfg.hparam_names()
+    runner.poll_interval = 0.02
+    settings = {"fc_layers": [64], "learning_rate": 0.001}
+    result = runner.run(spec_for(repo, settings))
+    assert result.status == "ok" and result.metric == pytest.approx(quality(settings))
+
+    monkeypatch.delenv("JENKINS_API_TOKEN")  # a user without a token: refused before any trial
+    with pytest.raises(ConfigError, match="JENKINS_API_TOKEN is not set"):
+        jenkins_runner.from_config(load_config(), None)
 
 
 def _run_dir_with_summary(repo: Path) -> Path:

@@ -1,20 +1,27 @@
 """``mlops jenkins``: render and sync the jobs, queue a retrain, show the view's status.
 
-Thin: the work is in :mod:`tuner.jenkins` (the only module that talks to Jenkins)."""
+Thin: the work is in :mod:`tuner.jenkins` (the only package that talks to Jenkins). This
+module reads the configuration and hands :mod:`tuner.jenkins` the ``jenkins.*`` values."""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from tuner.errors import EXIT_GOAL_NOT_MET, EXIT_OK, JenkinsError
+from tuner.kinds import KINDS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tuner.config import Config
+    from tuner.jenkins import JenkinsClient
 
 _JOBS_DIR_HELP = "Folder of the Jenkins Job Builder YAML (default: the repository's jobs/)."
 _PARAM_HELP = "Override a project parameter of jobs/project.yaml, e.g. --param git-url=https://… (repeatable)."
+
 
 def _extra() -> Any:
     """The extra's checks live in :mod:`tuner.jenkins` (light to import)."""
@@ -44,6 +51,38 @@ class _JenkinsGroup(click.Group):
             if root in _extra().EXTRA_PACKAGES:
                 raise missing_extra(root) from None
             raise
+
+
+def _config() -> Config:
+    """The configuration: the admin's config file, ``MLOPS_*`` and ``JENKINS_URL``/``JENKINS_USER``
+    (no script, so no script's mlops.yaml).
+
+    Raises:
+        ConfigError: a config file or variable is invalid.
+    """
+    from tuner.config import load_config
+
+    return load_config()
+
+
+def _client(cfg: Config) -> JenkinsClient:
+    """The configured Jenkins (``jenkins.url``, ``jenkins.user``, ``jenkins.timeout``; the token
+    from ``JENKINS_API_TOKEN`` or ``JENKINS_API_TOKEN_FILE``).
+
+    Raises:
+        ConfigError: no URL, or a user without a token (or the reverse).
+    """
+    from tuner import jenkins as jk
+
+    return jk.JenkinsClient.from_env(url=cfg["jenkins.url"], user=cfg["jenkins.user"],
+                                     timeout=cfg["jenkins.timeout"])
+
+
+def _prefix(cfg: Config) -> str:
+    """``$MLOPS_JENKINS_PREFIX``, else the ``jenkins.prefix`` setting, else ``mlops``."""
+    from tuner import jenkins as jk
+
+    return jk.job_prefix(configured=cfg["jenkins.prefix"])
 
 
 @click.group("jenkins", cls=_JenkinsGroup)
@@ -82,10 +121,10 @@ def sync(jobs_dir: str | None, params: tuple[str, ...], only: tuple[str, ...], d
     retrain job's "Trigger builds remotely" token."""
     require_extra("jenkins_jobs", "jenkins")  # before any import of the extra: one line, not a traceback
     from tuner import jenkins as jk
-    from tuner.config import read_secret
+    from tuner.secrets_env import read_secret
 
     rendered = jk.render_jobs(jobs_dir, jk.parse_params(params))
-    client = jk.JenkinsClient.from_env()
+    client = _client(_config())
     report = jk.sync(
         client, rendered, only=only, dry_run=dry_run,
         retrain_token=read_secret("MLOPS_RETRAIN_TRIGGER_TOKEN"),
@@ -104,7 +143,7 @@ def sync(jobs_dir: str | None, params: tuple[str, ...], only: tuple[str, ...], d
               help='The settings to try, e.g. \'{"fc_layers": [128, 64], "learning_rate": 0.0003}\' or @file.json.')
 @click.option("--script", default=None, help="The script's path in the repository (default: from summary.json).")
 @click.option("--revision", default=None, help="Commit or branch to train (default: the run's commit).")
-@click.option("--kind", type=click.Choice(["cnn", "ann", "regression"]), default=None,
+@click.option("--kind", type=click.Choice(KINDS), default=None,
               help="Image to train in (default: the run's kind).")
 @click.option("--job", default=None, help="Job to queue (default: <prefix>-retrain).")
 @click.option("--queue-timeout", type=float, default=600.0, show_default=True,
@@ -123,11 +162,13 @@ def retrain(
     Exit code 0 when the build succeeded, 1 when it did not."""
     require_extra("jenkins")  # before any import of the extra: one line, not a traceback
     from tuner import jenkins as jk
+    from tuner.settings import parse_settings_json
 
-    settings = jk.parse_settings(settings_text)
+    settings = parse_settings_json(settings_text, "--settings")
     params = jk.retrain_parameters(Path(run_dir), settings, script=script, revision=revision, kind=kind)
-    name = job or jk.job_name("retrain", jk.job_prefix())
-    client = jk.JenkinsClient.from_env()
+    cfg = _config()
+    name = job or jk.job_name("retrain", _prefix(cfg))
+    client = _client(cfg)
     queue_id = client.build(name, params)
     click.echo(f"queued {name} ({jk.format_settings(settings)}): {client.url}queue/item/{queue_id}/")
     if no_wait:
@@ -158,14 +199,16 @@ def status(view: str | None, fmt: str) -> int:
     require_extra("jenkins")  # before any import of the extra: one line, not a traceback
     from tuner import jenkins as jk
 
-    client = jk.JenkinsClient.from_env()
-    table = jk.status_table(client, view or jk.job_prefix())
+    cfg = _config()
+    client = _client(cfg)
+    view = view or _prefix(cfg)
+    table = jk.status_table(client, view)
     if fmt == "csv":
         click.echo(table.to_csv(index=False), nl=False)
     elif fmt == "json":
         click.echo(json.dumps(table.to_dict(orient="records"), indent=2))
     elif table.empty:
-        click.echo(f"view '{view or jk.job_prefix()}' has no jobs")
+        click.echo(f"view '{view}' has no jobs")
     else:
         click.echo(table.to_string(index=False))
     return EXIT_OK
@@ -188,7 +231,7 @@ def describe(path: str, submit: bool) -> int:
 
             raise ConfigError("--submit: JOB_NAME and BUILD_NUMBER are not set (they are inside a Jenkins build)")
         require_extra("jenkins")
-        jk.JenkinsClient.from_env().set_description(job, int(number), line)
+        _client(_config()).set_description(job, int(number), line)
     return EXIT_OK
 
 
@@ -197,9 +240,8 @@ def describe(path: str, submit: bool) -> int:
 def lint(jenkinsfile: str) -> int:
     """Validate a declarative Jenkinsfile with the server's linter (needs a real Jenkins)."""
     require_extra("jenkins")  # before any import of the extra: one line, not a traceback
-    from tuner import jenkins as jk
 
-    errors = jk.JenkinsClient.from_env().check_jenkinsfile(Path(jenkinsfile).read_text(encoding="utf-8"))
+    errors = _client(_config()).check_jenkinsfile(Path(jenkinsfile).read_text(encoding="utf-8"))
     if errors:
         for err in errors:
             click.echo(f"{jenkinsfile}: {err}", err=True)

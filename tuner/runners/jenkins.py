@@ -9,7 +9,19 @@ item to its build and the build to its result; when it ends, the build's archive
 :func:`tuner.trial.collect_result` reads the trial like any other runner's.
 
 The tune loop and the study stay where ``mlops run`` runs; only the training moves to Jenkins.
-All Jenkins traffic goes through :class:`tuner.jenkins.JenkinsClient`.
+All Jenkins traffic goes through :class:`tuner.jenkins.JenkinsClient`; :func:`from_config`
+builds the runner from the ``jenkins.*`` settings.
+
+What differs from a process on this machine, by nature:
+
+- the trial's files (per-epoch ``metrics.jsonl``, ``heartbeat``, the checkpoint) are written on
+  the agent; they reach ``spec.workdir`` when the build ends, not while it runs. The
+  checkpoint stays in the build's artifacts (``mlops-monitor`` resumes a failed build from it).
+- ``kill()`` aborts the build (Jenkins stops its processes); the trial then reads "killed"
+  with return code -9, as after SIGKILL. ``request_stop()`` aborts it too (the harness on the
+  agent cannot see this machine's STOP file); the trial then reads "pruned".
+- a trial killed in a build is not restarted here: the build fails and Jenkins' own watchdog
+  job (``mlops-monitor``) resumes it. ``mlops run --runner jenkins`` runs no local watchdog.
 """
 
 from __future__ import annotations
@@ -19,23 +31,30 @@ import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuner.errors import JenkinsError, RunnerError
-from tuner.runners.base import ProgressCallback, Runner, TrialHandle, follow
+from tuner.files import write_text_atomic
+from tuner.runners.base import ProgressCallback, Runner, TrialHandle, follow, prepare_workdir
 from tuner.trial import (
+    HEARTBEAT_FILE,
     LOG_FILE,
     RESULT_FILE,
     STOP_FILE,
     TrialResult,
     TrialSpec,
     collect_result,
-    prepare_workdir,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tuner.config import Config
 
 JENKINS_FILE = "jenkins.json"  # where the trial ran: job, build number, URL (in the local workdir)
 REMOTE_RESULT_FILE = "jenkins-result.json"  # the result.json the build wrote, kept as it was
 _ABORTED_RC = -15  # a build aborted in Jenkins reads as a process stopped by SIGTERM
+# the trial files read back from a finished build: the ones every runner leaves in the workdir
+# (the checkpoint stays in the build's artifacts)
+FETCHED = ("result.json", "metrics.jsonl", "reported.json", "train.log", "settings.diff", HEARTBEAT_FILE)
 
 
 class JenkinsHandle(TrialHandle):
@@ -116,7 +135,7 @@ class JenkinsHandle(TrialHandle):
     def _write_where(self) -> None:
         data = {"job": self.job, "number": self.number, "url": self.url, "queue_id": self.queue_id,
                 "remote_workdir": self.remote_workdir, "result": self.build_result}
-        (self.spec.workdir / JENKINS_FILE).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        write_text_atomic(self.spec.workdir / JENKINS_FILE, json.dumps(data, indent=2) + "\n")
 
     def _finish_without_build(self, reason: str) -> None:
         log = self.spec.workdir / LOG_FILE
@@ -126,6 +145,7 @@ class JenkinsHandle(TrialHandle):
         self.returncode = -9 if self._killed else 1
 
     def _finish(self, info: Mapping[str, Any]) -> None:
+        from tuner.files import read_json
         from tuner.jenkins import fetch_trial_artifacts
 
         assert self.number is not None
@@ -135,25 +155,29 @@ class JenkinsHandle(TrialHandle):
         # what the harness wrote remotely replaces any local leftovers of an earlier attempt
         for name in ("metrics.jsonl", "reported.json"):
             (workdir / name).unlink(missing_ok=True)
-        fetched = fetch_trial_artifacts(self.client, self.job, self.number, info, self.remote_workdir, workdir)
+        fetched = fetch_trial_artifacts(self.client, self.job, self.number, info, self.remote_workdir, workdir,
+                                        FETCHED)
         if RESULT_FILE in fetched:
             os.replace(workdir / RESULT_FILE, workdir / REMOTE_RESULT_FILE)
-            try:
-                self.remote_result = json.loads((workdir / REMOTE_RESULT_FILE).read_text(encoding="utf-8"))
-            except json.JSONDecodeError:
-                self.remote_result = None
+            try:  # written on the agent by the training's side: untrusted, checked like any input
+                data = read_json(workdir / REMOTE_RESULT_FILE, what="the build's result.json", error=JenkinsError)
+            except JenkinsError:
+                data = None
+            self.remote_result = data if isinstance(data, dict) else None
         if LOG_FILE not in fetched:
             try:
                 console = self.client.console(self.job, self.number)
             except JenkinsError:
                 console = ""
-            (workdir / LOG_FILE).write_text(console, encoding="utf-8")
+            write_text_atomic(workdir / LOG_FILE, console)
         self.returncode = self._returncode()
 
     def _returncode(self) -> int:
         remote = self.remote_result or {}
         if self._stop_requested and self.build_result == "ABORTED":
             return 0  # stopped on request: the STOP file makes it "pruned"
+        if self._killed and self.build_result == "ABORTED":
+            return -9  # aborted by kill(): whatever the build wrote as it was stopped
         if remote.get("status") == "pruned":
             stop = self.spec.workdir / STOP_FILE
             if not stop.exists():
@@ -186,6 +210,13 @@ class JenkinsHandle(TrialHandle):
             time.sleep(max(pause, 0.01))
 
     # -- stopping -------------------------------------------------------------------------
+
+    def exit_reason(self, returncode: int | None) -> str | None:
+        if self._killed and self.build_result == "ABORTED":
+            return f"the Jenkins build {self.job} #{self.number} was aborted (the trial was stopped)"
+        if self.build_result == "ABORTED":
+            return f"the Jenkins build {self.job} #{self.number} was aborted in Jenkins"
+        return None
 
     def kill(self) -> None:
         if self.returncode is not None:
@@ -226,12 +257,15 @@ class JenkinsHandle(TrialHandle):
     def outcome_override(self) -> tuple[str, str | None] | None:
         """(status, reason) the build reported that the workdir alone cannot tell (timeout,
         killed, a failure without a process exit code); None when collect_result decides."""
+        if self.build_result == "ABORTED" and (self._killed or self._stop_requested):
+            return None  # kill() / request_stop() decided it, whatever the build wrote as it stopped
         remote = self.remote_result or {}
         status = remote.get("status")
+        reason = remote.get("reason") if isinstance(remote.get("reason"), str) else None
         if status in ("timeout", "killed"):
-            return status, remote.get("reason")
-        if status == "failed" and remote.get("reason"):
-            return "failed", remote.get("reason")
+            return status, reason
+        if status == "failed" and reason:
+            return "failed", reason
         return None
 
 
@@ -257,7 +291,7 @@ class JenkinsRunner(Runner):
     ):
         from tuner.jenkins import job_name, job_prefix
 
-        self._env = os.environ if env is None else env
+        self._env = os.environ if env is None else env  # JENKINS_*, WORKSPACE, GIT_COMMIT
         self.job = job or job_name("retrain", job_prefix(self._env))
         self._client = client
         self.revision = revision
@@ -270,6 +304,13 @@ class JenkinsRunner(Runner):
 
     @property
     def client(self) -> Any:
+        """The :class:`~tuner.jenkins.JenkinsClient` given, else one from the environment
+        (``JENKINS_URL``, ``JENKINS_USER``, ``JENKINS_API_TOKEN``); :func:`from_config` gives
+        the configured one.
+
+        Raises:
+            ConfigError: no client was given and the environment does not name a Jenkins.
+        """
         if self._client is None:
             from tuner.jenkins import JenkinsClient
 
@@ -278,20 +319,20 @@ class JenkinsRunner(Runner):
 
     def _checkout(self, script: Path) -> tuple[str, str]:
         """(script path in the repository, commit) for the retrain build to check out."""
-        from tuner.jenkins import git_head, git_toplevel, repo_relative
+        from tuner.gitinfo import head, repo_relative, toplevel
 
         root = self.repo_root
         if root is None and self._env.get("WORKSPACE"):
             root = Path(self._env["WORKSPACE"])
         if root is None or repo_relative(script, root) is None:
-            root = git_toplevel(script.parent) or root
+            root = toplevel(script.parent) or root
         rel = repo_relative(script, root)
         if rel is None:
             raise RunnerError(
                 f"{script}: not inside a Git checkout; the Jenkins runner's builds check out the repository "
                 "and run the script from there (run mlops from a clone, or set repo_root)"
             )
-        revision = self.revision or self._env.get("GIT_COMMIT") or git_head(root)
+        revision = self.revision or self._env.get("GIT_COMMIT") or head(root)
         if not revision:
             raise RunnerError(f"{root}: cannot tell the commit to train; commit the script or set GIT_COMMIT")
         return rel, revision
@@ -303,7 +344,11 @@ class JenkinsRunner(Runner):
         return f"{TRIAL_ROOT}/{safe_segment(study)}/{safe_segment(spec.workdir.name)}"
 
     def parameters(self, spec: TrialSpec) -> dict[str, str]:
-        """The build parameters of the retrain job for ``spec``."""
+        """The build parameters of the retrain job for ``spec``.
+
+        Raises:
+            RunnerError: the script is not in a Git checkout, or its commit is unknown.
+        """
         rel, revision = self._checkout(spec.script)
         params = {
             "SCRIPT": rel,
@@ -359,3 +404,26 @@ class JenkinsRunner(Runner):
             return result
         finally:
             handle.close()
+
+
+def from_config(cfg: Config, names: dict[str, list[str]] | None = None) -> JenkinsRunner:
+    """The Jenkins runner for ``cfg``: builds of ``<jenkins.prefix>-retrain`` on the server of
+    ``jenkins.url`` as ``jenkins.user`` (requests time out after ``jenkins.timeout``), with the
+    API token from ``JENKINS_API_TOKEN`` / ``JENKINS_API_TOKEN_FILE`` and the checkout from the
+    environment (``WORKSPACE``, ``GIT_COMMIT``) or Git.
+
+    Args:
+        cfg: the run's :class:`~tuner.config.Config`.
+        names: the variable names the script's settings are found under (``cfg.hparam_names()``).
+
+    Raises:
+        ConfigError: no Jenkins URL, a user without a token (or a token without a user), or an
+            unreadable ``JENKINS_API_TOKEN_FILE``. Nothing is asked of the server yet.
+    """
+    from tuner.jenkins import JenkinsClient, job_name, job_prefix
+
+    env = os.environ
+    client = JenkinsClient.from_env(env, url=cfg["jenkins.url"], user=cfg["jenkins.user"],
+                                    timeout=cfg["jenkins.timeout"], poll_interval=2.0)
+    job = job_name("retrain", job_prefix(env, cfg["jenkins.prefix"]))
+    return JenkinsRunner(job=job, client=client, names=names, env=env)

@@ -1,34 +1,28 @@
-"""The one place that talks to Jenkins: python-jenkins for the REST API, Jenkins Job Builder to
-render ``jobs/``.
+"""The one place that talks to Jenkins: :class:`JenkinsClient` wraps python-jenkins.
 
-- :func:`render_jobs` renders the job templates and the view to XML (what ``jenkins-jobs test``
-  does), with optional overrides of the project's parameters.
-- :class:`JenkinsClient` wraps ``jenkins.Jenkins``: every request goes through
-  :meth:`JenkinsClient._call`, which turns python-jenkins / requests failures into one-line
-  :class:`~tuner.errors.JenkinsError` messages that say what to fix (401, 403, 404, CSRF crumb,
-  unreachable, timeout), and never contain the API token.
-- :func:`sync` creates or updates the jobs and the view; unchanged ones are not rewritten.
+- Every request goes through :meth:`JenkinsClient._call`, which turns python-jenkins / requests
+  failures into one-line :class:`~tuner.errors.JenkinsError` messages that say what to fix
+  (401, 403, 404, CSRF crumb, unreachable, timeout), and never contain the API token.
 - :meth:`JenkinsClient.build`, :meth:`~JenkinsClient.wait_for_build` and
   :meth:`~JenkinsClient.wait_for_result` queue a job with parameters and follow the queue item to
-  its build and the build to its result, each wait with a timeout; :func:`retrain_parameters`
-  and :func:`fetch_trial_artifacts` are what ``mlops jenkins retrain`` and the Jenkins runner
-  add around them for ``<prefix>-retrain``.
-- :func:`status_table` is the view's jobs with their last build and the best metric so far.
-- :func:`describe_path` is the one-line outcome a build shows as its description,
-  e.g. ``val_accuracy 0.87 — FC [128, 64], lr 3e-4``.
+  its build and the build to its result, each wait with a timeout (:class:`BuildOutcome`);
+  :func:`retrain_parameters` and :func:`fetch_trial_artifacts` are what ``mlops jenkins
+  retrain`` and the Jenkins runner add around them for ``<prefix>-retrain``.
+- :func:`status_rows` / :func:`status_table`: the view's jobs with their last build and the best
+  metric so far.
 
-python-jenkins, Jenkins Job Builder and pandas are imported inside functions only.
+The configuration is not read here: :meth:`JenkinsClient.from_env` takes the configured URL,
+user and timeout as arguments (the caller has the Config) and reads only the environment
+(``JENKINS_URL``, ``JENKINS_USER``, ``JENKINS_API_TOKEN`` or ``JENKINS_API_TOKEN_FILE``).
+python-jenkins, requests and pandas are imported inside functions only.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import re
-import subprocess
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,13 +30,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from tuner.errors import ConfigError, JenkinsError
+from tuner.jenkins.describe import _short, format_number, metric_in_description
+from tuner.jenkins.extra import require_extra
+from tuner.kinds import KINDS
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
 
-DEFAULT_PREFIX = "mlops"
-JOB_SUFFIXES = ("download", "classify", "train", "retrain", "notify", "monitor")
-DESCRIPTION_MARKER = "MLOPS_DESCRIPTION: "
 TRIAL_ROOT = "mlops-trial"  # the folder mlops-retrain runs trials in and archives
 # what the tuner reads back from a finished mlops-retrain build (the rest stays in Jenkins)
 TRIAL_ARTIFACTS = ("result.json", "metrics.jsonl", "reported.json", "train.log", "settings.diff")
@@ -50,336 +44,7 @@ PERMISSIONS_HINT = (
     "Overall/Read, Job/Read, Job/Build, Job/Configure, Job/Create, View/Read, View/Configure, "
     "View/Create"
 )
-_MINIMIZE_WORDS = ("loss", "error", "mse", "mae", "rmse")
-
-
-INSTALL_HINT = "pip install 'mlops-autotune[jenkins]'"
-#: import name -> the package of the ``jenkins`` extra that provides it
-EXTRA_PACKAGES = {"jenkins": "python-jenkins", "jenkins_jobs": "jenkins-job-builder",
-                  "requests": "python-jenkins", "pbr": "jenkins-job-builder",
-                  "stevedore": "jenkins-job-builder"}
-
-
-def _importable(module: str) -> bool:
-    import importlib.util
-    import sys
-
-    if module in sys.modules:
-        return sys.modules[module] is not None
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def missing_extra(*modules: str) -> JenkinsError:
-    """The one-line error for a ``jenkins`` extra that is not installed."""
-    names = sorted({EXTRA_PACKAGES.get(m, m) for m in modules})
-    verb = "is" if len(names) == 1 else "are"
-    return JenkinsError(
-        f"mlops' Jenkins support needs {' and '.join(names)}, which {verb} not installed; "
-        f"install the extra with: {INSTALL_HINT}"
-    )
-
-
-def require_extra(*modules: str) -> None:
-    """Check that the ``jenkins`` extra's modules can be imported, without importing them.
-
-    Raises:
-        JenkinsError: one line naming the missing packages and the install command.
-    """
-    missing = [m for m in modules if not _importable(m)]
-    if missing:
-        raise missing_extra(*missing)
-
-
-def repo_root() -> Path:
-    """The checkout this package lives in (holds jobs/, scripts/, Jenkinsfile)."""
-    return Path(__file__).resolve().parents[1]
-
-
-def default_jobs_dir() -> Path:
-    return repo_root() / "jobs"
-
-
-def job_prefix(env: Mapping[str, str] | None = None) -> str:
-    """Job name prefix: ``$MLOPS_JENKINS_PREFIX``, else the ``jenkins.prefix`` setting, else mlops."""
-    env = os.environ if env is None else env
-    if env.get("MLOPS_JENKINS_PREFIX"):
-        return env["MLOPS_JENKINS_PREFIX"]
-    try:
-        from tuner.config import load_config
-
-        value = load_config(env=env).get("jenkins.prefix")
-    except ConfigError:
-        value = None
-    return value or DEFAULT_PREFIX
-
-
-def job_name(suffix: str, prefix: str = DEFAULT_PREFIX) -> str:
-    return f"{prefix}-{suffix}"
-
-
-# --------------------------------------------------------------------------------------------
-# Rendering jobs/ with Jenkins Job Builder
-
-
-@dataclass
-class Rendered:
-    """Job and view XML by name, as Jenkins Job Builder renders them."""
-
-    jobs: dict[str, str]
-    views: dict[str, str]
-
-    def write(self, out_dir: str | os.PathLike[str]) -> list[Path]:
-        """Write one file per job and view, named like ``jenkins-jobs test -o`` names them."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        written = []
-        for name, text in {**self.jobs, **self.views}.items():
-            path = out / name
-            path.write_text(text, encoding="utf-8")
-            written.append(path)
-        return written
-
-
-def parse_params(pairs: Iterable[str]) -> dict[str, str]:
-    """``["git-url=https://…", "branch=dev"]`` -> dict; a malformed pair is a ConfigError."""
-    out: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--param {pair!r}: expected NAME=VALUE, e.g. --param branch=main")
-        out[key.strip()] = value
-    return out
-
-
-def render_jobs(
-    jobs_dir: str | os.PathLike[str] | None = None,
-    params: Mapping[str, str] | None = None,
-) -> Rendered:
-    """Render every job and view under ``jobs_dir`` (default: the repository's ``jobs/``).
-
-    ``params`` override values of the ``project`` entries (e.g. ``{"git-url": ...}``) without
-    editing the YAML; an unknown name is an error that lists the known ones."""
-    import logging
-    import tempfile
-
-    src = Path(jobs_dir) if jobs_dir is not None else default_jobs_dir()
-    if not src.is_dir():
-        raise ConfigError(f"{src}: jobs directory not found; give the folder holding the JJB YAML")
-    files = sorted(p for p in src.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
-    if not files:
-        raise ConfigError(f"{src}: no .yaml file to render")
-    jjb_logger = logging.getLogger("jenkins_jobs")
-    old_level = jjb_logger.level
-    jjb_logger.setLevel(logging.ERROR)
-    try:
-        with tempfile.TemporaryDirectory(prefix="mlops-jjb-") as tmp:
-            if params:
-                files = _override_project_params(files, dict(params), Path(tmp))
-            ini = Path(tmp) / "jenkins_jobs.ini"
-            ini.write_text("[job_builder]\nignore_cache=True\n", encoding="utf-8")
-            return _render_files(files, ini)
-    finally:
-        jjb_logger.setLevel(old_level)
-
-
-def _override_project_params(files: list[Path], params: dict[str, str], tmp: Path) -> list[Path]:
-    import yaml
-
-    known: set[str] = set()
-    out = []
-    for path in files:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        changed = False
-        for entry in data or []:
-            if isinstance(entry, dict) and "project" in entry:
-                project = entry["project"]
-                known.update(project)
-                for key, value in params.items():
-                    if key in project:
-                        project[key] = value
-                        changed = True
-        if changed:
-            copy = tmp / path.name
-            copy.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
-            out.append(copy)
-        else:
-            out.append(path)
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise ConfigError(
-            f"--param {unknown[0]}: not a parameter of the project; known: {', '.join(sorted(known))}"
-        )
-    return out
-
-
-def _render_files(files: list[Path], ini: Path) -> Rendered:
-    require_extra("jenkins_jobs")
-    from jenkins_jobs.config import JJBConfig
-    from jenkins_jobs.errors import JenkinsJobsException
-    from jenkins_jobs.loader import load_files
-    from jenkins_jobs.registry import ModuleRegistry
-    from jenkins_jobs.roots import Roots
-    from jenkins_jobs.xml_config import XmlJobGenerator, XmlViewGenerator
-
-    config = JJBConfig(config_filename=str(ini))
-    config.validate()
-    roots = Roots(config)
-    try:
-        load_files(config, roots, files)
-        registry = ModuleRegistry(config, [])
-        registry.set_macros(roots.macros)
-        jobs = roots.generate_jobs()
-        views = roots.generate_views()
-        registry.amend_job_dicts(jobs)
-        xml_jobs = XmlJobGenerator(registry).generateXML(jobs)
-        xml_views = XmlViewGenerator(registry).generateXML(views)
-    except JenkinsJobsException as exc:
-        first = str(exc).strip().splitlines()
-        raise ConfigError(f"jobs/: Jenkins Job Builder cannot render it: {first[-1] if first else exc}") from None
-    return Rendered(
-        jobs={j.name: j.output().decode("utf-8") for j in xml_jobs},
-        views={v.name: v.output().decode("utf-8") for v in xml_views},
-    )
-
-
-def normalize_xml(text: str) -> str:
-    """A canonical form of a job or view config for comparison: no XML declaration, no
-    whitespace-only text, no ``plugin="name@version"`` attributes (Jenkins adds versions when it
-    saves), attributes sorted. Two configs that Jenkins would load the same compare equal."""
-    try:
-        root = ET.fromstring(text.encode("utf-8") if isinstance(text, str) else text)
-    except ET.ParseError as exc:
-        raise JenkinsError(f"config.xml is not well-formed XML ({exc}); fix or delete that job in Jenkins") from None
-    for el in root.iter():
-        el.attrib.pop("plugin", None)
-        if el.text is not None and not el.text.strip():
-            el.text = None
-        if el.tail is not None and not el.tail.strip():
-            el.tail = None
-        if el.text is not None:
-            el.text = el.text.replace("\r\n", "\n")
-        if el.attrib:
-            items = sorted(el.attrib.items())
-            el.attrib.clear()
-            el.attrib.update(items)
-    return ET.tostring(root, encoding="unicode")
-
-
-def with_auth_token(config_xml: str, token: str) -> str:
-    """The job config with ``<authToken>`` set (Jenkins' "Trigger builds remotely")."""
-    root = ET.fromstring(config_xml.encode("utf-8"))
-    el = root.find("authToken")
-    if el is None:
-        el = ET.SubElement(root, "authToken")
-    el.text = token
-    return "<?xml version='1.1' encoding='UTF-8'?>\n" + ET.tostring(root, encoding="unicode") + "\n"
-
-
-# --------------------------------------------------------------------------------------------
-# One-line outcomes (build descriptions)
-
-
-def format_number(value: Any) -> str:
-    """0.0003 -> "3e-4", 0.001 -> "0.001", 0.87 -> "0.87", 128 -> "128"."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, int):
-        return str(value)
-    if value == 0:
-        return "0"
-    if 1e-3 <= abs(value) < 1e5:
-        return f"{value:.4g}"
-    mantissa, exp = f"{value:.3e}".split("e")
-    mantissa = mantissa.rstrip("0").rstrip(".")
-    return f"{mantissa}e{int(exp)}"
-
-
-def format_settings(settings: Mapping[str, Any] | None) -> str:
-    """``{"fc_layers": [128, 64], "learning_rate": 3e-4}`` -> ``FC [128, 64], lr 3e-4``."""
-    from tuner.fmt import format_settings as fmt
-
-    return fmt(dict(settings or {}))
-
-
-def _short(text: Any, limit: int = 140) -> str:
-    line = " ".join(str(text or "").split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def describe_trial(result: Mapping[str, Any]) -> str:
-    """The outcome of one trial (a ``result.json``)."""
-    name = result.get("metric_name") or "metric"
-    metric = result.get("metric")
-    status = result.get("status") or "unknown"
-    settings = format_settings(result.get("settings"))
-    if metric is not None:
-        line = f"{name} {format_number(float(metric))} — {settings}"
-        return line if status == "ok" else f"{line} — {status}"
-    reason = f": {_short(result.get('reason'))}" if result.get("reason") else ""
-    return f"{status}{reason} — {settings}"
-
-
-def describe_summary(summary: Mapping[str, Any]) -> str:
-    """The outcome of a tuning run (a ``summary.json``)."""
-    name = summary.get("metric") or "metric"
-    trials = summary.get("trials") or []
-    n = f"{len(trials)} trial{'s' if len(trials) != 1 else ''}"
-    best = summary.get("best") or {}
-    if best.get("metric") is not None:
-        head = f"{name} {format_number(float(best['metric']))} — {format_settings(best.get('settings'))}"
-    else:
-        head = f"no {name}"
-    status = summary.get("status")
-    goal = summary.get("goal")
-    goal_text = format_number(goal) if goal is not None else "?"
-    if status == "goal_met":
-        tail = f"goal {goal_text} met in {n}"
-    elif status == "budget_spent":
-        tail = f"goal {goal_text} not met, budget spent after {n}"
-    elif status == "nothing_to_tune":
-        tail = "nothing to tune"
-    else:
-        tail = f"{status or 'unfinished'}" + (f": {_short(summary.get('reason'))}" if summary.get("reason") else "")
-    return f"{head} — {tail}"
-
-
-def describe_path(path: str | os.PathLike[str]) -> str:
-    """The outcome line of a run directory (``summary.json``) or a trial workdir (``result.json``)."""
-    p = Path(path)
-    candidates = [p] if p.is_file() else [p / "summary.json", p / "result.json"]
-    from tuner.files import read_json
-    from tuner.summary import check_summary
-
-    for candidate in candidates:
-        if candidate.is_file():
-            data = read_json(candidate, what="run summary or trial result", error=JenkinsError)
-            if not isinstance(data, dict):
-                raise JenkinsError(f"{candidate}: expected a JSON object")
-            if "trials" in data or candidate.name == "summary.json":
-                return describe_summary(check_summary(data, candidate, JenkinsError))
-            return describe_trial(data)
-    raise JenkinsError(f"{p}: has neither summary.json nor result.json; give a run directory or a trial workdir")
-
-
-_DESCRIPTION_METRIC = re.compile(r"^\s*([A-Za-z_][\w.]*) ([-+]?\d*\.?\d+(?:[eE][-+]?\d+)?)(?:\s|$)")
-
-
-def metric_in_description(description: str | None) -> tuple[str, float] | None:
-    """``"val_accuracy 0.87 — FC [128]"`` -> ``("val_accuracy", 0.87)``; None when it has none."""
-    if not description:
-        return None
-    m = _DESCRIPTION_METRIC.match(description)
-    if not m:
-        return None
-    return m.group(1), float(m.group(2))
-
-
-def maximize_metric(name: str) -> bool:
-    low = name.lower()
-    return not any(w in low for w in _MINIMIZE_WORDS)
+DEFAULT_TIMEOUT = 30.0  # seconds a request may take when no jenkins.timeout is given
 
 
 # --------------------------------------------------------------------------------------------
@@ -535,17 +200,36 @@ class JenkinsClient:
 
     @classmethod
     def from_env(
-        cls, env: Mapping[str, str] | None = None, *, poll_interval: float = 1.0
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        url: str | None = None,
+        user: str | None = None,
+        timeout: float | None = None,
+        poll_interval: float = 1.0,
     ) -> JenkinsClient:
-        """URL and user from ``JENKINS_URL`` / ``JENKINS_USER`` (or mlops.yaml ``jenkins.*``),
-        the API token from ``JENKINS_API_TOKEN`` or the file named by ``JENKINS_API_TOKEN_FILE``."""
-        from tuner.config import load_config, read_secret
+        """A client for the configured Jenkins.
+
+        Args:
+            env: the environment (default: this process's). The API token comes from
+                ``JENKINS_API_TOKEN`` or the file named by ``JENKINS_API_TOKEN_FILE`` (never a
+                setting); ``JENKINS_URL`` / ``JENKINS_USER`` stand in for ``url`` / ``user``
+                when those are not given.
+            url, user, timeout: the ``jenkins.url``, ``jenkins.user`` and ``jenkins.timeout``
+                settings, as the caller's Config has them (it already merged the environment
+                into them); ``timeout`` defaults to 30 s.
+            poll_interval: seconds between two looks at a queue item or a build.
+
+        Raises:
+            ConfigError: no URL, a user without a token or a token without a user, a URL that
+                is not http(s) or holds credentials, or an unreadable ``JENKINS_API_TOKEN_FILE``.
+        """
+        from tuner.secrets_env import read_secret
 
         env = os.environ if env is None else env
-        cfg = load_config(env=env)
-        url = cfg.get("jenkins.url")
-        user = cfg.get("jenkins.user")
-        timeout = cfg.get("jenkins.timeout") or 30.0
+        url = url or env.get("JENKINS_URL") or None
+        user = user or env.get("JENKINS_USER") or None
+        timeout = timeout or DEFAULT_TIMEOUT
         token = read_secret("JENKINS_API_TOKEN", env)
         if not url:
             raise ConfigError("JENKINS_URL is not set; export JENKINS_URL=https://jenkins.example.com/ (your Jenkins)")
@@ -841,133 +525,7 @@ def outcome_from_info(name: str, number: int, info: Mapping[str, Any], queue_id:
 
 
 # --------------------------------------------------------------------------------------------
-# sync
-
-
-@dataclass
-class SyncReport:
-    created: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-
-    def summary(self) -> str:
-        return f"{len(self.created)} created, {len(self.updated)} updated, {len(self.unchanged)} unchanged"
-
-
-def sync(
-    client: JenkinsClient,
-    rendered: Rendered,
-    *,
-    only: Iterable[str] | None = None,
-    dry_run: bool = False,
-    retrain_token: str | None = None,
-) -> SyncReport:
-    """Create or update every rendered job, then the views. A job whose config on the server is
-    the same (after :func:`normalize_xml`) is not rewritten. ``retrain_token`` sets the
-    "Trigger builds remotely" token of the ``*-retrain`` job (kept out of the repository)."""
-    patterns = list(only or [])
-    report = SyncReport()
-
-    def wanted(name: str) -> bool:
-        return not patterns or any(fnmatch.fnmatchcase(name, p) for p in patterns)
-
-    for name, xml in rendered.jobs.items():
-        if not wanted(name):
-            continue
-        if retrain_token and name.endswith("-retrain"):
-            xml = with_auth_token(xml, retrain_token)
-        current = client.job_config(name)
-        if current is None:
-            if not dry_run:
-                client.create_job(name, xml)
-            report.created.append(name)
-        elif normalize_xml(current) == normalize_xml(xml):
-            report.unchanged.append(name)
-        else:
-            if not dry_run:
-                client.reconfig_job(name, xml)
-            report.updated.append(name)
-    for name, xml in rendered.views.items():
-        if not wanted(name):
-            continue
-        label = f"view {name}"
-        current = client.view_config(name)
-        if current is None:
-            if not dry_run:
-                client.create_view(name, xml)
-            report.created.append(label)
-        elif normalize_xml(current) == normalize_xml(xml):
-            report.unchanged.append(label)
-        else:
-            if not dry_run:
-                client.reconfig_view(name, xml)
-            report.updated.append(label)
-    return report
-
-
-# --------------------------------------------------------------------------------------------
 # retrain: queue <prefix>-retrain with the settings to try
-
-
-def git_toplevel(path: Path) -> Path | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--show-toplevel"], cwd=path, capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return Path(out.stdout.strip()) if out.returncode == 0 and out.stdout.strip() else None
-
-
-def git_head(path: Path) -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
-
-
-def repo_relative(script: Path, root: Path | None) -> str | None:
-    """``script`` relative to the checkout ``root`` (POSIX form), or None if it is outside."""
-    if root is None:
-        return None
-    try:
-        return script.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return None
-
-
-def read_summary(run_dir: Path) -> dict[str, Any]:
-    """``run_dir/summary.json``, checked (:func:`tuner.summary.read_summary`).
-
-    Raises:
-        ConfigError: missing, unreadable or not a summary mlops wrote.
-    """
-    from tuner.summary import read_summary as _read
-
-    return _read(run_dir, error=ConfigError)
-
-
-def parse_settings(text: str) -> dict[str, Any]:
-    """``--settings`` value: a JSON object, or ``@file.json``."""
-    source = "--settings"
-    if text.startswith("@"):
-        path = Path(text[1:])
-        source = str(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read the settings file ({exc.strerror})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"{source}: not JSON ({exc.msg} at column {exc.colno}); give an object such as "
-            '\'{"fc_layers": [128, 64], "learning_rate": 0.0003}\''
-        ) from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: must be a JSON object of setting name -> value, not {type(data).__name__}")
-    return data
 
 
 def safe_segment(text: str) -> str:
@@ -985,12 +543,24 @@ def retrain_parameters(
     kind: str | None = None,
     workdir: str | None = None,
 ) -> dict[str, str]:
-    """The build parameters of ``<prefix>-retrain`` for a trial of the run in ``run_dir``."""
-    summary = read_summary(run_dir)
+    """The build parameters of ``<prefix>-retrain`` for a trial of the run in ``run_dir``:
+    the script's path in its checkout, the run's commit and kind (from ``summary.json``) unless
+    given, the settings as JSON, and a trial folder under ``mlops-trial/``.
+
+    Raises:
+        ConfigError: ``summary.json`` is missing, unreadable or not one mlops wrote, or it does
+            not tell the script's place in the repository, the commit or the kind (the message
+            says which option to pass).
+    """
+    from tuner import gitinfo
+    from tuner.summary import read_summary
+
+    summary = read_summary(run_dir, error=ConfigError)
     script_path = Path(summary.get("script") or "")
     rel = script
     if rel is None and summary.get("script"):
-        rel = repo_relative(script_path, git_toplevel(script_path.parent) if script_path.parent.is_dir() else None)
+        root = gitinfo.toplevel(script_path.parent) if script_path.parent.is_dir() else None
+        rel = gitinfo.repo_relative(script_path, root)
     if not rel:
         raise ConfigError(
             f"{run_dir}/summary.json: cannot tell where {summary.get('script_name') or 'the script'} is in the "
@@ -1001,7 +571,7 @@ def retrain_parameters(
     if not rev:
         raise ConfigError(f"{run_dir}/summary.json: no git commit recorded; pass --revision <commit or branch>")
     kind = kind or summary.get("kind")
-    if kind not in ("cnn", "ann", "regression"):
+    if kind not in KINDS:
         raise ConfigError(f"{run_dir}/summary.json: kind {kind!r} is not cnn, ann or regression; pass --kind")
     study = safe_segment(Path(run_dir).resolve().name)
     return {
@@ -1026,7 +596,13 @@ def fetch_trial_artifacts(
     names: Iterable[str] = TRIAL_ARTIFACTS,
 ) -> list[str]:
     """Download the trial files a build archived under ``remote_workdir`` into ``dest``
-    (Jenkins artifact API). Returns the names fetched; missing ones are skipped."""
+    (Jenkins artifact API), each written atomically. Returns the names fetched; ones the build
+    did not archive are skipped.
+
+    Raises:
+        JenkinsError: a download failed.
+        OSError: ``dest`` cannot be written.
+    """
     prefix = remote_workdir.strip("/") + "/"
     wanted = set(names)
     dest.mkdir(parents=True, exist_ok=True)
@@ -1039,11 +615,26 @@ def fetch_trial_artifacts(
         if inner not in wanted:
             continue
         data = client.artifact(job, number, rel)
-        tmp = dest / f".{inner}.download"
-        tmp.write_bytes(data)
-        os.replace(tmp, dest / inner)
+        _write_bytes_atomic(dest / inner, data)
         fetched.append(inner)
     return fetched
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    """``data`` at ``path``; a reader sees the old file or the new one, never half of one. The
+    trial files are UTF-8 text (:func:`tuner.files.write_text_atomic`); anything else (a
+    log with stray bytes) is written as it came, the same way."""
+    from tuner.files import write_text_atomic
+
+    try:
+        write_text_atomic(path, data.decode("utf-8"))
+    except UnicodeDecodeError:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1059,7 +650,14 @@ STATUS_TREE = (
 
 def status_rows(client: JenkinsClient, view: str) -> list[dict[str, Any]]:
     """One row per job of ``view``: last build, its result and description, the best metric so
-    far (read from the metric that starts the descriptions of the last 100 builds)."""
+    far (read from the metric that starts the descriptions of the last 100 builds; whether more
+    is better follows from the metric's name, :func:`tuner.metrics.maximizes`).
+
+    Raises:
+        JenkinsError: no such view, or a request failed.
+    """
+    from tuner.metrics import maximizes
+
     rows = []
     for job in client.view_jobs(view):
         name = job["name"]
@@ -1077,7 +675,7 @@ def status_rows(client: JenkinsClient, view: str) -> list[dict[str, Any]]:
             if not found:
                 continue
             metric, value = found
-            better = best is None or (value > best[1] if maximize_metric(metric) else value < best[1])
+            better = best is None or (value > best[1] if maximizes(metric) else value < best[1])
             if better:
                 best = (metric, value, int(b.get("number") or 0))
         when = ""
@@ -1097,7 +695,11 @@ def status_rows(client: JenkinsClient, view: str) -> list[dict[str, Any]]:
 
 
 def status_table(client: JenkinsClient, view: str) -> pandas.DataFrame:
-    """:func:`status_rows` as a pandas DataFrame (pandas is imported here, not before)."""
+    """:func:`status_rows` as a pandas DataFrame (pandas is imported here, not before).
+
+    Raises:
+        JenkinsError: as :func:`status_rows`.
+    """
     import pandas as pd
 
     columns = ["job", "last build", "result", "started", "best so far", "last description"]
