@@ -86,13 +86,11 @@ _EPOCH_START = re.compile(r"^Epoch (\d+)/\d+\s*$", re.M)
 
 
 def make_runner(name: str) -> Runner:
-    if name == "warm":
-        from tuner.runners.warm import WarmRunner
+    """The warm worker or a cold process per attempt, built as every run builds it."""
+    from tuner.assemble import build_runner
+    from tuner.config import load_config
 
-        return WarmRunner()
-    from tuner.runners.local import LocalRunner
-
-    return LocalRunner()
+    return build_runner(load_config(None, overrides={"runner": "local", "warm_worker": name == "warm"}))
 
 
 class Injector:

@@ -111,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "overhead.json"))
     args = ap.parse_args(argv)
 
-    from tuner.runners.local import LocalRunner
-    from tuner.runners.warm import WarmRunner
+    from tuner.assemble import build_runner
+    from tuner.config import load_config
 
     tmp = Path(tempfile.mkdtemp(prefix="mlops-overhead-"))
     script = variant(Path(args.model).resolve(), tmp / "src")
@@ -120,9 +120,10 @@ def main(argv: list[str] | None = None) -> int:
                               "trials": args.trials, "host": platform.node(), "cpus": os.cpu_count(),
                               "python": platform.python_version()}
     try:
-        cold, warm = LocalRunner(), WarmRunner()
+        cold = build_runner(load_config(None, overrides={"runner": "local", "warm_worker": False}))
+        warm = build_runner(load_config(None, overrides={"runner": "local", "warm_worker": True}))
         t = time.time()
-        warm._zygote("keras")  # the one-time start of the warm worker, measured apart
+        warm.warm_up("cnn")  # type: ignore[attr-defined]  # the warm worker's one-time start, measured apart
         zygote_start = time.time() - t
         cold_rows, warm_rows, bare = [], [], []
         for i in range(args.trials):  # interleaved, so a busy moment hits all three alike

@@ -230,10 +230,11 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(), "python": platform.python_version(),
             "command": "python bench/tuning.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     store = PartialJson(out_path, meta)
-    from tuner.runners.warm import WarmRunner
+    from tuner.assemble import build_runner
+    from tuner.config import load_config
 
-    runner = WarmRunner()
-    runner._zygote("keras")  # start the warm worker before the clock runs for any trial
+    runner = build_runner(load_config(None, overrides={"runner": "local", "warm_worker": True}))
+    runner.warm_up("cnn")  # type: ignore[attr-defined]  # before the clock runs for any trial
     workroot = Path(tempfile.mkdtemp(prefix="mlops-bench-"))
     t0 = time.monotonic()
     try:

@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from tuner.errors import ConfigError
+from tuner.files import write_json_atomic
+from tuner.kinds import KERAS_KINDS
 from tuner.runners.base import ProgressCallback, Runner, TrialHandle
 from tuner.trial import (
     HEARTBEAT_FILE,
@@ -51,11 +53,9 @@ from tuner.trial import (
     collect_result,
     read_history,
     read_trial_text,
-    write_json_atomic,
 )
 
 RESTARTS_FILE = "restarts.jsonl"
-KERAS_KINDS = ("cnn", "ann")
 _ATTEMPT_LOG_LINES = 20
 
 RestartCallback = Callable[[dict[str, Any]], None]

@@ -7,13 +7,21 @@ The tune loop calls :func:`notify_run` at the end of ``mlops run``; Jenkins call
 
 from __future__ import annotations
 
-from notify.delivery import Delivery, FlushReport, flush_outbox, mail_configured, notify_run
+from notify.delivery import (
+    Delivery,
+    FlushReport,
+    MailOnFinish,
+    flush_outbox,
+    mail_configured,
+    notify_run,
+)
 from notify.message import BuiltMessage, build_message
 
 __all__ = [
     "BuiltMessage",
     "Delivery",
     "FlushReport",
+    "MailOnFinish",
     "build_message",
     "flush_outbox",
     "mail_configured",

@@ -18,7 +18,9 @@ from typing import Any
 from notify import smtp
 from notify.message import BuiltMessage, build_message
 from notify.outbox import Outbox, default_outbox, outbox_path
-from tuner.errors import NotifyError
+from tuner.errors import MlopsError, NotifyError
+from tuner.events import Event
+from tuner.summary import RunSummary
 
 Echo = Callable[[str], Any]
 FLUSH_HINT = "'mlops notify flush' sends it once the server is reachable"
@@ -78,14 +80,15 @@ def _join(addrs: tuple[str, ...] | list[str]) -> str:
 
 
 def notify_run(
-    run_dir: Path,
+    run: Path | RunSummary,
     config: Any,
     *,
     echo: Echo = print,
     env: Mapping[str, str] | None = None,
     templates_dir: Path | None = None,
 ) -> Delivery:
-    """Mail the outcome of the run in ``run_dir`` (its ``summary.json``).
+    """Mail the outcome of a run: a :class:`~tuner.summary.RunSummary`, or a run directory
+    (its ``summary.json``). ``config`` holds the ``mail.*`` settings (read with ``.get``).
 
     Raises:
         NotifyError: bad input (see :func:`~notify.message.build_message`), or an outbox
@@ -94,7 +97,8 @@ def notify_run(
             message says where it could not go, where it is and how to send it.
     """
     env = os.environ if env is None else env
-    built = build_message(Path(run_dir), config, env=env, templates_dir=templates_dir, echo=echo)
+    run_dir = Path(run.run_dir) if isinstance(run, RunSummary) else Path(run)
+    built = build_message(run, config, env=env, templates_dir=templates_dir, echo=echo)
     outbox = Outbox(outbox_path(config, env))
     try:
         outbox.check()
@@ -303,3 +307,22 @@ def _flush_one(
                 return Delivery("sent", message_id, subject, tuple(accepted), refused=refused), False
     echo(f"notify: still in the outbox: {path.name} ({reason})")
     return Delivery("queued", message_id, subject, recipients, path=path, reason=reason), connection
+
+
+class MailOnFinish:
+    """Subscriber of the tune loop: mails the outcome when the run finishes. A mail that
+    cannot be built or sent is reported in one line and never changes the run's exit code."""
+
+    def __init__(self, config: Any, echo: Echo = print, env: Mapping[str, str] | None = None):
+        self.config = config
+        self.echo = echo
+        self.env = env
+        self.delivery: Delivery | None = None
+
+    def __call__(self, event: Event) -> None:
+        if event.type != "run_finished":
+            return
+        try:
+            self.delivery = notify_run(event.data["summary"], self.config, echo=self.echo, env=self.env)
+        except MlopsError as exc:  # a bad address must not change the run's own exit code
+            self.echo(f"mlops: the outcome email was not sent: {exc}")

@@ -7,11 +7,9 @@ everything before a byte is sent.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import socket
-import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -19,18 +17,24 @@ from pathlib import Path
 from typing import Any
 
 from tuner.errors import NotifyError
-from tuner.fmt import diff_line_kind
+from tuner.fmt import (
+    clean_log,
+    diff_line_kind,
+    format_setting_value,
+    format_value,
+    ordered_setting_names,
+)
+from tuner.fmt import format_settings as fmt_settings
+from tuner.summary import RunSummary
 
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.html"
 STATUSES = ("goal_met", "budget_spent", "failed", "nothing_to_tune")
-LOG_TAIL_LINES = 50
 MAX_TRIAL_ROWS = 50
 SUBJECT_REASON_CHARS = 90
 MESSAGE_ID_DOMAIN = "mlops-autotune.local"
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 TEMPLATE_NAMES = ("subject.j2", "body.txt.j2", "body.html.j2")
-CANONICAL_ORDER = ("fc_layers", "learning_rate", "epochs", "batch_size")
 
 # -- addresses and headers ---------------------------------------------------------------
 
@@ -213,28 +217,6 @@ def fmt_seconds(value: Any) -> str:
     return f"{s // 3600} h {(s % 3600) // 60:02d} min"
 
 
-def fmt_value(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(fmt_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {fmt_value(v)}" for k, v in value.items()) + "}"
-    return str(value)
-
-
-def _setting_order(name: str) -> tuple[int, str]:
-    return (CANONICAL_ORDER.index(name), "") if name in CANONICAL_ORDER else (len(CANONICAL_ORDER), name)
-
-
-def fmt_settings(settings: Mapping[str, Any] | None) -> str:
-    if not settings:
-        return "as written"
-    return ", ".join(f"{k}={fmt_value(settings[k])}" for k in sorted(settings, key=_setting_order))
-
-
 def fmt_time(value: Any) -> str | None:
     if not isinstance(value, str) or not value:
         return None
@@ -259,18 +241,6 @@ def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
-
-def clean_log(text: str, lines: int = LOG_TAIL_LINES) -> str:
-    """The last ``lines`` lines, without terminal colour codes or control characters."""
-    text = _ANSI.sub("", text or "")
-    out = [re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", "", ln.rstrip()) for ln in text.splitlines()]
-    while out and not out[-1]:
-        out.pop()
-    return "\n".join(_shorten(ln, 400) for ln in out[-lines:])
-
-
 # -- facts for the templates ----------------------------------------------------------------
 
 
@@ -278,8 +248,9 @@ def _num(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def _log_tail(summary: Mapping[str, Any], run_dir: Path) -> tuple[str, str | None]:
-    """(last lines, where they come from) for a failed run."""
+def _log_tail(summary: Mapping[str, Any]) -> tuple[str, str | None]:
+    """(last lines, where they come from) for a failed run: from the summary, never a trial
+    folder (the loop keeps each failed trial's last log lines in it)."""
     if isinstance(summary.get("log_tail"), str) and summary["log_tail"].strip():
         return clean_log(summary["log_tail"]), "summary.json"
     bad = [
@@ -287,20 +258,10 @@ def _log_tail(summary: Mapping[str, Any], run_dir: Path) -> tuple[str, str | Non
         if isinstance(t, dict) and t.get("status") in ("failed", "timeout", "killed")
     ]
     for trial in reversed(bad):
-        workdir = run_dir / str(trial.get("workdir") or f"trials/{int(trial.get('number', 0)):04d}")
-        try:
-            result = json.loads((workdir / "result.json").read_text(encoding="utf-8"))
-            text = result.get("log_tail") if isinstance(result, dict) else None
-        except (OSError, json.JSONDecodeError):
-            text = None
-        where = f"{trial.get('workdir') or workdir.name}/train.log"
+        text = trial.get("log_tail")
         if isinstance(text, str) and text.strip():
-            return clean_log(text), where
-        from tuner.trial import tail
-
-        text = tail(workdir / "train.log", LOG_TAIL_LINES)
-        if text.strip():
-            return clean_log(text), where
+            workdir = trial.get("workdir") or f"trials/{int(trial.get('number') or 0):04d}"
+            return clean_log(text), f"{workdir}/train.log"
     return "", None
 
 
@@ -327,13 +288,13 @@ def _report_link(
 
 def _changes(baseline: Mapping[str, Any], best: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows = []
-    for name in sorted(set(best), key=_setting_order):
+    for name in ordered_setting_names(list(best)):
         before = baseline.get(name)
         rows.append(
             {
                 "name": name,
-                "before": fmt_value(before) if name in baseline else "as written",
-                "after": fmt_value(best[name]),
+                "before": format_setting_value(name, before) if name in baseline else "as written",
+                "after": format_setting_value(name, best[name]),
                 "changed": name not in baseline or before != best[name],
             }
         )
@@ -346,11 +307,13 @@ def _diff_lines(diff: str) -> list[dict[str, str]]:
 
 
 def build_facts(
-    summary: Mapping[str, Any], run_dir: Path, env: Mapping[str, str] | None = None
+    summary: RunSummary | Mapping[str, Any], run_dir: Path, env: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
-    """The template context: every key always present (``None`` when unknown)."""
+    """The template context: every key always present (``None`` when unknown). Everything
+    comes from the summary; no trial folder is opened."""
     env = os.environ if env is None else env
     run_dir = Path(run_dir)
+    summary = summary.to_json() if isinstance(summary, RunSummary) else summary
     status = summary["status"]
     metric = summary["metric"]
     maximize = summary.get("maximize", True) is not False
@@ -358,14 +321,7 @@ def build_facts(
     trials_raw = [t for t in (summary.get("trials") or []) if isinstance(t, dict)]
     best_number = best.get("number") if best else None
 
-    best_diff = ""
-    if best:
-        best_diff = best.get("diff") or ""
-        if not best_diff:
-            try:
-                best_diff = (run_dir / "best" / "settings.diff").read_text(encoding="utf-8")
-            except OSError:
-                best_diff = ""
+    best_diff = str(best.get("diff") or "") if best else ""
     best_facts = None
     if best:
         best_facts = {
@@ -393,7 +349,7 @@ def build_facts(
             }
         )
 
-    log_tail, log_source = _log_tail(summary, run_dir) if status == "failed" else ("", None)
+    log_tail, log_source = _log_tail(summary) if status == "failed" else ("", None)
     build_url, report_url, report_path = _report_link(summary, run_dir, env)
     git = summary.get("git") if isinstance(summary.get("git"), dict) else {}
     budget = summary.get("budget") if isinstance(summary.get("budget"), dict) else {}
@@ -402,7 +358,7 @@ def build_facts(
         n = int(budget["max_trials"])
         budget_parts.append(f"{n} trial{'s' if n != 1 else ''}")
     if _num(budget.get("max_minutes")) is not None:
-        budget_parts.append(f"{fmt_value(budget['max_minutes'])} min")
+        budget_parts.append(f"{format_value(budget['max_minutes'])} min")
     n_trials = len(trials_raw)
     commit = git.get("commit") or None
 
@@ -492,22 +448,6 @@ def render(facts: Mapping[str, Any], templates_dir: Path | None = None) -> Rende
 # -- recipients and sender -------------------------------------------------------------------
 
 
-def git_author_email(folder: Path, timeout: float = 5.0) -> str | None:
-    """The author of the last commit in the Git checkout holding ``folder`` (None if none)."""
-    try:
-        proc = subprocess.run(
-            ["git", "-C", str(folder), "log", "-1", "--format=%ae"],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    email = proc.stdout.strip()
-    return email if proc.returncode == 0 and email else None
-
-
 _FLAGS = {"mail.to": "--to"}
 
 
@@ -534,7 +474,9 @@ def resolve_recipients(
     else:
         script = summary.get("script")
         folder = Path(script).parent if script and Path(script).parent.is_dir() else run_dir
-        email = git_author_email(folder)
+        from tuner.gitinfo import author_email
+
+        email = author_email(folder)
         if email:
             candidates.append((email, f"git author in {folder}"))
     for value, where in candidates:
@@ -592,20 +534,31 @@ def _redacted(rendered: Any) -> Any:
 
 
 def build_message(
-    run_dir: Path,
+    run: Path | RunSummary,
     config: Any,
     *,
     env: Mapping[str, str] | None = None,
     templates_dir: Path | None = None,
     echo: Callable[[str], Any] | None = None,
 ) -> BuiltMessage:
-    """Everything up to (not including) sending. Raises :class:`NotifyError` on bad input."""
+    """Everything up to (not including) sending, for a run directory (its ``summary.json``)
+    or a :class:`~tuner.summary.RunSummary`. ``config`` is the run's settings (``mail.*``
+    keys, read with ``config.get``).
+
+    Raises:
+        NotifyError: bad input: an unreadable summary, an invalid address, header injection,
+            a template error.
+    """
     from email import policy
     from email.message import EmailMessage
     from email.utils import formatdate
 
-    run_dir = Path(run_dir)
-    summary = load_summary(run_dir)
+    if isinstance(run, RunSummary):
+        summary = run.to_json()
+        run_dir = Path(run.run_dir)
+    else:
+        run_dir = Path(run)
+        summary = load_summary(run_dir)
     facts = build_facts(summary, run_dir, env)
     rendered = _redacted(render(facts, templates_dir))
     subject = check_header(

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tuner.runners.base import Runner, TrialHandle
-from tuner.trial import LOG_FILE, METRICS_FILE, STOP_FILE, TrialSpec, prepare_workdir
+from tuner.runners.base import Runner, TrialHandle, prepare_workdir
+from tuner.trial import LOG_FILE, METRICS_FILE, STOP_FILE, TrialSpec
 
 SCRIPT = '''"""A small Keras script with the constants the tuner looks for."""
 import keras
@@ -106,3 +106,17 @@ def write_script(folder: Path, text: str = SCRIPT, name: str = "model.py") -> Pa
     p = folder / name
     p.write_text(text)
     return p
+
+
+def run_tune(script: Path, run_dir: Path, settings: Any, runner: Runner, *, kind: str = "ann",
+             listeners: list[Any] | None = None, winners_file: Path | None = None, **kw: Any) -> Any:
+    """A tune loop with the subscribers every run has (events, outcome files, winners), as
+    :func:`tuner.assemble.build_tune` assembles it, around a given runner and settings."""
+    from tuner import winners
+    from tuner.assemble import outcome_subscribers
+    from tuner.loop import TuneLoop
+
+    subscribers = outcome_subscribers(run_dir, settings.names or None, winners_file) + list(listeners or [])
+    loop = TuneLoop(script, run_dir, settings, runner, kind=kind, listeners=subscribers,
+                    previous_winners=winners.load(Path(script).name, winners_file), **kw)
+    return loop.run()

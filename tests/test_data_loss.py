@@ -31,10 +31,11 @@ from typing import Any
 import pytest
 
 from monitor import WatchPolicy, supervise
+from tests.fakes import run_tune
 from tuner.errors import StudyError
-from tuner.loop import LoopSettings, TuneLoop
+from tuner.loop import LoopSettings
 from tuner.runners.local import LocalRunner
-from tuner.study import Study
+from tuner.study import open_store
 from tuner.trial import METRICS_FILE, RESULT_FILE
 
 FIXTURES = Path(__file__).parent / "fixtures" / "dataloss"
@@ -73,10 +74,8 @@ def run_loop(script: Path, run_dir: Path, *, supervise_with: Callable[..., Any] 
         return supervise(runner, spec, policy, poll_interval=0.2, **k)
 
     runner = LocalRunner()
-    loop = TuneLoop(script, run_dir, loop_settings(**kw), runner, kind="ann",
-                    supervise=supervise_with or default)
     try:
-        return loop.run()
+        return run_tune(script, run_dir, loop_settings(**kw), runner, supervise=supervise_with or default)
     finally:
         runner.close()
 
@@ -146,7 +145,7 @@ def test_a_kill_after_the_last_checkpoint_keeps_the_finished_trial(tmp_path, cut
 
     outcome = run_loop(script, run_dir)  # the same command again
 
-    trial = outcome.summary["trials"][0]
+    trial = outcome.summary.to_json()["trials"][0]
     assert trial["status"] == "ok", trial
     assert [h["epoch"] for h in trial["history"]] == [1, 2, 3, 4]
     assert trial["metric"] == trial["history"][-1]["val_accuracy"]
@@ -278,7 +277,7 @@ def run_counted(script: Path, run_dir: Path, **kw: Any):
     runner = LocalRunner()
     settings = loop_settings(**{"goal": 0.999, "strategy": "random", "max_trials": 2, **kw})
     try:
-        return TuneLoop(script, run_dir, settings, runner, kind="regression").run()
+        return run_tune(script, run_dir, settings, runner, kind="regression")
     finally:
         runner.close()
 
@@ -319,11 +318,11 @@ def test_a_damaged_study_is_refused_and_repaired_without_retraining(tmp_path, ca
 
     again = run_counted(script, run_dir, max_trials=3)
     assert runs_of(script) == 3  # trials 1 and 2 kept, only trial 3 trained
-    assert [t["number"] for t in again.summary["trials"]] == [1, 2, 3]
-    assert [t["metric"] for t in again.summary["trials"][:2]] == [t["metric"] for t in first.summary["trials"]]
+    assert [t["number"] for t in again.summary.to_json()["trials"]] == [1, 2, 3]
+    assert [t["metric"] for t in again.summary.to_json()["trials"][:2]] == [t["metric"] for t in first.summary.to_json()["trials"]]
     # the time budget spent before is not reset
-    with Study.open(run_dir) as study:
-        assert study.elapsed() >= sum(t["seconds"] for t in first.summary["trials"]) * 0.99
+    with open_store(run_dir) as study:
+        assert study.elapsed() >= sum(t["seconds"] for t in first.summary.to_json()["trials"]) * 0.99
 
 
 def test_a_study_in_use_cannot_be_repaired(tmp_path, capsys):
@@ -378,13 +377,13 @@ def test_a_frozen_warm_worker_is_replaced_and_the_trial_keeps_its_result(tmp_pat
     runner = WarmRunner()
     settings = loop_settings(goal=0.999, strategy="random", max_trials=2, metric="accuracy")
     try:
-        outcome = TuneLoop(script, tmp_path / "run", settings, runner, kind="regression").run()
+        outcome = run_tune(script, tmp_path / "run", settings, runner, kind="regression")
         zygote = runner._zygotes["sklearn"]
         assert zygote.healthy  # a new worker took the frozen one's place
     finally:
         runner.close()
     assert (script.parent / "froze-the-worker").exists()  # the worker really was stopped
-    trials = outcome.summary["trials"]
+    trials = outcome.summary.to_json()["trials"]
     assert [t["status"] for t in trials] == ["ok", "ok"], trials
     assert all(isinstance(t["metric"], float) for t in trials)
     assert outcome.status == "budget_spent"

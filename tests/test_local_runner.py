@@ -15,7 +15,7 @@ import pytest
 
 from tuner.cli import main
 from tuner.runners.local import LocalRunner
-from tuner.study import Study
+from tuner.study import open_store
 from tuner.trial import TrialSpec, read_history
 
 FIXTURES = Path(__file__).parent / "fixtures" / "scripts"
@@ -99,7 +99,7 @@ def test_kill_9_of_mlops_run_mid_trial_then_resume(tmp_path):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    with Study.open(run_dir) as study:
+    with open_store(run_dir) as study:
         states = {t.number: t.status for t in study.trials()}
     assert states[1] == "ok" and states[2] == "running"
     # the orphaned trial process died with its parent (PR_SET_PDEATHSIG)

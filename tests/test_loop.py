@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes import FakeRunner, quality, write_script
+from tests.fakes import FakeRunner, quality, run_tune, write_script
 from tuner.errors import SearchError
 from tuner.events import Event
 from tuner.loop import LoopSettings, TuneLoop
 from tuner.pruning import GoalPruner, MedianPruner, PrunePolicy, meets_goal
-from tuner.study import Study
+from tuner.study import open_store
 
 
 def settings(**kw) -> LoopSettings:
@@ -28,15 +28,14 @@ def run_loop(tmp_path: Path, runner: FakeRunner | None = None, events: list | No
         write_script(tmp_path)
     runner = runner or FakeRunner()
     listeners = [events.append] if events is not None else []
-    loop = TuneLoop(script, tmp_path / "run", settings(**kw), runner, kind="ann", listeners=listeners)
-    return loop.run(), runner
+    return run_tune(script, tmp_path / "run", settings(**kw), runner, listeners=listeners), runner
 
 
 def test_goal_met_stops_at_the_first_trial_that_reaches_it(tmp_path):
     events: list[Event] = []
     outcome, runner = run_loop(tmp_path, events=events)
     assert outcome.status == "goal_met" and outcome.exit_code == 0
-    metrics = [t["metric"] for t in outcome.summary["trials"]]
+    metrics = [t["metric"] for t in outcome.summary.to_json()["trials"]]
     assert metrics[-1] >= 0.9 and all(m < 0.9 for m in metrics[:-1])
     assert len(runner.started) == len(metrics) > 1
     # the first trial is the script as written
@@ -49,8 +48,8 @@ def test_goal_met_stops_at_the_first_trial_that_reaches_it(tmp_path):
 def test_best_script_and_diff_and_summary_are_written(tmp_path):
     outcome, _ = run_loop(tmp_path)
     run = tmp_path / "run"
-    best = outcome.summary["best"]
-    assert best["metric"] == max(t["metric"] for t in outcome.summary["trials"])
+    best = outcome.summary.to_json()["best"]
+    assert best["metric"] == max(t["metric"] for t in outcome.summary.to_json()["trials"])
     text = (run / "best" / "model.py").read_text()
     assert f"FC_LAYERS = {best['settings']['fc_layers']}" in text.replace("\n", " ").replace("  ", " ") or \
         str(best["settings"]["fc_layers"][0]) in text
@@ -76,7 +75,7 @@ def test_time_budget_counts_across_sessions(tmp_path):
                     FakeRunner(), kind="ann", clock=lambda: float(next(clock)))
     outcome = loop.run()
     assert outcome.status == "budget_spent" and "time budget of 3 minutes" in outcome.reason
-    assert Study.open(tmp_path / "run").elapsed() >= 180
+    assert open_store(tmp_path / "run").elapsed() >= 180
 
 
 def test_strategy_with_nothing_new_to_try_ends_the_run(tmp_path):
@@ -102,24 +101,24 @@ def test_resume_does_not_rerun_finished_trials(tmp_path):
     assert len(r1.started) == 3
     second, r2 = run_loop(tmp_path, goal=0.999, max_trials=5)
     assert len(r2.started) == 2, "only the two new trials run"
-    assert [t["number"] for t in second.summary["trials"]] == [1, 2, 3, 4, 5]
+    assert [t["number"] for t in second.summary.to_json()["trials"]] == [1, 2, 3, 4, 5]
     assert r1.started[0] not in r2.started
 
 
 def test_a_trial_left_running_by_a_killed_session_is_resumed_first(tmp_path):
     write_script(tmp_path)
     run = tmp_path / "run"
-    study = Study.open(run)
-    rec = study.start_trial({"fc_layers": [16], "learning_rate": 0.03, "epochs": 6, "batch_size": 32},
-                            lambda n: run / "trials" / f"{n:04d}")
+    study = open_store(run)
+    rec = study.claim_trial({"fc_layers": [16], "learning_rate": 0.03, "epochs": 6, "batch_size": 32},
+                            lambda n: run / "trials" / f"{n:04d}", "a-killed-session:1")
     study.close()
     (Path(rec.workdir)).mkdir(parents=True)
     (Path(rec.workdir) / "metrics.jsonl").write_text('{"epoch": 1, "val_accuracy": 0.55}\n')
     runner = FakeRunner()
     loop = TuneLoop(tmp_path / "model.py", run, settings(max_trials=1, goal=0.999), runner, kind="ann")
     outcome = loop.run()
-    assert len(runner.started) == 1 and outcome.summary["trials"][0]["number"] == 1
-    epochs = [r["epoch"] for r in outcome.summary["trials"][0]["history"]]
+    assert len(runner.started) == 1 and outcome.summary.to_json()["trials"][0]["number"] == 1
+    epochs = [r["epoch"] for r in outcome.summary.to_json()["trials"][0]["history"]]
     assert epochs == [1, 2, 3, 4, 5, 6], "the resumed trial continued after its recorded epoch"
 
 
@@ -134,9 +133,9 @@ def test_pruning_stops_trials_that_cannot_beat_the_best(tmp_path):
 
     outcome, _ = run_loop(tmp_path, runner=FakeRunner(final=final, epochs=8), events=events, goal=0.89,
                           max_trials=5, prune=True, strategy="random")
-    statuses = [t["status"] for t in outcome.summary["trials"]]
+    statuses = [t["status"] for t in outcome.summary.to_json()["trials"]]
     assert statuses == ["ok", "ok", "pruned", "pruned", "pruned"]
-    pruned = [t for t in outcome.summary["trials"] if t["status"] == "pruned"]
+    pruned = [t for t in outcome.summary.to_json()["trials"] if t["status"] == "pruned"]
     assert all(t["epochs"] < 8 for t in pruned) and all("median" in t["reason"] for t in pruned)
 
 
@@ -156,7 +155,7 @@ def test_a_failing_baseline_stops_the_run_with_its_reason(tmp_path):
     assert outcome.status == "failed" and outcome.exit_code == 1
     assert len(runner.started) == 1
     assert "injected crash" in outcome.reason
-    assert "RuntimeError: injected crash" in outcome.summary["trials"][0]["log_tail"]
+    assert "RuntimeError: injected crash" in outcome.summary.to_json()["trials"][0]["log_tail"]
 
 
 def test_three_failures_in_a_row_stop_the_run(tmp_path):
@@ -180,7 +179,7 @@ def test_minimize_metric_goal(tmp_path):
     runner = FakeRunner(final=lambda s: 1 - quality(s))
 
     outcome, _ = run_loop(tmp_path, runner=runner, metric="val_accuracy", maximize=False, goal=0.12)
-    assert outcome.status == "goal_met" and outcome.summary["best"]["metric"] <= 0.12
+    assert outcome.status == "goal_met" and outcome.summary.to_json()["best"]["metric"] <= 0.12
 
 
 def test_a_changed_script_does_not_silently_resume_an_old_study(tmp_path):
@@ -210,7 +209,7 @@ def test_goal_pruner_stops_hopeless_curves_only():
 def test_baseline_that_cannot_reach_the_goal_is_pruned_early(tmp_path):
     outcome, _ = run_loop(tmp_path, runner=FakeRunner(final=lambda s: 0.6 if s["fc_layers"] == [16] else 0.95,
                                                       epochs=6), prune=True)
-    first = outcome.summary["trials"][0]
+    first = outcome.summary.to_json()["trials"][0]
     assert first["status"] == "pruned" and first["epochs"] < 6 and "cannot reach the goal" in first["reason"]
     assert outcome.status == "goal_met"
 
@@ -235,12 +234,12 @@ def test_float32_metrics_meet_the_goal_they_print_as():
 def test_a_goal_met_run_seeds_the_next_run_of_the_same_script(tmp_path):
     store = tmp_path / "winners.json"
     write_script(tmp_path)
-    first = TuneLoop(tmp_path / "model.py", tmp_path / "run1", settings(strategy="auto"), FakeRunner(),
-                     kind="ann", winners_file=store).run()
+    first = run_tune(tmp_path / "model.py", tmp_path / "run1", settings(strategy="auto"), FakeRunner(),
+                     winners_file=store)
     assert first.status == "goal_met"
-    won = first.summary["best"]["settings"]
+    won = first.summary.to_json()["best"]["settings"]
     assert json.loads(store.read_text())["model.py"][0] == won
     runner = FakeRunner()
-    second = TuneLoop(tmp_path / "model.py", tmp_path / "run2", settings(strategy="auto"), runner,
-                      kind="ann", winners_file=store).run()
-    assert runner.started[1] == won and len(second.summary["trials"]) == 2
+    second = run_tune(tmp_path / "model.py", tmp_path / "run2", settings(strategy="auto"), runner,
+                      winners_file=store)
+    assert runner.started[1] == won and len(second.summary.to_json()["trials"]) == 2

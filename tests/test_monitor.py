@@ -21,9 +21,9 @@ import pytest
 from monitor import RESTARTS_FILE, WatchPolicy, supervise
 from tuner.config import load_config
 from tuner.errors import ConfigError
-from tuner.runners.base import Runner, TrialHandle
+from tuner.runners.base import Runner, TrialHandle, prepare_workdir
 from tuner.runners.local import LocalRunner
-from tuner.trial import METRICS_FILE, RESULT_FILE, STOP_FILE, TrialSpec, prepare_workdir
+from tuner.trial import METRICS_FILE, RESULT_FILE, STOP_FILE, TrialSpec
 
 FIXTURES = Path(__file__).parent / "fixtures" / "monitor"
 TINY = FIXTURES / "tiny_keras.py"

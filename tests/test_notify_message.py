@@ -162,32 +162,33 @@ def test_links_to_the_build_and_the_archived_report(tmp_path):
 
 
 def test_failed_mail_shows_the_last_50_log_lines_cleaned(tmp_path):
-    run_dir, out = rendered("failed", tmp_path)
-    log = (run_dir / "trials" / "0001" / "train.log").read_text().splitlines()
-    assert len(log) == 80
-    assert "Last 50 lines of trials/0001/train.log:" in out.text
-    assert log[30] in out.text and log[29] not in out.text  # lines 31..80 only
-    assert "\x1b" not in out.text and "\x1b" not in out.html  # terminal colours stripped
-    assert "mlops-harness: training process exited with code 1" in out.text
-
-
-def test_failed_log_tail_falls_back_to_train_log(tmp_path):
     run_dir = copy_case("failed", tmp_path / "run")
-    result = run_dir / "trials" / "0001" / "result.json"
-    data = json.loads(result.read_text())
-    data["log_tail"] = ""
-    result.write_text(json.dumps(data))
-    facts = build_facts(load_summary(run_dir), run_dir, {})
-    log = (run_dir / "trials" / "0001" / "train.log").read_text().splitlines()
-    assert facts["log_lines"] == 50
-    assert facts["log_tail"].splitlines()[0] == log[30]
+    summary = load_summary(run_dir)
+    log = [f"\x1b[32mEpoch 1/15 - batch {i}/80\x1b[0m" for i in range(1, 80)] + ["ValueError: boom"]
+    summary["trials"][0]["log_tail"] = "\n".join(log)
+    text = render(build_facts(summary, run_dir, {})).text
+    assert "Last 50 lines of trials/0001/train.log:" in text
+    assert "batch 31/80" in text and "batch 30/80" not in text  # lines 31..80 only
+    assert "\x1b" not in text and "ValueError: boom" in text  # terminal colours stripped
+
+
+def test_the_mail_never_opens_a_trial_folder(tmp_path):
+    """What the mail shows comes from the summary: a train.log in the trial folder is not read."""
+    run_dir = copy_case("failed", tmp_path / "run")
+    summary = load_summary(run_dir)
+    summary["trials"][0]["log_tail"] = ""
+    (run_dir / "trials" / "0001").mkdir(parents=True)
+    (run_dir / "trials" / "0001" / "train.log").write_text("SECRET FROM THE FOLDER\n")
+    facts = build_facts(summary, run_dir, {})
+    assert facts["log_tail"] == "" and facts["log_source"] is None
+    assert "SECRET FROM THE FOLDER" not in render(facts).text
 
 
 def test_the_winning_settings_as_a_diff_and_a_table(tmp_path):
     _, out = rendered("goal_met", tmp_path)
     assert "-FC_LAYERS = [16]" in out.text and "+FC_LAYERS = [64, 32]" in out.text
     assert "fc_layers       [16] -> [64, 32]" in out.text
-    assert "learning_rate   0.0001 -> 0.001" in out.text
+    assert "learning_rate   1e-4 -> 1e-3" in out.text  # the same spelling as the report and Jenkins
     assert '<span style="background:#dcfff1;color:#216e4e;">+FC_LAYERS = [64, 32]</span>' in out.html
     diff = (FIXTURES / "goal_met" / "summary.json").read_text()
     assert json.loads(diff)["best"]["diff"].rstrip("\n") in _visible_text(out.html)  # line for line

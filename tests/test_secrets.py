@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes import run_tune
 from tuner.config import load_config
 from tuner.errors import ConfigError
-from tuner.loop import LoopSettings, TuneLoop
+from tuner.loop import LoopSettings
 from tuner.redact import redact, secret_values
 from tuner.runners.local import LocalRunner, trial_environment
 from tuner.runners.warm import WarmRunner
@@ -115,10 +116,10 @@ def test_a_secret_that_reaches_a_log_is_masked_in_everything_the_run_writes(secr
                             max_minutes=10, trial_timeout=120, seed=0, prune=False)
     runner = LocalRunner()
     try:
-        outcome = TuneLoop(script, run_dir, settings, runner, kind="regression").run()
+        outcome = run_tune(script, run_dir, settings, runner, kind="regression")
     finally:
         runner.close()
-    assert outcome.status == "failed" and [t["status"] for t in outcome.summary["trials"]] == ["failed"]
+    assert outcome.status == "failed" and [t["status"] for t in outcome.summary.to_json()["trials"]] == ["failed"]
     notify_run(run_dir, load_config(script), echo=lambda s: None)
 
     written = [p for p in run_dir.rglob("*") if p.is_file()]
@@ -128,7 +129,7 @@ def test_a_secret_that_reaches_a_log_is_masked_in_everything_the_run_writes(secr
             continue
         assert SMTP_PASSWORD not in path.read_text(errors="replace"), path
     assert "connecting with password ***" in (run_dir / "trials" / "0001" / "train.log").read_text()
-    assert "login refused for ***" in outcome.summary["trials"][0]["reason"]
+    assert "login refused for ***" in outcome.summary.to_json()["trials"][0]["reason"]
     mails = list((tmp_path / "outbox").glob("*.eml"))
     assert len(mails) == 1
     msg = email.message_from_bytes(mails[0].read_bytes(), policy=policy.default)

@@ -56,5 +56,6 @@ class JsonlSink:
     def __call__(self, event: Event) -> None:
         from tuner.redact import redact
 
+        record = {k: v for k, v in event.to_json().items() if k != "summary"}  # that is summary.json
         with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(redact(json.dumps(event.to_json(), default=str)) + "\n")
+            fh.write(redact(json.dumps(record, default=str)) + "\n")

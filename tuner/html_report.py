@@ -13,7 +13,6 @@ Output is deterministic: the same summary always gives the same bytes (no "gener
 from __future__ import annotations
 
 import math
-import os
 import re
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +23,9 @@ from markupsafe import Markup, escape
 
 from tuner.errors import MlopsError
 from tuner.fmt import (  # noqa: F401 - re-exported for the report's callers
+    LOG_TAIL_LINES,
     SETTING_LABELS,
+    clean_log,
     diff_line_kind,
     format_sci,
     format_value,
@@ -33,6 +34,7 @@ from tuner.fmt import (  # noqa: F401 - re-exported for the report's callers
     settings_parts,
 )
 from tuner.fmt import format_settings as _format_settings
+from tuner.summary import RunSummary
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -43,7 +45,6 @@ TEMPLATE = "report.html.j2"
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
 METRIC_DECIMALS = 4
-LOG_TAIL_LINES = 40
 FAILED_STATUSES = ("failed", "timeout", "killed")
 
 STATUS_WORDS = {
@@ -78,46 +79,42 @@ def format_settings(settings: dict[str, Any] | None) -> str:
 # --------------------------------------------------------------------------- public API
 
 
-def write_report(run_dir: Path, summary: dict[str, Any] | None = None) -> Path:
-    """Render ``run_dir/report.html`` (atomically) and return its path.
+def write_report(run_dir: Path, summary: RunSummary | dict[str, Any] | None = None) -> Path:
+    """Render ``run_dir/report.html`` (atomically, secrets masked) and return its path.
 
-    ``summary`` defaults to ``run_dir/summary.json``. Trials whose summary entry carries no
-    ``log_tail`` get one from their workdir (``result.json``, else the end of ``train.log``)."""
-    run_dir = Path(run_dir)
-    if summary is None:
-        summary = read_summary(run_dir)
-    summary = _with_log_tails(summary, run_dir)
+    ``summary`` defaults to ``run_dir/summary.json``. Everything shown comes from the summary:
+    no trial folder is opened.
+
+    Raises:
+        MlopsError: the summary is missing or fails a check, or the report cannot be written.
+    """
+    from tuner.files import write_text_atomic
     from tuner.redact import redact
 
+    run_dir = Path(run_dir)
+    if summary is None:
+        summary = RunSummary.read(run_dir)
     html = redact(render_report(summary))
     path = run_dir / REPORT_FILE
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(html, encoding="utf-8")
-        os.replace(tmp, path)
+        write_text_atomic(path, html)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise MlopsError(f"{path}: cannot write the report ({exc.strerror}); check the run directory") from exc
     return path
 
 
-def render_report(summary: dict[str, Any]) -> str:
-    """The report page for a ``summary.json`` dict, as one HTML string."""
-    if not isinstance(summary, dict):
-        raise MlopsError(f"summary must be a JSON object (dict), got {type(summary).__name__}")
-    context = build_context(summary)
-    return _environment().get_template(TEMPLATE).render(**context)
-
-
-def read_summary(run_dir: Path) -> dict[str, Any]:
-    """``run_dir/summary.json``, checked (:func:`tuner.summary.read_summary`).
+def render_report(summary: RunSummary | dict[str, Any]) -> str:
+    """The report page of a run, as one HTML string. A plain dict is drawn as far as it goes
+    (odd values never break the page); files are read through :class:`RunSummary` checks.
 
     Raises:
-        MlopsError: missing, unreadable, or a field fails a check (the message names it).
+        MlopsError: ``summary`` is neither a RunSummary nor a dict.
     """
-    from tuner.summary import read_summary as _read
-
-    return _read(run_dir)
+    data = summary.to_json() if isinstance(summary, RunSummary) else summary
+    if not isinstance(data, dict):
+        raise MlopsError(f"summary must be a JSON object (dict), got {type(data).__name__}")
+    context = build_context(data)
+    return _environment().get_template(TEMPLATE).render(**context)
 
 
 def trials_frame(summary: dict[str, Any]) -> pd.DataFrame:
@@ -306,7 +303,7 @@ def _trial_rows(
                 "restarts": _restarts_text(rec["restarts"], rec["resumed_at"]),
                 "settings": settings_parts(settings) or ["same" if common else "as written"],
                 "reason": str(rec["reason"] or ""),
-                "log_tail": _tail(tail) if isinstance(tail, str) else "",
+                "log_tail": clean_log(tail) if isinstance(tail, str) else "",
             }
         )
     return rows, common
@@ -346,47 +343,6 @@ def _diff_lines(diff: str) -> list[tuple[str, str]]:
     return [(classes.get(k := diff_line_kind(line), k), line) for line in diff.splitlines()]
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def _tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
-    """The last ``lines`` lines as a terminal shows them: colours dropped, and of a line
-    rewritten with carriage returns (Keras progress bars) only its last state."""
-    shown = []
-    for line in _ANSI.sub("", text).split("\n"):
-        line = line.rstrip("\r")
-        shown.append(_CONTROL.sub("", line.rsplit("\r", 1)[-1]))
-    while shown and not shown[-1].strip():
-        shown.pop()
-    return "\n".join(shown[-lines:])
-
-
-def _with_log_tails(summary: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    """A shallow copy of ``summary`` whose failed trials carry a ``log_tail`` read from disk
-    (``result.json``, else ``train.log``) when the summary has none."""
-    import json
-
-    trials = []
-    changed = False
-    for trial in _trials(summary):
-        if trial.get("status") in FAILED_STATUSES and not trial.get("log_tail") and trial.get("workdir"):
-            workdir = run_dir / str(trial["workdir"])
-            tail = ""
-            try:
-                tail = json.loads((workdir / "result.json").read_text(encoding="utf-8")).get("log_tail") or ""
-            except (OSError, ValueError, AttributeError):
-                pass
-            if not tail:
-                try:
-                    tail = _tail((workdir / "train.log").read_text(encoding="utf-8", errors="replace"))
-                except OSError:
-                    pass
-            if tail:
-                trial = {**trial, "log_tail": tail}
-                changed = True
-        trials.append(trial)
-    return {**summary, "trials": trials} if changed else summary
 
 
 # --------------------------------------------------------------------------- SVG chart

@@ -1,9 +1,12 @@
 """The tune loop: ask, run, tell, until the goal is met or the budget is spent.
 
-It decides; runners execute and the watchdog restarts. Every trial is in the study before it
-starts and after it ends, so a killed loop resumes: finished trials are not run again and a
-trial that was running restarts from its checkpoint. The loop emits events (see
-:mod:`tuner.events`) and, at the end, writes ``best/``, ``summary.json`` and ``report.html``.
+It decides; runners execute and the watchdog restarts. Every trial is in the study store
+before it starts and after it ends, so a killed loop resumes: finished trials are not run
+again and a trial that was running restarts from its checkpoint. The loop writes nothing of
+the outcome itself: it emits events (:mod:`tuner.events`), the last one ``run_finished`` with
+the typed :class:`~tuner.summary.RunSummary`, and its subscribers (assembled by
+:mod:`tuner.assemble`) write ``best/``, ``summary.json`` and the report, send the mail, keep the
+winner and show progress.
 """
 
 from __future__ import annotations
@@ -12,30 +15,32 @@ import datetime as _dt
 import hashlib
 import inspect
 import os
-import subprocess
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tuner import winners
-from tuner.config import Config
 from tuner.errors import EXIT_GOAL_NOT_MET, EXIT_OK, HParamsError, RunnerError, StudyError
-from tuner.events import EventBus, JsonlSink, Listener
+from tuner.events import EventBus, Listener
 from tuner.pruning import PrunePolicy, meets_goal
 from tuner.runners.base import Runner
 from tuner.search import Observation, SearchSpace, build_space, get_strategy, strategy_class
-from tuner.study import RESUMABLE, Study, TrialRecord, lock_run_dir
+from tuner.study import RESUMABLE, StudyStore, TrialRecord, lock_run_dir, open_store
+from tuner.summary import BestTrial, RunSummary, TrialSummary
 from tuner.trial import (
     RESULT_FILE,
     STATUSES,
     TrialResult,
     TrialSpec,
     collect_result,
+    read_history,
     read_trial_text,
-    write_json_atomic,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tuner.config import Config
 
 MAX_CONSECUTIVE_FAILURES = 3
 
@@ -44,7 +49,7 @@ MAX_CONSECUTIVE_FAILURES = 3
 class RunOutcome:
     status: str  # goal_met | budget_spent | failed | nothing_to_tune
     reason: str
-    summary: dict[str, Any]
+    summary: RunSummary
     run_dir: Path
 
     @property
@@ -82,29 +87,17 @@ def _now_iso(t: float | None = None) -> str:
     return _dt.datetime.fromtimestamp(t or time.time(), tz=_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def git_info(script: Path) -> dict[str, str] | None:
-    """Commit, author and branch of the checkout holding ``script`` (Jenkins' GIT_* win)."""
-    def git(*args: str) -> str:
-        try:
-            out = subprocess.run(["git", "-C", str(script.parent), *args], capture_output=True,
-                                 text=True, timeout=10, check=False)
-        except (OSError, subprocess.TimeoutExpired):
-            return ""
-        return out.stdout.strip() if out.returncode == 0 else ""
-
-    commit = os.environ.get("GIT_COMMIT") or git("rev-parse", "HEAD")
-    if not commit:
-        return None
-    return {
-        "commit": commit,
-        "author_email": os.environ.get("GIT_AUTHOR_EMAIL") or git("log", "-1", "--format=%ae"),
-        "author_name": os.environ.get("GIT_AUTHOR_NAME") or git("log", "-1", "--format=%an"),
-        "branch": os.environ.get("GIT_BRANCH") or os.environ.get("BRANCH_NAME") or git("rev-parse", "--abbrev-ref", "HEAD"),
-    }
+def worker_name() -> str:
+    """Who owns the trials this process runs: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class TuneLoop:
-    """One tuning run of one script in one run directory."""
+    """One tuning run of one script in one run directory.
+
+    ``previous_winners`` (settings that met the goal before) go to a strategy that takes
+    them; ``context`` adds what the loop cannot know to the summary (``git``, ``build_url``);
+    ``store_url`` names the study store (default: the run directory's SQLite file)."""
 
     def __init__(
         self,
@@ -118,7 +111,9 @@ class TuneLoop:
         supervise: Callable[..., TrialResult] | None = None,
         runner_name: str = "local",
         clock: Callable[[], float] = time.monotonic,
-        winners_file: Path | None = None,
+        previous_winners: list[dict[str, Any]] | None = None,
+        context: Mapping[str, Any] | None = None,
+        store_url: str | None = None,
     ):
         self.script = Path(script).resolve()
         self.run_dir = Path(run_dir).resolve()
@@ -129,14 +124,17 @@ class TuneLoop:
         self.supervise = supervise
         self.runner_name = runner_name
         self.clock = clock
-        self.winners_file = winners_file  # None: neither read nor record earlier winners
+        self.previous_winners = list(previous_winners or [])
+        self.context = dict(context or {})
+        self.store_url = store_url
+        self.owner = worker_name()
         self.planned_epochs: int | None = None
 
     # -- helpers -----------------------------------------------------------------------
     def _meets_goal(self, value: float | None) -> bool:
         return meets_goal(value, self.s.goal, self.s.maximize)
 
-    def _observations(self, study: Study) -> list[Observation]:
+    def _observations(self, study: StudyStore) -> list[Observation]:
         return [Observation(t.number, t.settings, t.status, t.metric, t.history)
                 for t in study.trials() if t.finished]
 
@@ -148,6 +146,17 @@ class TuneLoop:
 
     # -- the run -----------------------------------------------------------------------
     def run(self) -> RunOutcome:
+        """Tune until the goal, the budget, or a reason to stop; resume what a previous session
+        left running. Takes the run directory's lock for the whole run.
+
+        Raises:
+            HParamsError / ClassifyError: the script cannot be read, classified or searched.
+            StudyError: another process holds the run directory, or the study refuses it
+                (another script, damaged, trials missing).
+            SearchError: the strategy or the search space cannot be built.
+            KeyboardInterrupt: Ctrl-C or SIGTERM/SIGHUP; the running trial was stopped and is
+                recorded ``interrupted``.
+        """
         from tuner import hparams
         from tuner.classify import classify_source, read_script
 
@@ -166,46 +175,49 @@ class TuneLoop:
             lock.close()
 
     def _run_locked(self, source: str, tunables: Any, space: SearchSpace) -> RunOutcome:
-        self.bus.subscribe(JsonlSink(self.run_dir / "events.jsonl"))
-        study = Study.open(self.run_dir, {
+        study = open_store(self.store_url or self.run_dir, name=self.script.stem, meta={
             "script_name": self.script.name,
             "script_sha256": hashlib.sha256(source.encode()).hexdigest(),
             "kind": self.kind, "metric": self.s.metric,
         })
-        started_wall = time.time()
-        meta = study.meta()
-        first_started = meta.get("first_started_at", started_wall)
-        if "first_started_at" not in meta:
-            study.set_meta(first_started_at=started_wall)
-        options: dict[str, Any] = {}
-        if self.winners_file is not None and "previous_winners" in inspect.signature(
-                strategy_class(self.s.strategy).__init__).parameters:
-            options["previous_winners"] = winners.load(self.script.name, self.winners_file)
-        strategy = get_strategy(self.s.strategy, space, maximize=self.s.maximize, seed=self.s.seed,
-                                metric=self.s.metric, **options)
-        session_start = self.clock()
-        prior_elapsed = study.elapsed()
-        self.bus.emit("run_started", script=str(self.script), kind=self.kind, run_dir=str(self.run_dir),
-                      strategy=self.s.strategy, goal=self.s.goal, metric=self.s.metric,
-                      max_trials=self.s.max_trials, max_minutes=self.s.max_minutes,
-                      space=space.describe(), resumed_trials=len(study.trials()))
         try:
-            status, reason = self._loop(study, strategy, space, session_start, prior_elapsed)
+            started_wall = time.time()
+            meta = study.meta()
+            first_started = meta.get("first_started_at", started_wall)
+            if "first_started_at" not in meta:
+                study.set_meta(first_started_at=started_wall)
+            options: dict[str, Any] = {}
+            if "previous_winners" in inspect.signature(strategy_class(self.s.strategy).__init__).parameters:
+                options["previous_winners"] = self.previous_winners
+            strategy = get_strategy(self.s.strategy, space, maximize=self.s.maximize, seed=self.s.seed,
+                                    metric=self.s.metric, **options)
+            session_start = self.clock()
+            prior_elapsed = study.elapsed()
+            self.bus.emit("run_started", script=str(self.script), kind=self.kind, run_dir=str(self.run_dir),
+                          strategy=self.s.strategy, goal=self.s.goal, metric=self.s.metric,
+                          max_trials=self.s.max_trials, max_minutes=self.s.max_minutes,
+                          space=space.describe(), resumed_trials=len(study.trials()))
+            try:
+                status, reason = self._loop(study, strategy, space, session_start, prior_elapsed)
+            finally:
+                study.add_elapsed(self.clock() - session_start)
+            summary = self._summary(study, space, status, reason, first_started, tunables)
         finally:
-            study.add_elapsed(self.clock() - session_start)
-        summary = self._finish(study, space, status, reason, first_started, tunables)
-        if status == "goal_met" and summary.get("best"):
-            winners.record(self.script.name, summary["best"]["settings"], self.winners_file)
-        study.close()
+            study.close()
+        self.bus.emit("run_finished", summary=summary, status=status, reason=reason, run_dir=str(self.run_dir),
+                      best=summary.best and {"number": summary.best.number, "metric": summary.best.metric,
+                                             "settings": summary.best.settings})
         return RunOutcome(status, reason, summary, self.run_dir)
 
     def _elapsed(self, session_start: float, prior: float) -> float:
         return prior + (self.clock() - session_start)
 
-    def _loop(self, study: Study, strategy: Any, space: SearchSpace, session_start: float,
+    def _loop(self, study: StudyStore, strategy: Any, space: SearchSpace, session_start: float,
               prior_elapsed: float) -> tuple[str, str]:
         budget_s = self.s.max_minutes * 60
-        # 1. trials that were running when a previous session died or was stopped: resume them
+        # 1. trials that were running when a previous session died or was stopped: resume them.
+        # This process holds the run directory's lock, so whoever ran them is gone: stale now.
+        study.mark_stale(0.0)
         for rec in study.trials():
             if rec.status in RESUMABLE:
                 self._run_trial(study, rec, session_start, prior_elapsed, resumed=True)
@@ -238,7 +250,7 @@ class TuneLoop:
             settings = strategy.ask(self._observations(study))
             if settings is None:
                 return self._budget(best, f"the {self.s.strategy} strategy has nothing new to try in the search space")
-            rec = study.start_trial(settings, lambda n: self.run_dir / "trials" / f"{n:04d}")
+            rec = study.claim_trial(settings, lambda n: self.run_dir / "trials" / f"{n:04d}", self.owner)
             rec = self._run_trial(study, rec, session_start, prior_elapsed)
             strategy.tell(Observation(rec.number, rec.settings, rec.status, rec.metric, rec.history))
 
@@ -251,7 +263,7 @@ class TuneLoop:
         self.bus.emit("budget_spent", reason=why)
         return "budget_spent", why + tail
 
-    def _run_trial(self, study: Study, rec: TrialRecord, session_start: float, prior_elapsed: float,
+    def _run_trial(self, study: StudyStore, rec: TrialRecord, session_start: float, prior_elapsed: float,
                    resumed: bool = False) -> TrialRecord:
         remaining = self.s.max_minutes * 60 - self._elapsed(session_start, prior_elapsed)
         timeout = max(1.0, min(self.s.trial_timeout or remaining, remaining)) if remaining > 0 else 1.0
@@ -272,7 +284,8 @@ class TuneLoop:
             policy.write(spec.workdir)  # the harness applies it at the end of every epoch
 
         def on_progress(history: list[dict[str, Any]]) -> None:
-            study.update_history(rec.number, history)
+            study.record_history(rec.number, history)
+            study.heartbeat(rec.number, self.owner)
             for i, record in enumerate(history):
                 if record["epoch"] <= emitted["epoch"]:
                     continue
@@ -291,7 +304,9 @@ class TuneLoop:
 
         result = None
         if resumed:
-            study.resume_trial(rec.number)
+            if not study.resume_trial(rec.number, self.owner):
+                raise StudyError(f"trial {rec.number} is run by {rec.owner or 'another worker'}; "
+                                 "wait for it, or give this run another --run-dir")
             result = _final_result(spec.workdir)
             stop = spec.workdir / "STOP"
             if result is None and "budget" in (read_trial_text(stop, 4096) or ""):
@@ -308,8 +323,6 @@ class TuneLoop:
             result = collect_result(spec, returncode=None, seconds=0.0, status="failed",
                                     reason=f"the {self.runner_name} runner could not run the trial: {exc}")
         except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: the runner stopped the trial
-            from tuner.trial import read_history
-
             why = getattr(exc, "reason", None) or "interrupted (Ctrl-C)"
             study.interrupt_trial(rec.number, f"{why}; the next 'mlops run' resumes it from its checkpoint",
                                   read_history(spec.workdir))
@@ -324,56 +337,41 @@ class TuneLoop:
         return finished
 
     # -- the end -----------------------------------------------------------------------
-    def _finish(self, study: Study, space: SearchSpace, status: str, reason: str, first_started: float,
-                tunables: Any) -> dict[str, Any]:
-        from tuner import hparams
-
+    def _summary(self, study: StudyStore, space: SearchSpace, status: str, reason: str, first_started: float,
+                 tunables: Any) -> RunSummary:
+        """The run's outcome as data. The winner's ``epochs`` is the epoch that reached the goal
+        (the winning script trains that long); its ``diff`` is left to the outcome writer."""
         trials = study.trials()
         best = self._best(trials)
-        best_json = None
-        best_dir = self.run_dir / "best"
-        if best is not None:
+        best_trial = None
+        if best is not None and best.metric is not None:
             best_settings = dict(best.settings)
             if isinstance(best_settings.get("epochs"), int) and 0 < best.epochs < best_settings["epochs"]:
-                # the trial stopped at the epoch that reached the goal: the winning script trains that long
                 best_settings["epochs"] = best.epochs
-            from tuner.classify import read_script
+            best_trial = BestTrial(number=best.number, metric=best.metric, settings=best_settings,
+                                   workdir=os.path.relpath(best.workdir, self.run_dir), epochs=best.epochs,
+                                   seconds=best.seconds)
+        return RunSummary(
+            script=str(self.script), script_name=self.script.name, kind=self.kind or "",
+            metric=self.s.metric, maximize=self.s.maximize, goal=self.s.goal, status=status, reason=reason,
+            study_id=study.meta().get("study_id"), strategy=self.s.strategy, runner=self.runner_name,
+            run_dir=str(self.run_dir), started_at=_now_iso(first_started), finished_at=_now_iso(time.time()),
+            seconds=round(study.elapsed(), 1),
+            budget={"max_trials": self.s.max_trials, "max_minutes": self.s.max_minutes},
+            search_space=space.describe(), baseline_settings=tunables.values(), best=best_trial,
+            trials=[_trial_summary(t, self.run_dir) for t in trials],
+            git=self.context.get("git"), build_url=self.context.get("build_url"),
+        )
 
-            original = read_script(self.script, HParamsError)
-            rewritten = hparams.apply_settings(original, best_settings, path=str(self.script), names=self.s.names) \
-                if best_settings else original
-            diff = hparams.make_diff(original, rewritten, self.script.name)
-            best_dir.mkdir(parents=True, exist_ok=True)
-            (best_dir / self.script.name).write_text(rewritten, encoding="utf-8")
-            (best_dir / "settings.diff").write_text(diff, encoding="utf-8")
-            write_json_atomic(best_dir / "settings.json", best_settings)
-            best_json = {"number": best.number, "metric": best.metric, "settings": best_settings, "diff": diff,
-                         "workdir": os.path.relpath(best.workdir, self.run_dir), "epochs": best.epochs,
-                         "seconds": best.seconds}
-        finished_at = time.time()
-        summary = {
-            "script": str(self.script), "script_name": self.script.name, "kind": self.kind,
-            "metric": self.s.metric, "maximize": self.s.maximize, "goal": self.s.goal,
-            "status": status, "goal_met": status == "goal_met", "reason": reason,
-            "study_id": study.meta().get("study_id"),
-            "strategy": self.s.strategy, "runner": self.runner_name, "run_dir": str(self.run_dir),
-            "started_at": _now_iso(first_started), "finished_at": _now_iso(finished_at),
-            "seconds": round(study.elapsed(), 1),
-            "budget": {"max_trials": self.s.max_trials, "max_minutes": self.s.max_minutes},
-            "search_space": space.describe(),
-            "baseline_settings": tunables.values(),
-            "best": best_json,
-            "trials": [{**t.to_json(), "workdir": os.path.relpath(t.workdir, self.run_dir)} for t in trials],
-            "git": git_info(self.script),
-            "build_url": os.environ.get("BUILD_URL") or None,
-        }
-        write_json_atomic(self.run_dir / "summary.json", summary)
-        from tuner.html_report import write_report
 
-        write_report(self.run_dir, summary)
-        self.bus.emit("run_finished", status=status, reason=reason, run_dir=str(self.run_dir),
-                      best=best_json and {k: best_json[k] for k in ("number", "metric", "settings")})
-        return summary
+def _trial_summary(t: TrialRecord, run_dir: Path) -> TrialSummary:
+    data = t.to_json()
+    data["workdir"] = os.path.relpath(t.workdir, run_dir)
+    restarts = (t.result or {}).get("restart_log") or []
+    resumed = [r.get("resumed_at_epoch") for r in restarts if isinstance(r, dict)]
+    if resumed and all(isinstance(e, int) for e in resumed):
+        data["resumed_at"] = resumed
+    return TrialSummary(**{k: v for k, v in data.items() if k in TrialSummary.__dataclass_fields__ and v is not None})
 
 
 def _final_result(workdir: Path) -> TrialResult | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Any, TextIO
 
 from tuner.events import Event
@@ -97,3 +98,12 @@ class Progress:
             self._print(f"mlops: stopping: {d['reason']}")
         elif t == "run_finished":
             self.close()
+            summary = d.get("summary")
+            if summary is None:
+                return
+            run_dir = Path(summary.run_dir)
+            self._print(f"mlops: {summary.status.replace('_', ' ')}: {summary.reason}")
+            if summary.best is not None:
+                self._print(f"mlops: best settings: {run_dir / 'best' / summary.script_name} "
+                            f"(diff: {run_dir / 'best' / 'settings.diff'})")
+            self._print(f"mlops: report: {run_dir / 'report.html'}   summary: {run_dir / 'summary.json'}")

@@ -1,27 +1,36 @@
-"""Reading a run's ``summary.json`` back, trusting nothing in it.
+"""The outcome of a tuning run: one typed :class:`RunSummary`, written as ``summary.json``.
 
-The tune loop writes ``summary.json``; the report, the mail and the Jenkins steps read it,
-sometimes from a workspace a pushed commit could have filled. :func:`read_summary` is the one
-reader: it reads only a regular file under the size limit (:mod:`tuner.files`), checks the type
-of every field its consumers use, and bounds what could make them loop or allocate without
-end (epoch numbers, list lengths). A file that fails a check is an :class:`MlopsError` naming
-the file and the field; it never reaches a template or a chart.
+The tune loop builds it and emits it with ``run_finished``; the outcome writer completes it
+(the winning script's diff) and writes it; the report, the mail and Jenkins descriptions
+consume it and open no trial folder. :meth:`RunSummary.read` (and :func:`read_summary`) is the
+one reader of ``summary.json``, which may come from a workspace a pushed commit could have
+filled: it reads only a regular file under the size limit (:mod:`tuner.files`), checks the type
+of every field, and bounds what could make a consumer loop or allocate without end (epoch
+numbers, list lengths). A file that fails a check is an :class:`MlopsError` naming the file and
+the field; it never reaches a template or a chart.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tuner.errors import MlopsError
-from tuner.trial import MAX_EPOCH, valid_epoch
 
-__all__ = ["MAX_EPOCH", "RUN_STATUSES", "SUMMARY_FILE", "check_summary", "read_summary", "valid_epoch"]
+__all__ = ["MAX_EPOCH", "RUN_STATUSES", "SUMMARY_FILE", "BestTrial", "RunSummary", "TrialSummary", "check_summary",
+           "read_summary", "valid_epoch"]
 
 SUMMARY_FILE = "summary.json"
+MAX_EPOCH = 100_000  # no real training runs more epochs; a larger number is hostile or corrupt
 RUN_STATUSES = ("goal_met", "budget_spent", "failed", "nothing_to_tune")
 MAX_TRIALS = 100_000
+
+
+def valid_epoch(value: Any) -> bool:
+    """An epoch number a reader may trust: an int from 1 to :data:`MAX_EPOCH`."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_EPOCH
 
 
 def is_number(value: Any) -> bool:
@@ -119,6 +128,9 @@ def check_summary(data: Any, path: Path, error: type[MlopsError] = MlopsError) -
                 if value is not None and not 0 <= value <= MAX_EPOCH:
                     raise c.fail(f"{where}{key}", f"is {value}, out of range (0 to {MAX_EPOCH})")
             c.typed(t, "settings", (dict,), where)
+            resumed = c.typed(t, "resumed_at", (list, int), where)
+            if isinstance(resumed, list) and not all(valid_epoch(e) or e == 0 for e in resumed):
+                raise c.fail(f"{where}resumed_at", "must hold epoch numbers")
             for key in ("reason", "workdir", "log_tail"):
                 c.typed(t, key, (str,), where)
             c.history(t.get("history"), where)
@@ -139,3 +151,124 @@ def read_summary(run_dir: str | Path, error: type[MlopsError] = MlopsError) -> d
         raise error(f"{path}: not found; give the run directory that 'mlops run' wrote "
                     "(default: mlops-runs/<script> beside the script)")
     return check_summary(read_json(path, what="run summary", error=error), path, error)
+
+
+@dataclass
+class TrialSummary:
+    """One trial as the outcome reports it (``workdir`` relative to the run directory)."""
+
+    number: int
+    status: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    workdir: str = ""
+    metric: float | None = None
+    epochs: int = 0
+    seconds: float | None = None
+    restarts: int = 0
+    reason: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    log_tail: str = ""
+    resumed_at: list[int] | None = None  # the epoch each watchdog restart resumed after
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+@dataclass
+class BestTrial:
+    """The winning trial: its settings as the winning script trains them (``epochs`` cut to the
+    epoch that reached the goal), and ``diff``, the script as written -> the winning script
+    (filled in by the outcome writer)."""
+
+    number: int
+    metric: float
+    settings: dict[str, Any]
+    workdir: str = ""
+    epochs: int = 0
+    seconds: float | None = None
+    diff: str = ""
+
+
+@dataclass
+class RunSummary:
+    """What a tuning run ended with (``summary.json``, docs/architecture.md)."""
+
+    script_name: str
+    metric: str
+    status: str  # goal_met | budget_spent | failed | nothing_to_tune
+    reason: str = ""
+    script: str = ""
+    kind: str = ""
+    maximize: bool = True
+    goal: float = 0.9
+    run_dir: str = ""
+    study_id: str | None = None
+    strategy: str = ""
+    runner: str = ""
+    started_at: str | None = None
+    finished_at: str | None = None
+    seconds: float = 0.0
+    budget: dict[str, Any] = field(default_factory=dict)
+    search_space: str = ""
+    baseline_settings: dict[str, Any] = field(default_factory=dict)
+    best: BestTrial | None = None
+    trials: list[TrialSummary] = field(default_factory=list)
+    git: dict[str, Any] | None = None
+    build_url: str | None = None
+
+    @property
+    def goal_met(self) -> bool:
+        return self.status == "goal_met"
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``summary.json`` object."""
+        data = asdict(self)
+        data["goal_met"] = self.goal_met
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any, path: str | Path = SUMMARY_FILE,
+                  error: type[MlopsError] = MlopsError) -> RunSummary:
+        """A summary from its JSON object, checked (:func:`check_summary`).
+
+        Raises:
+            MlopsError: (of class ``error``) a field has the wrong type or an unbounded value.
+        """
+        data = check_summary(data, Path(path), error)
+        best = data.get("best")
+        trials = data.get("trials") or []
+        known = set(cls.__dataclass_fields__) - {"best", "trials"}
+        return cls(
+            **{k: v for k, v in data.items() if k in known and v is not None},
+            best=BestTrial(**{k: v for k, v in best.items() if k in BestTrial.__dataclass_fields__ and v is not None})
+            if isinstance(best, dict) and best.get("number") is not None and best.get("metric") is not None else None,
+            trials=[TrialSummary(**{k: v for k, v in t.items()
+                                    if k in TrialSummary.__dataclass_fields__ and v is not None}) for t in trials],
+        )
+
+    @classmethod
+    def read(cls, run_dir: str | Path, error: type[MlopsError] = MlopsError) -> RunSummary:
+        """``run_dir/summary.json`` (:func:`read_summary`) as a RunSummary.
+
+        Raises:
+            MlopsError: (of class ``error``) missing, unreadable, or a field fails a check.
+        """
+        return cls.from_json(read_summary(run_dir, error), Path(run_dir) / SUMMARY_FILE, error)
+
+    def write(self, run_dir: str | Path | None = None) -> Path:
+        """Write ``summary.json`` (atomically, secrets masked) into ``run_dir`` (default: its own).
+
+        Raises:
+            OSError: the run directory cannot be written.
+        """
+        from tuner.files import write_json_atomic
+
+        return write_json_atomic(Path(run_dir or self.run_dir) / SUMMARY_FILE, self.to_json())
+
+
+def as_summary(value: RunSummary | dict[str, Any], error: type[MlopsError] = MlopsError) -> RunSummary:
+    """A :class:`RunSummary` from itself or from a ``summary.json`` object (checked).
+
+    Raises:
+        MlopsError: (of class ``error``) the object fails a check.
+    """
+    return value if isinstance(value, RunSummary) else RunSummary.from_json(value, SUMMARY_FILE, error)

@@ -16,6 +16,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuner.fmt import LOG_TAIL_LINES, clean_log
+from tuner.summary import MAX_EPOCH, valid_epoch  # noqa: F401 - MAX_EPOCH re-exported
+
 SETTINGS_FILE = "settings.json"
 DIFF_FILE = "settings.diff"
 LOG_FILE = "train.log"
@@ -28,17 +31,10 @@ RESULT_FILE = "result.json"
 SPEC_FILE = "trial.json"
 
 STATUSES = ("ok", "failed", "timeout", "killed", "pruned")
-LOG_TAIL_LINES = 50
 # said wherever a trial is stopped for taking too long: how to give it more time
 TIMEOUT_HINT = ("; give trials more time with 'mlops run --trial-timeout MINUTES' "
                 "(or trial_timeout_minutes in mlops.yaml)")
-MAX_EPOCH = 100_000  # no real training runs more epochs; a larger number is hostile or corrupt
 _MAX_METRICS_BYTES = 64 * 1024 * 1024
-
-
-def valid_epoch(value: Any) -> bool:
-    """An epoch number a reader may trust: an int from 1 to :data:`MAX_EPOCH`."""
-    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_EPOCH
 
 
 @dataclass
@@ -100,52 +96,69 @@ class TrialResult:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def prepare_workdir(spec: TrialSpec, names: dict[str, list[str]] | None = None) -> Path:
-    """Create the workdir: the rewritten script copy, ``settings.json``, ``settings.diff``.
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON, atomically, with known secret values masked (tuner.files)."""
+    from tuner.files import write_json_atomic as _write
 
-    Idempotent: a restarted trial keeps its checkpoint, metrics and log. Never writes over the
-    user's script (a workdir that is the script's folder, with settings that change it).
+    _write(path, data)
+
+
+def read_spec(workdir: Path) -> TrialSpec:
+    """The :class:`TrialSpec` saved in ``workdir/trial.json``, pointed at ``workdir``
+    (what ``mlops watch`` and a Jenkins monitor step restart a trial from).
 
     Raises:
-        ConfigError: the rewritten copy would replace the script itself.
-        HParamsError: the settings cannot be applied to the script.
+        MlopsError: no trial.json, not a regular file / UTF-8 JSON, a field of the wrong type,
+            an unknown kind, or the script it names is gone.
     """
-    from tuner import hparams
-    from tuner.classify import read_script
-    from tuner.errors import ConfigError, HParamsError
+    import math
 
-    spec.workdir.mkdir(parents=True, exist_ok=True)
-    original = read_script(spec.script, HParamsError)
-    rewritten = (
-        hparams.apply_settings(original, spec.settings, path=str(spec.script), names=names)
-        if spec.settings
-        else original
-    )
-    if spec.script_copy.resolve() == spec.script.resolve():  # the workdir is the script's folder
-        if rewritten != original:
-            raise ConfigError(f"{spec.workdir}: this trial would write its rewritten copy of "
-                              f"{spec.script.name} over the script itself; choose another --workdir")
-    else:
-        _write_atomic(spec.script_copy, rewritten)
-    _write_atomic(spec.workdir / SETTINGS_FILE, json.dumps(spec.settings, indent=2, sort_keys=True) + "\n")
-    _write_atomic(
-        spec.workdir / DIFF_FILE, hparams.make_diff(original, rewritten, spec.script.name)
-    )
-    _write_atomic(spec.workdir / SPEC_FILE, json.dumps(spec.to_json(), indent=2, sort_keys=True) + "\n")
-    return spec.workdir
+    from tuner.errors import MlopsError
+    from tuner.files import read_json
+    from tuner.kinds import KINDS
 
+    path = Path(workdir) / SPEC_FILE
+    if not path.exists():
+        raise MlopsError(
+            f"{path}: no trial.json here; give a trial workdir prepared by 'mlops train' or "
+            "'mlops run' (e.g. mlops-runs/<script>/trials/0001)"
+        )
+    data = read_json(path, what="trial spec", error=MlopsError)
+    if not isinstance(data, dict) or not {"script", "kind"} <= data.keys():
+        raise MlopsError(f"{path}: not a trial spec (needs at least 'script' and 'kind')")
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    def bad(key: str, want: str) -> MlopsError:
+        return MlopsError(f"{path}: '{key}' must be {want}, not {data.get(key)!r}; prepare the trial again")
 
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON, atomically, with known secret values masked (tuner.redact)."""
-    from tuner.redact import redact
-
-    _write_atomic(path, redact(json.dumps(data, indent=2, sort_keys=True, default=str)) + "\n")
+    if not isinstance(data["script"], str) or not data["script"]:
+        raise bad("script", "the path of the training script")
+    if data["kind"] not in KINDS:
+        raise bad("kind", f"one of {', '.join(KINDS)}")
+    for key, kinds, want in (("settings", dict, "an object"), ("env", dict, "an object"),
+                             ("labels", dict, "an object"), ("metric", str, "a metric name"),
+                             ("maximize", bool, "true or false")):
+        if key in data and not isinstance(data[key], kinds):
+            raise bad(key, want)
+    for key in ("env", "labels"):
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in (data.get(key) or {}).items()):
+            raise bad(key, "an object of strings")
+    for key in ("timeout", "goal"):
+        value = data.get(key)
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)
+                                  or not math.isfinite(value) or (key == "timeout" and value <= 0)):
+            raise bad(key, "a finite number" + (" above 0" if key == "timeout" else "") + " or null")
+    seed = data.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32):
+        raise bad("seed", "an integer from 0 to 4294967295 or null")
+    known = TrialSpec.__dataclass_fields__
+    spec = TrialSpec(**{k: v for k, v in data.items() if k in known and k != "workdir"},
+                     workdir=Path(workdir).resolve())
+    if not spec.script.is_file():
+        raise MlopsError(
+            f"{path}: the training script {spec.script} is gone; the watchdog rebuilds the trial "
+            "from it, so check it out again at that path"
+        )
+    return spec
 
 
 def read_trial_text(path: Path, limit: int = 64 * 1024, *, tail: bool = False) -> str | None:
@@ -237,9 +250,9 @@ def metric_from(history: list[dict[str, Any]], reported: dict[str, Any], name: s
 
 
 def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    """The last ``lines`` lines of a log (read from its last 64 KB)."""
-    data = read_trial_text(path, 64 * 1024, tail=True) or ""
-    return "\n".join(data.splitlines()[-lines:])
+    """The last ``lines`` lines of a log (read from its last 64 KB) as a terminal shows them
+    (:func:`tuner.fmt.clean_log`): what the summary, the report and the mail show."""
+    return clean_log(read_trial_text(path, 64 * 1024, tail=True) or "", lines)
 
 
 def read_reported(workdir: Path) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from tuner.errors import EXIT_GOAL_NOT_MET
+from tuner.kinds import KINDS
 
 
 @click.command()
@@ -21,14 +22,15 @@ from tuner.errors import EXIT_GOAL_NOT_MET
 @click.option("--runner", type=click.Choice(["local", "docker"]), help="Where to run [default: local].")
 @click.option("--seed", type=int, help="Random seed [default: 0].")
 @click.option("--timeout-minutes", type=float, help="Kill the trial after this long.")
-@click.option("--kind", type=click.Choice(["cnn", "ann", "regression"]), help="Skip classification.")
+@click.option("--kind", type=click.Choice(KINDS), help="Skip classification.")
 def train(script: Path, sets: tuple[str, ...], settings_json: str | None, workdir: Path | None,
           metric: str | None, runner: str | None, seed: int | None, timeout_minutes: float | None,
           kind: str | None) -> int:
     """Train SCRIPT once (with the given settings) and write the trial workdir:
     the rewritten script, settings.diff, train.log, metrics.jsonl, result.json."""
+    from tuner.assemble import build_runner
     from tuner.classify import classify_source, read_script, refuse_notebook
-    from tuner.cli._common import build_runner, parse_settings
+    from tuner.cli._common import parse_settings
     from tuner.config import load_config
     from tuner.errors import HParamsError
     from tuner.files import ensure_dir

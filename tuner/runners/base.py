@@ -8,9 +8,13 @@ from __future__ import annotations
 import abc
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from tuner.trial import (
+    DIFF_FILE,
+    SETTINGS_FILE,
+    SPEC_FILE,
     STOP_FILE,
     TIMEOUT_HINT,
     TrialResult,
@@ -18,6 +22,41 @@ from tuner.trial import (
     collect_result,
     read_history,
 )
+
+
+def prepare_workdir(spec: TrialSpec, names: dict[str, list[str]] | None = None) -> Path:
+    """Create the workdir: the rewritten script copy, ``settings.json``, ``settings.diff``.
+
+    Idempotent: a restarted trial keeps its checkpoint, metrics and log. Never writes over the
+    user's script (a workdir that is the script's folder, with settings that change it).
+
+    Raises:
+        ConfigError: the rewritten copy would replace the script itself.
+        HParamsError: the settings cannot be applied to the script.
+    """
+    from tuner import hparams
+    from tuner.classify import read_script
+    from tuner.errors import ConfigError, HParamsError
+    from tuner.files import write_json_atomic, write_text_atomic
+
+    spec.workdir.mkdir(parents=True, exist_ok=True)
+    original = read_script(spec.script, HParamsError)
+    rewritten = (
+        hparams.apply_settings(original, spec.settings, path=str(spec.script), names=names)
+        if spec.settings
+        else original
+    )
+    if spec.script_copy.resolve() == spec.script.resolve():  # the workdir is the script's folder
+        if rewritten != original:
+            raise ConfigError(f"{spec.workdir}: this trial would write its rewritten copy of "
+                              f"{spec.script.name} over the script itself; choose another --workdir")
+    else:
+        write_text_atomic(spec.script_copy, rewritten)
+    write_json_atomic(spec.workdir / SETTINGS_FILE, spec.settings)
+    write_text_atomic(spec.workdir / DIFF_FILE, hparams.make_diff(original, rewritten, spec.script.name))
+    write_json_atomic(spec.workdir / SPEC_FILE, spec.to_json())
+    return spec.workdir
+
 
 
 class TrialHandle(abc.ABC):
@@ -50,6 +89,11 @@ class TrialHandle(abc.ABC):
     @property
     def oom_killed(self) -> bool:
         return False
+
+    def exit_reason(self, returncode: int | None) -> str | None:
+        """Why the trial ended, when the runner knows better than its return code (a Jenkins
+        build aborted, not a process killed by the OOM killer); None to let the code speak."""
+        return None
 
 
 ProgressCallback = Callable[[list[dict[str, Any]]], None]
@@ -117,6 +161,8 @@ def follow(
         raise
     if status is None and handle.oom_killed:
         status, reason = "killed", "the container ran out of memory (OOM-killed); lower batch_size or raise docker.memory"
+    if reason is None and rc not in (0, None):
+        reason = handle.exit_reason(rc)
     return collect_result(
         spec,
         returncode=rc,

@@ -60,11 +60,12 @@ from typing import Any
 
 from tuner import docker_engine as engine
 from tuner.errors import ConfigError, DockerError, RunnerError
-from tuner.runners.base import Runner, TrialHandle
+from tuner.kinds import KERAS_KINDS
+from tuner.runners.base import Runner, TrialHandle, prepare_workdir
 from tuner.runners.local import harness_env
-from tuner.trial import LOG_FILE, TrialSpec, prepare_workdir
+from tuner.trial import LOG_FILE, TrialSpec
 
-GPU_KINDS = ("cnn", "ann")  # kinds whose training can use a GPU (TensorFlow)
+GPU_KINDS = KERAS_KINDS  # kinds whose training can use a GPU (TensorFlow)
 _LOG_JOIN_SECONDS = 10.0
 DEFAULT_PIDS_LIMIT = 4096  # processes (and threads) a trial container may hold at once
 #: the container's only writable place besides the workdir (the root file system is read-only)
@@ -699,3 +700,8 @@ def _hand_over(workdir: Path, user: str) -> None:
             except OSError:
                 pass
     os.chown(workdir, uid, gid)
+
+
+def from_config(cfg: Any, names: dict[str, list[str]] | None = None) -> DockerRunner:
+    """The registry's ``docker`` runner, from the ``docker.*`` settings."""
+    return DockerRunner(config=cfg, names=names)

@@ -14,10 +14,11 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from tuner.errors import RunnerError
-from tuner.runners.base import Runner, TrialHandle
-from tuner.trial import LOG_FILE, TrialSpec, prepare_workdir
+from tuner.runners.base import Runner, TrialHandle, prepare_workdir
+from tuner.trial import LOG_FILE, TrialSpec
 
 
 class LocalHandle(TrialHandle):
@@ -162,3 +163,8 @@ class LocalRunner(Runner):
             log.close()
             raise RunnerError(f"cannot start {self.python}: {exc.strerror}") from None
         return LocalHandle(spec, proc, log)
+
+
+def from_config(cfg: Any, names: dict[str, list[str]] | None = None) -> LocalRunner:
+    """The registry's ``local-cold`` runner: a fresh process per trial."""
+    return LocalRunner(names=names)

@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from tuner.errors import RunnerError
-from tuner.runners.base import TrialHandle
+from tuner.kinds import KERAS_KINDS
+from tuner.runners.base import TrialHandle, prepare_workdir
 from tuner.runners.local import LocalRunner, _die_with_parent, harness_env, trial_environment
-from tuner.trial import LOG_FILE, TrialSpec, prepare_workdir
+from tuner.trial import LOG_FILE, TrialSpec
 
 PRELOAD = {
     "keras": ("keras", "tensorflow", "sklearn.model_selection", "sklearn.datasets"),
@@ -38,7 +39,7 @@ PRELOAD = {
 
 
 def _kind_group(kind: str) -> str:
-    return "keras" if kind in ("cnn", "ann") else "sklearn"
+    return "keras" if kind in KERAS_KINDS else "sklearn"
 
 
 # --------------------------------------------------------------------------- the zygote side
@@ -82,11 +83,10 @@ def _write_exit_file(path: str | None, code: int) -> None:  # pragma: no cover -
     or dead): a finished trial keeps its result whatever happens to the zygote."""
     if not path:
         return
-    tmp = f"{path}.{os.getpid()}.tmp"
+    from tuner.files import write_text_atomic
+
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(str(code))
-        os.replace(tmp, path)
+        write_text_atomic(path, str(code))
     except OSError:
         pass
 
@@ -334,6 +334,15 @@ class WarmRunner(LocalRunner):
             z = self._zygotes[group] = _Zygote(self.python, group, env)
         return z
 
+    def warm_up(self, kind: str) -> None:
+        """Start the warm worker for ``kind`` now (it imports the framework once), so the
+        first trial does not pay for it.
+
+        Raises:
+            RunnerError: the worker did not start.
+        """
+        self._zygote(_kind_group(kind))
+
     def start(self, spec: TrialSpec) -> TrialHandle:  # type: ignore[override]
         """Start the trial in a child of the warm worker; a worker that is stopped, dead or
         does not answer is replaced once, and then the trial starts cold (a fresh process),
@@ -391,3 +400,9 @@ class WarmRunner(LocalRunner):
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(serve(sys.argv[1] if len(sys.argv) > 1 else "keras"))
+
+
+def from_config(cfg: Any, names: dict[str, list[str]] | None = None) -> LocalRunner:
+    """The registry's ``local`` runner: the warm worker, or a fresh process per trial when
+    ``warm_worker`` is off."""
+    return WarmRunner(names=names) if cfg["warm_worker"] else LocalRunner(names=names)

@@ -11,65 +11,8 @@ from typing import Any
 
 import click
 
-from tuner.errors import EXIT_GOAL_NOT_MET, EXIT_OK, MlopsError
-
-KINDS = ("cnn", "ann", "regression")
-
-
-def load_spec(workdir: Path) -> Any:
-    """The :class:`~tuner.trial.TrialSpec` saved in ``workdir/trial.json``, pointed at ``workdir``.
-
-    Raises:
-        MlopsError: no trial.json, not a regular file / UTF-8 JSON, a field of the wrong type,
-            an unknown kind, or the script it names is gone.
-    """
-    import math
-
-    from tuner.files import read_json
-    from tuner.trial import SPEC_FILE, TrialSpec
-
-    path = workdir / SPEC_FILE
-    if not path.exists():
-        raise MlopsError(
-            f"{path}: no trial.json here; give a trial workdir prepared by 'mlops train' or "
-            "'mlops run' (e.g. mlops-runs/<script>/trials/0001)"
-        )
-    data = read_json(path, what="trial spec", error=MlopsError)
-    if not isinstance(data, dict) or not {"script", "kind"} <= data.keys():
-        raise MlopsError(f"{path}: not a trial spec (needs at least 'script' and 'kind')")
-
-    def bad(key: str, want: str) -> MlopsError:
-        return MlopsError(f"{path}: '{key}' must be {want}, not {data.get(key)!r}; prepare the trial again")
-
-    if not isinstance(data["script"], str) or not data["script"]:
-        raise bad("script", "the path of the training script")
-    if data["kind"] not in KINDS:
-        raise bad("kind", f"one of {', '.join(KINDS)}")
-    for key, kinds, want in (("settings", dict, "an object"), ("env", dict, "an object"),
-                             ("labels", dict, "an object"), ("metric", str, "a metric name"),
-                             ("maximize", bool, "true or false")):
-        if key in data and not isinstance(data[key], kinds):
-            raise bad(key, want)
-    for key in ("env", "labels"):
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in (data.get(key) or {}).items()):
-            raise bad(key, "an object of strings")
-    for key in ("timeout", "goal"):
-        value = data.get(key)
-        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)
-                                  or not math.isfinite(value) or (key == "timeout" and value <= 0)):
-            raise bad(key, "a finite number" + (" above 0" if key == "timeout" else "") + " or null")
-    seed = data.get("seed")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32):
-        raise bad("seed", "an integer from 0 to 4294967295 or null")
-    known = TrialSpec.__dataclass_fields__
-    spec = TrialSpec(**{k: v for k, v in data.items() if k in known and k != "workdir"},
-                     workdir=workdir.resolve())
-    if not spec.script.is_file():
-        raise MlopsError(
-            f"{path}: the training script {spec.script} is gone; the watchdog rebuilds the trial "
-            "from it, so check it out again at that path"
-        )
-    return spec
+from tuner.errors import EXIT_GOAL_NOT_MET, EXIT_OK
+from tuner.trial import read_spec
 
 
 def _say(text: str, err: bool = False) -> None:
@@ -92,11 +35,11 @@ def watch(workdir: Path, max_restarts: int | None, heartbeat_timeout: float | No
           timeout_minutes: float | None, runner: str | None) -> int:
     """Supervise the training run in WORKDIR: restart it from its last checkpoint when it
     crashes, is killed or hangs; give up with the reason and the last log lines."""
-    from monitor.watchdog import WatchPolicy, supervise
-    from tuner.cli._common import build_runner
+    from monitor import WatchPolicy
+    from tuner.assemble import build_runner, build_supervisor
     from tuner.config import load_config
 
-    spec = load_spec(workdir)
+    spec = read_spec(workdir)
     cfg = load_config(spec.script, overrides={"runner": runner})
     flags = {"max_restarts": max_restarts, "heartbeat_timeout": heartbeat_timeout,
              "epoch_timeout": epoch_timeout, "startup_grace": startup_grace, "backoff_seconds": backoff}
@@ -127,9 +70,10 @@ def watch(workdir: Path, max_restarts: int | None, heartbeat_timeout: float | No
              f"resuming after epoch {info['resumed_at_epoch']}")
 
     trial_runner = build_runner(cfg)
+    supervise = build_supervisor(cfg, policy)
+    assert supervise is not None  # given a policy, there is always a watchdog
     try:
-        result = supervise(trial_runner, spec, policy, on_progress=on_progress,
-                           on_restart=on_restart, on_start=on_start)
+        result = supervise(trial_runner, spec, on_progress=on_progress, on_restart=on_restart, on_start=on_start)
     finally:
         trial_runner.close()
     restarts = f", {result.restarts} restart{'s' if result.restarts != 1 else ''}" if result.restarts else ""

@@ -1,0 +1,187 @@
+"""The study-store contract (tuner/study/base.py): one suite that every store must pass.
+
+Parametrized by store URL; today the SQLite store (the embedded default). Several processes
+are real processes (multiprocessing), and "a crash" is ``os._exit`` in the middle of a trial.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tuner.errors import ConfigError, StudyError
+from tuner.study import RESUMABLE, open_store
+
+pytestmark = pytest.mark.timeout(120)
+
+META = {"script_name": "m.py", "script_sha256": "abc", "kind": "ann", "metric": "val_accuracy"}
+
+
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'run' / 'study.db'}"
+
+
+STORES: dict[str, Callable[[Path], str]] = {"sqlite": sqlite_url}
+
+
+@pytest.fixture(params=sorted(STORES))
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return STORES[request.param](tmp_path)
+
+
+def workdir_for(base: Path) -> Callable[[int], Path]:
+    return lambda n: base / "trials" / f"{n:04d}"
+
+
+def test_a_study_is_created_and_loaded_by_name(url, tmp_path):
+    with open_store(url, name="face", meta=META) as store:
+        first_id = store.meta()["study_id"]
+        assert store.trials() == [] and store.meta()["study_name"] == "face"
+    with open_store(url, name="face", meta=META) as store:
+        assert store.meta()["study_id"] == first_id
+    with pytest.raises(StudyError, match="holds the study 'face', not 'digits'"):
+        open_store(url, name="digits", meta=META)
+    with pytest.raises(StudyError, match="different version of the script"):
+        open_store(url, name="face", meta={**META, "script_sha256": "changed"})
+
+
+def _claim(url: str, n: int, queue: multiprocessing.Queue) -> None:
+    with open_store(url) as store:
+        numbers = [store.claim_trial({"i": i}, lambda k: f"w/{k}", f"proc-{os.getpid()}").number for i in range(n)]
+    queue.put(numbers)
+
+
+def test_claiming_is_atomic_across_processes(url, tmp_path):
+    open_store(url, name="race", meta=META).close()
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_claim, args=(url, 10, queue)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    got = [queue.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(30)
+    numbers = sorted(n for part in got for n in part)
+    assert numbers == list(range(1, 41))  # 40 claims, 40 different numbers, none lost
+    with open_store(url) as store:
+        trials = store.trials()
+        assert [t.number for t in trials] == numbers
+        assert {t.status for t in trials} == {"running"} and all(t.owner for t in trials)
+
+
+def test_a_trial_is_recorded_as_it_runs_and_finished_once(url, tmp_path):
+    with open_store(url, name="s", meta=META) as store:
+        rec = store.claim_trial({"lr": 0.1}, workdir_for(tmp_path), "me:1")
+        assert rec.status == "running" and rec.owner == "me:1" and rec.workdir.endswith("trials/0001")
+        history = [{"epoch": 1, "val_accuracy": 0.5}, {"epoch": 2, "val_accuracy": 0.6}]
+        store.record_history(rec.number, history)
+        store.heartbeat(rec.number, "me:1")
+        store.restart_trial(rec.number)
+        assert store.trial(rec.number).history == history and store.trial(rec.number).epochs == 2
+        done = store.finish_trial(rec.number, {"status": "ok", "metric": 0.6, "epochs": 2, "seconds": 3.0,
+                                               "history": history, "restarts": 1})
+        assert done.status == "ok" and done.metric == 0.6 and done.finished and done.restarts == 1
+        assert done.owner is None
+        with pytest.raises(StudyError, match="already finished"):
+            store.finish_trial(rec.number, {"status": "failed"})
+        with pytest.raises(StudyError, match="does not exist"):
+            store.finish_trial(99, {"status": "ok"})
+        assert not store.resume_trial(rec.number, "other:2")  # finished: nobody takes it over
+
+
+def test_heartbeats_decide_who_is_stale_and_one_worker_takes_over(url, tmp_path):
+    with open_store(url, name="s", meta=META) as store:
+        a = store.claim_trial({}, workdir_for(tmp_path), "worker-a:1")
+        b = store.claim_trial({}, workdir_for(tmp_path), "worker-b:2")
+        store.heartbeat(b.number, "worker-b:2")
+        assert store.mark_stale(max_age=60) == []  # both heartbeated just now
+        now = store.trial(a.number).heartbeat_at
+        assert store.mark_stale(max_age=60, now=now + 61) == [a.number, b.number]
+        stale = store.trial(a.number)
+        assert stale.status == "interrupted" and "heartbeats" in stale.reason and stale.owner is None
+        assert store.resume_trial(a.number, "worker-c:3")  # the first to resume gets it
+        assert not store.resume_trial(a.number, "worker-d:4")  # the second does not
+        assert store.trial(a.number).owner == "worker-c:3" and store.trial(a.number).status == "running"
+        store.heartbeat(a.number, "worker-d:4")  # not the owner: changes nothing
+        assert store.trial(a.number).owner == "worker-c:3"
+
+
+def _crash_mid_trial(url: str, workdir: str) -> None:
+    store = open_store(url)
+    rec = store.claim_trial({"lr": 0.01}, lambda n: f"{workdir}/{n:04d}", f"doomed:{os.getpid()}")
+    store.record_history(rec.number, [{"epoch": 1, "val_accuracy": 0.7}])
+    os._exit(137)  # as kill -9: no close, no finish
+
+
+def test_what_a_crash_leaves_behind_is_a_resumable_trial_with_its_history(url, tmp_path):
+    open_store(url, name="s", meta=META).close()
+    ctx = multiprocessing.get_context("spawn")
+    proc = ctx.Process(target=_crash_mid_trial, args=(url, str(tmp_path / "trials")))
+    proc.start()
+    proc.join(60)
+    assert proc.exitcode == 137
+    with open_store(url, name="s", meta=META) as store:
+        (rec,) = store.trials()
+        assert rec.status == "running" and rec.history == [{"epoch": 1, "val_accuracy": 0.7}]
+        assert store.mark_stale(max_age=0.0) == [rec.number]
+        assert store.trial(rec.number).status in RESUMABLE
+        assert store.resume_trial(rec.number, "survivor:1")
+        store.finish_trial(rec.number, {"status": "ok", "metric": 0.8, "epochs": 2,
+                                        "history": [{"epoch": 1}, {"epoch": 2}]})
+        assert [t.status for t in store.trials()] == ["ok"]  # counted once
+
+
+def test_an_interrupted_trial_is_resumed_not_lost(url, tmp_path):
+    with open_store(url, name="s", meta=META) as store:
+        rec = store.claim_trial({}, workdir_for(tmp_path), "me:1")
+        store.interrupt_trial(rec.number, "stopped by SIGTERM", [{"epoch": 1}])
+        got = store.trial(rec.number)
+        assert got.status == "interrupted" and got.reason == "stopped by SIGTERM" and not got.finished
+        assert store.resume_trial(rec.number, "me:2")
+        assert store.trial(rec.number).reason is None
+
+
+def test_metadata_and_elapsed_time_survive_reopening(url):
+    with open_store(url, name="s", meta=META) as store:
+        store.set_meta(first_started_at=123.0, note=["a", 1])
+        assert store.add_elapsed(10.5) == 10.5
+    with open_store(url, name="s", meta=META) as store:
+        assert store.meta()["note"] == ["a", 1] and store.meta()["first_started_at"] == 123.0
+        assert store.add_elapsed(4.5) == 15.0 and store.elapsed() == 15.0
+
+
+def test_an_unknown_store_url_lists_the_valid_ones(tmp_path):
+    with pytest.raises(ConfigError, match="unknown scheme 'mongodb'; valid: sqlite:///"):
+        open_store("mongodb://db/x")
+    with pytest.raises(ConfigError, match="no file"):
+        open_store("sqlite://")
+
+
+def test_a_study_written_by_the_first_schema_opens_as_it_is(tmp_path):
+    """Run directories from before trial ownership existed: their trials are kept."""
+    run = tmp_path / "run"
+    run.mkdir()
+    db = sqlite3.connect(run / "study.db")
+    db.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE trials (number INTEGER PRIMARY KEY, status TEXT NOT NULL, settings TEXT NOT NULL,
+            metric REAL, epochs INTEGER NOT NULL DEFAULT 0, seconds REAL, restarts INTEGER NOT NULL DEFAULT 0,
+            reason TEXT, workdir TEXT NOT NULL, history TEXT NOT NULL DEFAULT '[]', result TEXT,
+            started_at REAL NOT NULL, finished_at REAL);
+    """)
+    db.execute("INSERT INTO meta VALUES ('schema_version', '1'), ('script_name', ?)", (json.dumps("m.py"),))
+    db.execute("INSERT INTO trials(number, status, settings, metric, workdir, started_at) "
+               "VALUES (1, 'ok', '{}', 0.8, ?, 1.0), (2, 'running', '{}', NULL, ?, 2.0)",
+               (str(run / "trials" / "0001"), str(run / "trials" / "0002")))
+    db.commit()
+    db.close()
+    with open_store(run, name="m", meta=META) as store:
+        assert [(t.number, t.status, t.metric) for t in store.trials()] == [(1, "ok", 0.8), (2, "running", None)]
+        assert store.meta()["schema_version"] == 2
+        assert store.mark_stale(0.0) == [2] and store.resume_trial(2, "me:1")

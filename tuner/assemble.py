@@ -1,0 +1,173 @@
+"""The composition root: every run is built here from a :class:`~tuner.config.Config`.
+
+``mlops run``, ``mlops train``, ``mlops watch``, the Jenkins steps (which call those commands)
+and ``bench/`` get their parts from here and nowhere else:
+
+* the **runner**, from the registry in :mod:`tuner.runners` (:func:`build_runner`);
+* the **watchdog** around it (:func:`build_supervisor`);
+* the **run directory** (``--fresh`` takes its lock before moving it aside) and the **study
+  store**, from a URL (the run directory's SQLite file by default);
+* the **loop** with its **subscribers**, in this order: the events file, the outcome writer
+  (``best/``, ``summary.json``, ``report.html``), the winner keeper, the caller's listeners
+  (progress), then the mail (:func:`build_tune`).
+
+Nothing below this module imports the CLI; the CLI only parses and prints.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tuner.config import Config
+from tuner.events import Listener
+from tuner.runners.base import Runner
+
+
+def build_runner(cfg: Config, name: str | None = None) -> Runner:
+    """The trial runner named ``name`` (default ``cfg.runner``), from the runner registry.
+
+    Raises:
+        ConfigError: an unknown runner name (the message lists the valid ones), or a setting
+            the runner refuses.
+    """
+    from tuner.runners import get_runner
+
+    return get_runner(name or cfg.runner, cfg)
+
+
+def build_supervisor(cfg: Config, policy: Any = None) -> Callable[..., Any] | None:
+    """The watchdog around every trial (:func:`monitor.supervise` with the ``watchdog.*``
+    policy), or None when it is off or Jenkins watches the trials (``--runner jenkins``: each
+    retrain build runs its own watchdog; no heartbeat reaches this process).
+
+    Raises:
+        ConfigError: a ``watchdog.*`` value the policy refuses.
+    """
+    if policy is None and (not cfg["watchdog.enabled"] or cfg.runner == "jenkins"):
+        return None
+    from monitor import WatchPolicy, supervise
+
+    chosen = policy or WatchPolicy.from_config(cfg)
+
+    def run_supervised(runner: Runner, spec: Any, **kw: Any) -> Any:
+        return supervise(runner, spec, chosen, **kw)
+
+    return run_supervised
+
+
+def prepare_run_dir(target: Path, *, fresh: bool, echo: Callable[[str], Any]) -> Path:
+    """The run directory, created and writable; with ``fresh`` an existing study is moved
+    aside (renamed with a time stamp) after taking its lock, so a live run keeps it.
+
+    Raises:
+        ConfigError: the path cannot be a writable folder.
+        StudyError: ``fresh`` and another process holds the run directory (its pid named).
+    """
+    from tuner.files import ensure_dir
+    from tuner.study import lock_run_dir
+
+    ensure_dir(target, what="run directory")
+    if fresh and any(target.iterdir()):
+        lock = lock_run_dir(target)
+        try:
+            aside = target.with_name(f"{target.name}.{time.strftime('%Y%m%d-%H%M%S')}")
+            target.rename(aside)
+        finally:
+            lock.close()
+        echo(f"mlops: the previous study is kept in {aside}")
+        ensure_dir(target, what="run directory")
+    return target
+
+
+@dataclass
+class Tune:
+    """A tuning run, assembled: ``run()`` it once; it releases its runner when done."""
+
+    loop: Any
+    runner: Runner
+    run_dir: Path
+
+    def run(self) -> Any:
+        """Run the loop to its end (:class:`~tuner.loop.RunOutcome`).
+
+        Raises:
+            MlopsError: bad input found on the way (script, study, settings).
+            KeyboardInterrupt: Ctrl-C or SIGTERM/SIGHUP (:class:`~tuner.errors.Interrupted`);
+                the trial was stopped and the study records it interrupted.
+        """
+        try:
+            return self.loop.run()
+        finally:
+            self.runner.close()
+
+
+def build_tune(
+    script: Path,
+    cfg: Config,
+    *,
+    kind: str | None = None,
+    run_dir: Path | None = None,
+    fresh: bool = False,
+    mail: bool = True,
+    listeners: list[Listener] | None = None,
+    echo: Callable[[str], Any] = print,
+    runner: Runner | None = None,
+) -> Tune:
+    """Assemble ``mlops run SCRIPT``: runner, watchdog, run directory, study store, loop and
+    subscribers, from ``cfg``. ``runner`` replaces the configured one (tests, bench).
+
+    Raises:
+        ConfigError: an unknown strategy or runner, or a run directory that cannot be used.
+        StudyError: ``fresh`` on a run directory a live run holds.
+    """
+    from tuner import winners
+    from tuner.gitinfo import commit_info
+    from tuner.loop import LoopSettings, TuneLoop, default_run_dir
+    from tuner.search import strategy_class
+
+    strategy_class(cfg.strategy)  # an unknown name fails now, listing the valid ones
+    target = Path(run_dir or cfg.run_dir or default_run_dir(script))
+    prepare_run_dir(target, fresh=fresh, echo=echo)
+    trial_runner = runner or build_runner(cfg)
+    names = cfg.hparam_names()
+    winners_file = winners.winners_path()
+    subscribers = [*outcome_subscribers(target, names, winners_file), *(listeners or [])]
+    if cfg.runner == "jenkins" and os.environ.get("JOB_NAME"):
+        subscribers.append(_live_description(cfg, echo))
+    if mail:
+        from notify import MailOnFinish
+
+        subscribers.append(MailOnFinish(cfg, echo=echo))
+    loop = TuneLoop(
+        script, target, LoopSettings.from_config(cfg), trial_runner, kind=kind, listeners=subscribers,
+        supervise=build_supervisor(cfg), runner_name=cfg.runner,
+        previous_winners=winners.load(Path(script).name, winners_file),
+        context={"git": commit_info(Path(script).resolve()), "build_url": os.environ.get("BUILD_URL") or None},
+    )
+    return Tune(loop, trial_runner, target)
+
+
+def outcome_subscribers(run_dir: Path, names: dict[str, list[str]] | None,
+                        winners_file: Path | None) -> list[Listener]:
+    """The subscribers every tuning run has, in order: the events file, the outcome writer
+    (``best/``, ``summary.json``, ``report.html``) and the winner keeper."""
+    from tuner.events import JsonlSink
+    from tuner.outcome import OutcomeWriter, WinnerKeeper
+
+    return [JsonlSink(Path(run_dir) / "events.jsonl"), OutcomeWriter(names), WinnerKeeper(winners_file)]
+
+
+def _live_description(cfg: Config, echo: Callable[[str], Any]) -> Listener:
+    """In build-per-trial mode (the tune loop inside a Jenkins build, the token bound): keep
+    that build's description current (:class:`tuner.jenkins.live.LiveDescription`)."""
+    from tuner.jenkins.client import JenkinsClient
+    from tuner.jenkins.live import LiveDescription
+
+    client = JenkinsClient.from_env(url=cfg["jenkins.url"], user=cfg["jenkins.user"], timeout=cfg["jenkins.timeout"])
+    live = LiveDescription.from_env(os.environ, client, echo)
+    return live if live is not None else (lambda event: None)

@@ -1,0 +1,193 @@
+"""The run directory: its lock, its trial folders, and rebuilding its study from them.
+
+``<run_dir>/.lock`` is held (``flock``) by the one process using the run directory;
+``<run_dir>/trials/NNNN/`` holds each trial's workdir. :func:`repair` rebuilds ``study.db``
+from those folders when it is damaged, empty or incomplete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tuner.errors import StudyError
+from tuner.study.base import TrialRecord
+from tuner.study.sqlite import REPAIR_HINT, SCHEMA_VERSION, STUDY_FILE, SqliteStore
+
+TRIALS_DIR = "trials"
+
+
+_TRIAL_DIR_RE = re.compile(r"^\d{4,}$")
+_TRIAL_FILES = ("settings.json", "trial.json", "result.json", "metrics.jsonl")
+
+
+def trial_folders(run_dir: Path) -> list[int]:
+    """The trial numbers that ``run_dir/trials/NNNN/`` folders hold (a folder counts once a
+    trial was prepared in it)."""
+    root = Path(run_dir) / TRIALS_DIR
+    try:
+        entries = list(root.iterdir())
+    except OSError:
+        return []
+    numbers = []
+    for entry in entries:
+        if _TRIAL_DIR_RE.match(entry.name) and entry.is_dir() and not entry.is_symlink() \
+                and any((entry / f).is_file() for f in _TRIAL_FILES):
+            numbers.append(int(entry.name))
+    return sorted(numbers)
+
+
+def check_trial_folders(run_dir: Path, known: set[int], study_path: Path) -> None:
+    """Refuse a study that has no record of trials the run directory holds.
+
+    Raises:
+        StudyError: naming the trial folders and the repair command.
+    """
+    missing = [n for n in trial_folders(run_dir) if n not in known]
+    if missing:
+        shown = ", ".join(f"{TRIALS_DIR}/{n:04d}" for n in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise StudyError(
+            f"{study_path}: the study has no record of {shown}, which the run directory holds "
+            f"(was study.db deleted, emptied or restored from an older copy?); nothing was "
+            f"retrained. To go on, {REPAIR_HINT.format(run_dir=run_dir)}")
+
+
+def lock_run_dir(run_dir: Path) -> Any:
+    """Take the run directory's lock: one process per run directory at a time (an ``flock``
+    that the kernel releases when the process dies). Close the returned file to release it.
+
+    Raises:
+        StudyError: another process holds it; the message names its pid.
+    """
+    import fcntl
+
+    run_dir = Path(run_dir)
+    try:
+        fh = open(run_dir / ".lock", "a+")
+    except OSError as exc:
+        raise StudyError(f"{run_dir}: cannot use this run directory ({exc.strerror})") from None
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.seek(0)
+        holder = fh.read().strip() or "another process"
+        fh.close()
+        raise StudyError(f"{run_dir}: another mlops run ({holder}) is using this run directory; "
+                         "wait for it to finish or use another --run-dir") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"pid {os.getpid()}")
+    fh.flush()
+    return fh
+
+
+@dataclass
+class RepairReport:
+    backup: list[Path]
+    finished: list[int]
+    resumable: list[int]
+
+
+def _salvage_meta(path: Path) -> dict[str, Any]:
+    """What can still be read of a damaged study's metadata (nothing, if nothing can)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return {}
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            rows = db.execute("SELECT key, value FROM meta").fetchall()
+        finally:
+            db.close()
+        return {k: json.loads(v) for k, v in rows}
+    except (sqlite3.Error, ValueError):
+        return {}
+
+
+def _read_json_dict(path: Path) -> dict[str, Any] | None:
+    from tuner.files import read_json
+
+    try:
+        data = read_json(path, what="trial file", error=StudyError)
+    except StudyError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def repair(run_dir: Path) -> RepairReport:
+    """Set a damaged, empty or incomplete ``study.db`` aside and rebuild the study from the
+    trial folders: a trial whose ``result.json`` is final is recorded finished with it (never
+    trained again); any other is recorded ``interrupted``, so the next ``mlops run`` resumes it
+    from its checkpoint. The time budget already spent is kept (at least the trials' own time).
+
+    The caller holds the run directory's lock (:func:`lock_run_dir`).
+
+    Raises:
+        StudyError: ``run_dir`` holds no study and no trial folders, or the new study file
+            cannot be written.
+    """
+    from tuner.trial import RESULT_FILE, SETTINGS_FILE, STATUSES, read_history
+
+    run_dir = Path(run_dir)
+    path = run_dir / STUDY_FILE
+    numbers = trial_folders(run_dir)
+    if not path.exists() and not numbers:
+        raise StudyError(f"{run_dir}: no study.db and no trials/ here; nothing to repair")
+    meta = _salvage_meta(path)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    backup = []
+    for suffix in ("", "-wal", "-shm"):
+        old = Path(f"{path}{suffix}")
+        if old.exists():
+            aside = Path(f"{path}.damaged-{stamp}{suffix}")
+            old.rename(aside)
+            backup.append(aside)
+    summary = _read_json_dict(run_dir / "summary.json") or {}
+    for key in ("script_name", "kind", "metric"):
+        if key not in meta and isinstance(summary.get(key), str):
+            meta[key] = summary[key]
+    study = SqliteStore(path)
+    finished: list[int] = []
+    resumable: list[int] = []
+    spent = 0.0
+    try:
+        for number in numbers:
+            wd = run_dir / TRIALS_DIR / f"{number:04d}"
+            settings = _read_json_dict(wd / SETTINGS_FILE) or {}
+            result = _read_json_dict(wd / RESULT_FILE)
+            try:
+                started = min(p.stat().st_mtime for p in wd.iterdir())
+            except (OSError, ValueError):
+                started = time.time()
+            study.insert_trial(TrialRecord(number=number, status="interrupted", settings=settings,
+                                           workdir=str(wd), started_at=started))
+            if result is not None and result.get("status") in STATUSES:
+                study.finish_trial(number, {**result, "history": read_history(wd)})
+                finished.append(number)
+                seconds = result.get("seconds")
+                spent += float(seconds) if isinstance(seconds, (int, float)) else 0.0
+            else:
+                study.interrupt_trial(number, "rebuilt by 'mlops study repair'; resumes from its checkpoint",
+                                      read_history(wd))
+                resumable.append(number)
+        one = run_dir / TRIALS_DIR / "0001"
+        if "script_sha256" not in meta and meta.get("script_name") and \
+                (_read_json_dict(one / SETTINGS_FILE) or {"x": 1}) == {}:
+            copy = one / str(meta["script_name"])
+            if copy.is_file():
+                import hashlib
+
+                meta["script_sha256"] = hashlib.sha256(copy.read_bytes()).hexdigest()
+        meta["elapsed_seconds"] = max(float(meta.get("elapsed_seconds") or 0.0), spent)
+        meta.setdefault("schema_version", SCHEMA_VERSION)
+        meta.setdefault("created_at", time.time())
+        meta["repaired_at"] = time.time()
+        study.set_meta(**meta)
+    finally:
+        study.close()
+    return RepairReport(backup, finished, resumable)
