@@ -16,7 +16,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -269,35 +269,27 @@ def sync(
     def wanted(name: str) -> bool:
         return not patterns or any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
-    for name, xml in rendered.jobs.items():
-        if not wanted(name):
-            continue
-        if retrain_token and name.endswith("-retrain"):
-            xml = with_auth_token(xml, retrain_token)
-        current = client.job_config(name)
+    def put(label: str, xml: str, current: str | None, create: Callable[[], None],
+            reconfig: Callable[[], None]) -> None:
         if current is None:
             if not dry_run:
-                client.create_job(name, xml)
-            report.created.append(name)
-        elif normalize_xml(current) == normalize_xml(xml):
-            report.unchanged.append(name)
-        else:
-            if not dry_run:
-                client.reconfig_job(name, xml)
-            report.updated.append(name)
-    for name, xml in rendered.views.items():
-        if not wanted(name):
-            continue
-        label = f"view {name}"
-        current = client.view_config(name)
-        if current is None:
-            if not dry_run:
-                client.create_view(name, xml)
+                create()
             report.created.append(label)
         elif normalize_xml(current) == normalize_xml(xml):
             report.unchanged.append(label)
         else:
             if not dry_run:
-                client.reconfig_view(name, xml)
+                reconfig()
             report.updated.append(label)
+
+    for name, xml in rendered.jobs.items():
+        if wanted(name):
+            if retrain_token and name.endswith("-retrain"):
+                xml = with_auth_token(xml, retrain_token)
+            put(name, xml, client.job_config(name), lambda n=name, x=xml: client.create_job(n, x),
+                lambda n=name, x=xml: client.reconfig_job(n, x))
+    for name, xml in rendered.views.items():
+        if wanted(name):
+            put(f"view {name}", xml, client.view_config(name), lambda n=name, x=xml: client.create_view(n, x),
+                lambda n=name, x=xml: client.reconfig_view(n, x))
     return report
