@@ -133,7 +133,6 @@ def build_tune(
     strategy_class(cfg.strategy)  # an unknown name fails now, listing the valid ones
     target = Path(run_dir or cfg.run_dir or default_run_dir(script))
     prepare_run_dir(target, fresh=fresh, echo=echo)
-    trial_runner = runner or build_runner(cfg)
     names = cfg.hparam_names()
     winners_file = winners.winners_path()
     subscribers = [*outcome_subscribers(target, names, winners_file), *(listeners or [])]
@@ -143,6 +142,7 @@ def build_tune(
         from notify import MailOnFinish
 
         subscribers.append(MailOnFinish(cfg, echo=echo))
+    trial_runner = runner or build_runner(cfg)  # last: nothing after it can fail and leak it
     loop = TuneLoop(
         script, target, LoopSettings.from_config(cfg), trial_runner, kind=kind, listeners=subscribers,
         supervise=build_supervisor(cfg), runner_name=cfg.runner,

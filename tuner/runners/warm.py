@@ -264,12 +264,14 @@ class WarmHandle(TrialHandle):
     def _without_zygote(self) -> int | None:
         if self.zygote.healthy or _proc_state(self.pid) not in (None, "Z", "X"):
             return None
+        return self._exit_file(-signal.SIGKILL)
+
+    def _exit_file(self, otherwise: int) -> int:
+        """The exit code the child wrote as it exited; ``otherwise`` if it wrote none (killed)."""
         try:
-            text = (self.spec.workdir / _EXIT_FILE).read_text(encoding="ascii").strip()
-            self._rc = int(text)
+            return int((self.spec.workdir / _EXIT_FILE).read_text(encoding="ascii").strip())
         except (OSError, ValueError):
-            self._rc = -signal.SIGKILL
-        return self._rc
+            return otherwise
 
     def poll(self) -> int | None:
         return self.wait(0)
@@ -283,6 +285,8 @@ class WarmHandle(TrialHandle):
             rc = self.zygote.wait(self.rid, 0.5 if left is None else min(left, 0.5))
             if rc is None:
                 rc = self._without_zygote()
+            elif rc == -signal.SIGKILL and not self.zygote.alive:
+                rc = self._exit_file(rc)  # the zygote died: its children were assumed killed
             if rc is not None:
                 self._rc = rc
                 return rc
