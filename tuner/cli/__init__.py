@@ -18,7 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("tuner.cli.train_cmd:train", "Train a script once, in a trial workdir."),
     "run": ("tuner.cli.run_cmd:run", "Tune a script until it reaches the goal or the budget is spent."),
     "strategies": ("tuner.cli.run_cmd:strategies", "List the search strategies."),
-    "report": ("tuner.cli.run_cmd:report", "Write report.html and summary.json of a run directory."),
+    "report": ("tuner.cli.run_cmd:report", "Write a run directory's report.html again; export its trials as CSV."),
     "study": ("tuner.cli.study_cmd:study", "Repair a run directory's study from its trial folders."),
     "notify": ("tuner.cli.notify_cmd:notify", "Mail the outcome of a run; flush the outbox."),
     "watch": ("tuner.cli.watch_cmd:watch", "Supervise one training run: restart it from its checkpoint."),
