@@ -351,8 +351,10 @@ def test_params_override_the_project_without_editing_it(tmp_path: Path) -> None:
 def test_unknown_param_names_the_known_ones() -> None:
     with pytest.raises(ConfigError, match=r"--param git_url: not a parameter of the project; known: .*git-url"):
         jk.render_jobs(JOBS_DIR, {"git_url": "x"})
+    from tuner.cli._common import parse_pairs
+
     with pytest.raises(ConfigError, match="expected NAME=VALUE"):
-        jk.parse_params(["branch"])
+        parse_pairs(["branch"], "--param", "branch=main")
 
 
 def test_broken_yaml_is_a_one_line_error(tmp_path: Path) -> None:

@@ -15,24 +15,12 @@ def images() -> None:
     """Build and list the Docker images trials run in (mlops/<kind>:<version>)."""
 
 
-def _parse_build_args(values: tuple[str, ...]) -> dict[str, str]:
-    from tuner.errors import ConfigError
-
-    out: dict[str, str] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--build-arg {item!r}: expected KEY=VALUE, e.g. TF_PACKAGE=tensorflow-cpu")
-        out[key.strip()] = value
-    return out
-
-
 @images.command("build")
 @click.option("--kind", "kinds", multiple=True, type=click.Choice(KINDS),
               help="Kind to build (repeatable) [default: all three].")
 @click.option("--base", metavar="IMAGE", help="Base image (the Dockerfile's BASE build argument).")
 @click.option("--tag", metavar="NAME:TAG", help="Tag for the image [default: mlops/<kind>:<version>]; one --kind only.")
-@click.option("--build-arg", "build_args", multiple=True, metavar="KEY=VALUE",
+@click.option("--build-arg", "build_args", multiple=True, metavar="NAME=VALUE",
               help="Build argument, e.g. TF_PACKAGE=tensorflow-cpu==2.21.0 or EXTRA_PACKAGES='xgboost'.")
 @click.option("--wheel", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The project's wheel to install [default: built from this source checkout].")
@@ -57,7 +45,9 @@ def build(kinds: tuple[str, ...], base: str | None, tag: str | None, build_args:
     chosen = list(dict.fromkeys(kinds)) or list(KINDS)
     if tag and len(chosen) != 1:
         raise ConfigError("--tag: give exactly one --kind with --tag")
-    args = _parse_build_args(build_args)
+    from tuner.cli._common import parse_pairs
+
+    args = parse_pairs(build_args, "--build-arg", "TF_PACKAGE=tensorflow-cpu")
     if ca_bundle is None and os.environ.get("PIP_CERT") and Path(os.environ["PIP_CERT"]).is_file():
         ca_bundle = Path(os.environ["PIP_CERT"])
     client = docker_engine.connect()

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from tuner.cli._common import parse_pairs
 from tuner.errors import EXIT_GOAL_NOT_MET, EXIT_OK, JenkinsError
 from tuner.kinds import KINDS
 
@@ -103,7 +104,7 @@ def render(output: str, jobs_dir: str | None, params: tuple[str, ...]) -> int:
     require_extra("jenkins_jobs")  # before any import of the extra: one line, not a traceback
     from tuner import jenkins as jk
 
-    rendered = jk.render_jobs(jobs_dir, jk.parse_params(params))
+    rendered = jk.render_jobs(jobs_dir, parse_pairs(params, "--param", "branch=main"))
     for path in rendered.write(output):
         click.echo(str(path))
     return EXIT_OK
@@ -123,7 +124,7 @@ def sync(jobs_dir: str | None, params: tuple[str, ...], only: tuple[str, ...], d
     from tuner import jenkins as jk
     from tuner.secrets_env import read_secret
 
-    rendered = jk.render_jobs(jobs_dir, jk.parse_params(params))
+    rendered = jk.render_jobs(jobs_dir, parse_pairs(params, "--param", "branch=main"))
     client = _client(_config())
     report = jk.sync(
         client, rendered, only=only, dry_run=dry_run,

@@ -51,7 +51,6 @@ from tuner.jenkins.jobs import (
     job_name,
     job_prefix,
     normalize_xml,
-    parse_params,
     render_jobs,
     repo_root,
     sync,
@@ -65,6 +64,6 @@ __all__ = [
     "default_jobs_dir", "describe_path", "describe_summary", "describe_trial",
     "fetch_trial_artifacts", "format_number", "format_settings", "job_name", "job_prefix",
     "metric_in_description", "missing_extra", "normalize_xml", "outcome_from_info",
-    "parse_params", "render_jobs", "repo_root", "require_extra", "retrain_parameters",
+    "render_jobs", "repo_root", "require_extra", "retrain_parameters",
     "safe_segment", "status_rows", "status_table", "sync", "with_auth_token",
 ]

@@ -82,21 +82,6 @@ class Rendered:
         return written
 
 
-def parse_params(pairs: Iterable[str]) -> dict[str, str]:
-    """``["git-url=https://…", "branch=dev"]`` -> dict.
-
-    Raises:
-        ConfigError: a pair without ``=`` or with an empty name.
-    """
-    out: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--param {pair!r}: expected NAME=VALUE, e.g. --param branch=main")
-        out[key.strip()] = value
-    return out
-
-
 def render_jobs(
     jobs_dir: str | os.PathLike[str] | None = None,
     params: Mapping[str, str] | None = None,
