@@ -25,11 +25,9 @@ from tuner.fmt import (
     ordered_setting_names,
 )
 from tuner.fmt import format_settings as fmt_settings
-from tuner.summary import RunSummary
+from tuner.summary import SUMMARY_FILE, RunSummary
 
-SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.html"
-STATUSES = ("goal_met", "budget_spent", "failed", "nothing_to_tune")
 MAX_TRIAL_ROWS = 50
 SUBJECT_REASON_CHARS = 90
 MESSAGE_ID_DOMAIN = "mlops-autotune.local"

@@ -224,9 +224,7 @@ def test_the_tune_loop_runs_every_trial_as_a_build(jenkins: JenkinsTarget, retra
     runner = make_runner(jenkins, retrain_job, repo)
     outcome = TuneLoop(repo / "models" / "tiny.py", run_dir, settings, runner, kind="ann").run()
 
-    from tuner.summary import as_summary
-
-    summary = as_summary(outcome.summary).to_json()
+    summary = outcome.summary.to_json()
     builds = jenkins.fake.jobs[retrain_job].builds
     assert len(summary["trials"]) == len(builds) == 3  # every trial visible in the job view
     for trial in summary["trials"]:

@@ -40,7 +40,6 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 REPORT_FILE = "report.html"
-SUMMARY_FILE = "summary.json"
 TEMPLATE = "report.html.j2"
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 

@@ -312,12 +312,9 @@ class TuneLoop:
             if result is None and "budget" in (read_trial_text(stop, 4096) or ""):
                 stop.unlink()
         try:
-            if result is not None:  # it ended before the last session could record it
-                pass
-            elif self.supervise is not None:
-                result = self.supervise(self.runner, spec, on_progress=on_progress, on_restart=on_restart)
-            else:
-                result = self.runner.run(spec, on_progress=on_progress)
+            if result is None:  # else it ended before the last session could record it
+                result = (self.supervise(self.runner, spec, on_progress=on_progress, on_restart=on_restart)
+                          if self.supervise is not None else self.runner.run(spec, on_progress=on_progress))
         except RunnerError as exc:  # the runner failed, not the trial: record it, go on
             spec.workdir.mkdir(parents=True, exist_ok=True)
             result = collect_result(spec, returncode=None, seconds=0.0, status="failed",

@@ -33,10 +33,6 @@ def valid_epoch(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_EPOCH
 
 
-def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 class _Check:
     def __init__(self, path: Path, error: type[MlopsError]):
         self.path = path
@@ -264,11 +260,3 @@ class RunSummary:
 
         return write_json_atomic(Path(run_dir or self.run_dir) / SUMMARY_FILE, self.to_json())
 
-
-def as_summary(value: RunSummary | dict[str, Any], error: type[MlopsError] = MlopsError) -> RunSummary:
-    """A :class:`RunSummary` from itself or from a ``summary.json`` object (checked).
-
-    Raises:
-        MlopsError: (of class ``error``) the object fails a check.
-    """
-    return value if isinstance(value, RunSummary) else RunSummary.from_json(value, SUMMARY_FILE, error)

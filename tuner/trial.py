@@ -96,13 +96,6 @@ class TrialResult:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON, atomically, with known secret values masked (tuner.files)."""
-    from tuner.files import write_json_atomic as _write
-
-    _write(path, data)
-
-
 def read_spec(workdir: Path) -> TrialSpec:
     """The :class:`TrialSpec` saved in ``workdir/trial.json``, pointed at ``workdir``
     (what ``mlops watch`` and a Jenkins monitor step restart a trial from).
@@ -184,19 +177,9 @@ def read_history(workdir: Path) -> list[dict[str, Any]]:
     and a repeated epoch number keeps its latest record. The file is written by the training
     process, so it is not trusted: a line that is not an object with an epoch number from 1 to
     :data:`MAX_EPOCH` is skipped, as are non-UTF-8 bytes, and only the last 64 MB are read."""
-    path = Path(workdir) / METRICS_FILE
     by_epoch: dict[int, dict[str, Any]] = {}
-    if not path.is_file():  # a FIFO would block the reader
-        return []
-    try:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            if size > _MAX_METRICS_BYTES:
-                fh.seek(size - _MAX_METRICS_BYTES)
-                fh.readline()  # a partial first line
-            text = fh.read().decode("utf-8", errors="replace")
-    except OSError:
-        return []
+    # a record is one flat object a line, so a line cut at the 64 MB mark never parses as one
+    text = read_trial_text(Path(workdir) / METRICS_FILE, _MAX_METRICS_BYTES, tail=True) or ""
     for line in text.splitlines():
         line = line.strip()
         if not line:
@@ -281,6 +264,7 @@ def collect_result(
 
     ``status`` forces an outcome decided outside the process (timeout, killed); otherwise it
     follows from the return code, the STOP file and whether a metric was found."""
+    from tuner.files import write_json_atomic
     from tuner.redact import redact_file
 
     workdir = spec.workdir
