@@ -142,10 +142,11 @@ def build_tune(
         from notify import MailOnFinish
 
         subscribers.append(MailOnFinish(cfg, echo=echo))
+    supervise = build_supervisor(cfg)
     trial_runner = runner or build_runner(cfg)  # last: nothing after it can fail and leak it
     loop = TuneLoop(
         script, target, LoopSettings.from_config(cfg), trial_runner, kind=kind, listeners=subscribers,
-        supervise=build_supervisor(cfg), runner_name=cfg.runner,
+        supervise=supervise, runner_name=cfg.runner,
         previous_winners=winners.load(Path(script).name, winners_file),
         context={"git": commit_info(Path(script).resolve()), "build_url": os.environ.get("BUILD_URL") or None},
     )

@@ -101,6 +101,16 @@ def trial_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
     return out
 
 
+PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+def with_project_root(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with the project's own package importable by the child (first on
+    ``PYTHONPATH``) even when it is not installed."""
+    env["PYTHONPATH"] = PROJECT_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
 def harness_env(spec: TrialSpec) -> dict[str, str]:
     """The environment a trial runs with, the same for every runner (paths differ in Docker)."""
     return {
@@ -142,10 +152,7 @@ class LocalRunner(Runner):
         if not spec.script.is_file():
             raise RunnerError(f"{spec.script}: training script not found")
         prepare_workdir(spec, self.names)
-        env = {**trial_environment(), **harness_env(spec)}
-        # the project's own package must be importable by the child even when not installed
-        root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env = with_project_root({**trial_environment(), **harness_env(spec)})
         log = open(spec.workdir / LOG_FILE, "ab", buffering=0)
         log.write(f"--- mlops: trial started {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
         try:

@@ -29,7 +29,14 @@ from typing import Any
 from tuner.errors import RunnerError
 from tuner.kinds import KERAS_KINDS
 from tuner.runners.base import TrialHandle, prepare_workdir
-from tuner.runners.local import LocalRunner, _die_with_parent, harness_env, trial_environment
+from tuner.runners.local import (
+    PROJECT_ROOT,
+    LocalRunner,
+    _die_with_parent,
+    harness_env,
+    trial_environment,
+    with_project_root,
+)
 from tuner.trial import LOG_FILE, TrialSpec
 
 PRELOAD = {
@@ -332,10 +339,7 @@ class WarmRunner(LocalRunner):
             z.close()  # stopped or gone: a new one takes its place (no trial of ours runs in it)
             z = None
         if z is None:
-            env = trial_environment()
-            root = str(Path(__file__).resolve().parents[2])
-            env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-            z = self._zygotes[group] = _Zygote(self.python, group, env)
+            z = self._zygotes[group] = _Zygote(self.python, group, with_project_root(trial_environment()))
         return z
 
     def warm_up(self, kind: str) -> None:
@@ -383,8 +387,7 @@ class WarmRunner(LocalRunner):
             log.write(f"--- mlops: trial started {time.strftime('%Y-%m-%d %H:%M:%S')} (warm worker) ---\n".encode())
         self._count += 1
         rid = f"{os.getpid()}-{self._count}"
-        root = str(Path(__file__).resolve().parents[2])
-        env = {**harness_env(spec), "PYTHONPATH": root}
+        env = {**harness_env(spec), "PYTHONPATH": PROJECT_ROOT}
         req = {"id": rid, "script": str(spec.script_copy), "env": env, "cwd": str(spec.workdir),
                "log": str(spec.workdir / LOG_FILE), "exit_file": str(spec.workdir / _EXIT_FILE)}
         pid = zygote.spawn(req)
@@ -402,11 +405,11 @@ class WarmRunner(LocalRunner):
             pass
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(serve(sys.argv[1] if len(sys.argv) > 1 else "keras"))
-
-
 def from_config(cfg: Any, names: dict[str, list[str]] | None = None) -> LocalRunner:
     """The registry's ``local`` runner: the warm worker, or a fresh process per trial when
     ``warm_worker`` is off."""
     return WarmRunner(names=names) if cfg["warm_worker"] else LocalRunner(names=names)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(serve(sys.argv[1] if len(sys.argv) > 1 else "keras"))
