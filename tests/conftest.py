@@ -12,3 +12,15 @@ def _private_user_stores(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_DATA_HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.delenv("MLOPS_ADMIN_CONFIG", raising=False)
+
+
+@pytest.fixture
+def clean_mlops_env(monkeypatch, tmp_path):
+    """No MLOPS_*/JENKINS_* variable, BUILD_URL or WORKSPACE of the machine running the tests,
+    and a per-test XDG_DATA_HOME (outbox, winners)."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("MLOPS_", "JENKINS_")) or name in ("BUILD_URL", "WORKSPACE"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))

@@ -160,6 +160,12 @@ def test_a_kill_after_the_last_checkpoint_keeps_the_finished_trial(tmp_path, cut
     assert outcome.status in ("goal_met", "budget_spent")
 
 
+def one_trial(script: Path, run_dir: Path, *extra: str) -> tuple[str, ...]:
+    """``mlops run`` of one full trial (no pruning, a goal this model never meets, no mail)."""
+    return ("run", str(script), "--run-dir", str(run_dir), *extra, "--max-trials", "1", "--goal", "0.99",
+            "--no-mail", "--no-prune")
+
+
 def mlops(*args: str, env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen[str]:
     full = {**os.environ, "PYTHONPATH": str(ROOT), "MLOPS_OUTBOX": str(Path(kw.pop("outbox")))}
     full.update(env or {})
@@ -196,8 +202,7 @@ def test_kill_9_of_mlops_run_while_the_script_runs_after_fit(tmp_path):
     epoch (the script sleeps after fit()); the rerun finishes the trial from its checkpoint."""
     script = copy_script(tmp_path, control={"sleep_after_fit": 600})
     run_dir = tmp_path / "run"
-    args = ("run", str(script), "--run-dir", str(run_dir), "--max-trials", "1", "--goal", "0.99",
-            "--no-mail", "--no-prune")
+    args = one_trial(script, run_dir)
     proc = mlops(*args, outbox=tmp_path / "outbox")
     workdir = run_dir / "trials" / "0001"
     try:
@@ -398,8 +403,7 @@ def test_a_frozen_warm_worker_is_replaced_and_the_trial_keeps_its_result(tmp_pat
 def test_sigterm_stops_the_trial_records_it_interrupted_and_the_rerun_resumes(tmp_path, sig):
     script = copy_script(tmp_path, control={"batch_sleep": 0.15})
     run_dir = tmp_path / "run"
-    args = ("run", str(script), "--run-dir", str(run_dir), "--max-trials", "1", "--goal", "0.99",
-            "--no-mail", "--no-prune")
+    args = one_trial(script, run_dir)
     proc = mlops(*args, outbox=tmp_path / "outbox")
     workdir = run_dir / "trials" / "0001"
     wait_for(lambda: (workdir / METRICS_FILE).exists(), "the first epoch")
@@ -518,8 +522,7 @@ def test_kill_9_of_mlops_run_with_docker_finishes_the_trial_the_orphan_completed
     container); the rerun removes the orphan and finds a complete checkpoint."""
     script = copy_script(tmp_path, control={"sleep_after_fit": 600})
     run_dir = tmp_path / "run"
-    args = ("run", str(script), "--run-dir", str(run_dir), "--runner", "docker", "--kind", "ann",
-            "--max-trials", "1", "--goal", "0.99", "--no-mail", "--no-prune")
+    args = one_trial(script, run_dir, "--runner", "docker", "--kind", "ann")
     env = docker_env(docker_images, "ann")
     proc = mlops(*args, outbox=tmp_path / "outbox", env=env)
     workdir = run_dir / "trials" / "0001"

@@ -34,11 +34,8 @@ UPDATE = os.environ.get("MLOPS_UPDATE_GOLDEN") == "1"
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch, tmp_path):
-    for name in list(os.environ):
-        if name.startswith(("MLOPS_", "JENKINS_")) or name in ("BUILD_URL", "WORKSPACE"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+def _clean_env(clean_mlops_env):
+    """No MLOPS_*/JENKINS_* setting of the machine reaches these tests (tests/conftest.py)."""
 
 
 def copy_case(case: str, dest: Path) -> Path:
