@@ -232,7 +232,7 @@ def test_kill_9_of_mlops_run_while_the_script_runs_after_fit(tmp_path):
 
 @pytest.mark.tf
 def test_fresh_on_a_live_run_is_refused_with_the_holders_pid(tmp_path):
-    script = copy_script(tmp_path, control={"batch_sleep": 0.2})
+    script = copy_script(tmp_path, control={"batch_sleep": 0.5})  # alive well after the 2nd command (it is stopped)
     run_dir = tmp_path / "run"
     args = ("run", str(script), "--run-dir", str(run_dir), "--max-trials", "1", "--no-mail")
     first = mlops(*args, outbox=tmp_path / "outbox")
