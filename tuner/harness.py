@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tuner.artifact import fit_data, save_estimator, save_keras, track_sklearn_fits
 from tuner.files import write_text_atomic
 from tuner.kinds import KERAS_KINDS
 from tuner.trial import (
@@ -39,11 +40,14 @@ from tuner.trial import (
     METRICS_FILE,
     REPORTED_FILE,
     STOP_FILE,
+    best_epoch,
 )
 
 HEARTBEAT_EVERY = 1.0  # seconds between heartbeat writes while batches run
 # stop-at-goal, from MLOPS_GOAL / MLOPS_METRIC / MLOPS_MAXIMIZE (set by the runner)
 _GOAL: dict[str, Any] = {"goal": None, "metric": "val_accuracy", "maximize": True, "reached": False}
+# what the saved model records: the trial's seed and the data the latest fit() was given
+_RUN: dict[str, Any] = {"seed": None, "data": {}}
 _KEEP_CHECKPOINTS = 2
 
 
@@ -243,6 +247,15 @@ def _make_callbacks(keras: Any, workdir: Path, fit_index: int, epoch_offset: int
 
             self.policy = PrunePolicy.read(workdir)
 
+        def _policy(self) -> Any:
+            """The pruning rules, with one validation sample as their resolution once fit() says
+            how many there are."""
+            from tuner.pruning import sample_resolution
+
+            if self.policy is not None and self.policy.resolution is None:
+                self.policy.resolution = sample_resolution(self.policy.metric, _RUN["data"].get("val_samples"))
+            return self.policy
+
         def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
             # epochs the checkpoint holds but metrics.jsonl lost (killed between the two writes)
             have = _recorded_epochs(workdir)
@@ -272,12 +285,15 @@ def _make_callbacks(keras: Any, workdir: Path, fit_index: int, epoch_offset: int
                 history.append(record)
             self.epochs_done = epoch + 1
             touch_heartbeat(workdir, {"epoch": record["epoch"], "batch": 0, "fit": fit_index, "epoch_done": True})
+            if best_epoch(history, _GOAL["metric"], _GOAL["maximize"]) == record["epoch"]:
+                save_keras(self.model, workdir, record["epoch"], record, _GOAL["metric"], _GOAL["maximize"],
+                           _RUN["seed"], _RUN["data"])
             if _meets_goal(record):
                 _info(f"goal reached at epoch {record['epoch']}: {_GOAL['metric']} "
                       f"{record[_GOAL['metric']]:.4f}; training stops here")
                 self.model.stop_training = True
                 _GOAL["reached"] = True
-            elif self.policy is not None and (why := self.policy.check(history)):
+            elif self.policy is not None and (why := self._policy().check(history)):
                 _atomic_write(workdir / STOP_FILE, why + "\n")
                 _info(f"stopping after epoch {record['epoch']}: {why}")
                 self.model.stop_training = True
@@ -335,6 +351,7 @@ def install_keras_hooks(workdir: Path) -> None:
             kwargs["epochs"] = done
             _GOAL["reached"] = True
         callbacks = _make_callbacks(keras, workdir, state["fits"], state["offset"])
+        _RUN["data"] = fit_data(args, kwargs)
         kwargs.setdefault("verbose", 2)
         # Keras keeps ``_initial_epoch`` from an earlier restore on the model; each fit() call
         # resumes from its own checkpoint only (the Checkpoint callback sets it again)
@@ -388,8 +405,6 @@ def seed_everything(seed: int | None, keras_too: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import runpy
-
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
         print("usage: python -m tuner.harness SCRIPT   (with MLOPS_WORKDIR set)", file=sys.stderr)
@@ -405,23 +420,30 @@ def main(argv: list[str] | None = None) -> int:
     seed = int(seed_text) if seed_text.strip().lstrip("-").isdigit() else None
     keras_script = kind in KERAS_KINDS
     goal_text = os.environ.get("MLOPS_GOAL", "").strip()
+    _GOAL.update(metric=os.environ.get("MLOPS_METRIC") or "val_accuracy",
+                 maximize=os.environ.get("MLOPS_MAXIMIZE", "1") != "0")
     if goal_text:
-        _GOAL.update(goal=float(goal_text), metric=os.environ.get("MLOPS_METRIC") or "val_accuracy",
-                     maximize=os.environ.get("MLOPS_MAXIMIZE", "1") != "0")
+        _GOAL["goal"] = float(goal_text)
     if keras_script:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     touch_heartbeat(workdir, {"phase": "starting"})
+    _RUN["seed"] = seed
     seed_everything(seed, keras_too=keras_script)
     if keras_script:
         install_keras_hooks(workdir)
+    else:
+        track_sklearn_fits()
     extra_path = os.environ.get("MLOPS_SCRIPT_DIR")
     sys.path.insert(0, extra_path or str(script.parent))
     sys.argv = [str(script)]
     _info(f"running {script.name} (kind {kind or 'unknown'}, seed {seed})")
+    namespace: dict[str, Any] = {}
     try:
-        runpy.run_path(str(script), run_name="__main__")
+        run_script(script, namespace)
     except SystemExit as exc:
         code = exc.code
+        if code in (None, 0) and not keras_script:
+            save_estimator(workdir, namespace, seed, _GOAL["metric"], None)
         if code is None:
             return 0
         if isinstance(code, int):
@@ -431,8 +453,26 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
+    if not keras_script:
+        save_estimator(workdir, namespace, seed, _GOAL["metric"], None)
     return 0
 
+
+def run_script(script: Path, namespace: dict[str, Any]) -> None:
+    """Run ``script`` as ``__main__`` (what ``runpy.run_path`` does) in ``namespace``, which the
+    caller keeps: the script's variables are still there when it ends with ``sys.exit()``."""
+    import types
+
+    with open(script, "rb") as fh:
+        code = compile(fh.read(), str(script), "exec")
+    module = types.ModuleType("__main__")
+    module.__dict__.update(__file__=str(script), __cached__=None, __loader__=None, __package__=None,
+                           __spec__=None)
+    sys.modules["__main__"] = module  # pickles of classes the script defines name __main__, as python would
+    try:
+        exec(code, module.__dict__)
+    finally:
+        namespace.update(module.__dict__)
 
 if __name__ == "__main__":
     sys.exit(main())

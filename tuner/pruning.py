@@ -34,7 +34,10 @@ class MedianPruner:
     warmup_epochs: int = 2
     min_peers: int = 2
 
-    def should_prune(self, metric: str, history: list[dict[str, Any]], peers: list[list[dict[str, Any]]]) -> str | None:
+    def should_prune(self, metric: str, history: list[dict[str, Any]], peers: list[list[dict[str, Any]]],
+                     margin: float = 0.0) -> str | None:
+        """Why to stop (a line for the log), or None. A gap of ``margin`` or less is no gap: the
+        trial must be worse than the median and the best by more than it."""
         e = len(history)
         if e < self.warmup_epochs or not history:
             return None
@@ -49,10 +52,11 @@ class MedianPruner:
         best = max(at_e) if self.maximize else min(at_e)
         own_best = max(r.get(metric, float("-inf")) for r in history) if self.maximize else min(
             r.get(metric, float("inf")) for r in history)
-        worse = (lambda a, b: a < b) if self.maximize else (lambda a, b: a > b)
+        worse = (lambda a, b: a < b - margin) if self.maximize else (lambda a, b: a > b + margin)
         if worse(value, median) and worse(own_best, best):
+            slack = f" by more than {margin:.4f}" if margin else ""
             return (f"pruned at epoch {e}: {metric} {value:.4f} is below the median {median:.4f} "
-                    f"of {len(at_e)} earlier trials at that epoch")
+                    f"of {len(at_e)} earlier trials at that epoch{slack}")
         return None
 
 
@@ -67,7 +71,8 @@ class GoalPruner:
     warmup_epochs: int = 3
     optimism: float = 1.5
 
-    def should_prune(self, metric: str, history: list[dict[str, Any]], planned: int | None) -> str | None:
+    def should_prune(self, metric: str, history: list[dict[str, Any]], planned: int | None,
+                     margin: float = 0.0) -> str | None:
         e = len(history)
         if not planned or e < max(self.warmup_epochs, -(-planned // 3)) or e >= planned:
             return None
@@ -78,7 +83,7 @@ class GoalPruner:
         vals = [sign * v for v in values]  # type: ignore[operator]
         goal = sign * self.goal
         step = max([b - a for a, b in zip(vals, vals[1:], strict=False)] + [0.0])
-        reach = max(vals) + self.optimism * step * (planned - e)
+        reach = max(vals) + self.optimism * step * (planned - e) + margin
         if reach < goal:
             best = sign * max(vals)
             return (f"pruned at epoch {e}: best {metric} so far {best:.4f}, gaining at most {step:.4f} "
@@ -96,6 +101,13 @@ class PrunePolicy:
     maximize: bool = True
     planned: int | None = None
     peers: list[list[dict[str, Any]]] = field(default_factory=list)
+    resolution: float | None = None  # one validation sample of an accuracy (1 / samples), when known
+    noise: float = 0.0  # how much the metric moves by chance from one epoch to the next (measured_noise)
+
+    @property
+    def margin(self) -> float:
+        """A gap no rule stops a trial over: one validation sample plus the measured noise."""
+        return (self.resolution or 0.0) + self.noise
 
     def check(self, history: list[dict[str, Any]]) -> str | None:
         if not history:
@@ -103,8 +115,9 @@ class PrunePolicy:
         value = history[-1].get(self.metric)
         if meets_goal(value, self.goal, self.maximize):
             return None
-        return (MedianPruner(maximize=self.maximize).should_prune(self.metric, history, self.peers)
-                or GoalPruner(goal=self.goal, maximize=self.maximize).should_prune(self.metric, history, self.planned))
+        return (MedianPruner(maximize=self.maximize).should_prune(self.metric, history, self.peers, self.margin)
+                or GoalPruner(goal=self.goal, maximize=self.maximize).should_prune(
+                    self.metric, history, self.planned, self.margin))
 
     def write(self, workdir: Path) -> None:
         Path(workdir).mkdir(parents=True, exist_ok=True)
@@ -121,3 +134,26 @@ class PrunePolicy:
             return cls(**data)
         except (FileNotFoundError, json.JSONDecodeError, TypeError):
             return None
+
+
+def sample_resolution(metric: str, val_samples: Any) -> float | None:
+    """One validation sample's worth of an accuracy-like metric (1 / samples), else None."""
+    if "acc" not in metric.lower() or not isinstance(val_samples, int) or isinstance(val_samples, bool) \
+            or val_samples <= 0:
+        return None
+    return 1.0 / val_samples
+
+
+def measured_noise(peers: list[list[dict[str, Any]]], metric: str) -> float:
+    """How much ``metric`` moves by chance between epochs, from the finished trials' curves: the
+    median absolute one-epoch change over the second half of each curve (where learning has
+    flattened and what is left is noise). 0 until a curve has four epochs."""
+    changes: list[float] = []
+    for history in peers:
+        values = [r.get(metric) for r in history]
+        values = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if len(values) < 4:
+            continue
+        half = values[len(values) // 2 - 1:]
+        changes += [abs(b - a) for a, b in zip(half, half[1:], strict=False)]
+    return float(statistics.median(changes)) if changes else 0.0

@@ -77,6 +77,7 @@ class TrialResult:
     settings: dict[str, Any]
     seconds: float
     epochs: int = 0
+    best_epoch: int | None = None  # the epoch the metric comes from (None: reported, not per epoch)
     history: list[dict[str, Any]] = field(default_factory=list)
     returncode: int | None = None
     reason: str | None = None
@@ -217,19 +218,40 @@ def parse_printed_metrics(log_text: str) -> dict[str, float]:
     return found
 
 
-def metric_from(history: list[dict[str, Any]], reported: dict[str, Any], name: str) -> float | None:
-    """The metric that counts: what the script reported for ``name`` (or ``name`` without its
-    ``val_`` prefix: reported scores are held-out by contract), else the last epoch's value."""
-    bare = name[4:] if name.startswith("val_") else name
-    for key in (name, bare):
-        v = reported.get(key)
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            return float(v)
-    if history:
-        v = history[-1].get(name)
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            return float(v)
+def metric_from(history: list[dict[str, Any]], reported: dict[str, Any], name: str,
+                maximize: bool = True, printed: dict[str, Any] | None = None) -> float | None:
+    """The score that counts, and :func:`best_epoch` says at which epoch.
+
+    In order: what the script reported with ``tuner.report`` for ``name`` (or ``name`` without
+    its ``val_`` prefix: reported scores are held-out by contract); else the best epoch's value
+    in the per-epoch history (as Keras Tuner scores a trial: the epoch the delivered script
+    stops at); else a score the script printed (``val_accuracy: 0.93``)."""
+    for source in (reported, None, printed or {}):
+        if source is None:
+            epoch = best_epoch(history, name, maximize)
+            if epoch is not None:
+                return float(next(r[name] for r in history if r.get("epoch") == epoch))
+            continue
+        bare = name[4:] if name.startswith("val_") else name
+        for key in (name, bare):
+            v = source.get(key)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                return float(v)
     return None
+
+
+def best_epoch(history: list[dict[str, Any]], name: str, maximize: bool = True) -> int | None:
+    """The epoch whose ``name`` is best (the first of equals: the shortest training that scores
+    it), or None when no epoch recorded a finite ``name``."""
+    best: tuple[float, int] | None = None
+    for rec in history:
+        v, epoch = rec.get(name), rec.get("epoch")
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or not isinstance(epoch, int):
+            continue
+        key = v if maximize else -v
+        if best is None or key > best[0]:
+            best = (key, epoch)
+    return None if best is None else best[1]
 
 
 def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -272,9 +294,10 @@ def collect_result(
     reported = read_reported(workdir)
     log_path = workdir / LOG_FILE
     redact_file(log_path)
-    if not reported:
-        reported = parse_printed_metrics(read_trial_text(log_path, 1024 * 1024, tail=True) or "")
-    metric = metric_from(history, reported, spec.metric)
+    printed = parse_printed_metrics(read_trial_text(log_path, 1024 * 1024, tail=True) or "")
+    metric = metric_from(history, reported, spec.metric, spec.maximize, printed)
+    scored_epoch = (best_epoch(history, spec.metric, spec.maximize)
+                    if not any(k in reported for k in (spec.metric, spec.metric.removeprefix("val_"))) else None)
     stop_reason = None
     stop_text = read_trial_text(workdir / STOP_FILE, 4096)
     if stop_text is not None:
@@ -302,6 +325,7 @@ def collect_result(
         settings=dict(spec.settings),
         seconds=round(seconds, 3),
         epochs=len(history),
+        best_epoch=scored_epoch if status in ("ok", "pruned") else None,
         history=history,
         returncode=returncode,
         reason=reason,
