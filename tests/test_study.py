@@ -17,6 +17,7 @@ import pytest
 
 from tuner.errors import ConfigError, StudyError
 from tuner.study import RESUMABLE, open_store
+from tuner.study.sqlite import SCHEMA_VERSION
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -147,6 +148,18 @@ def test_an_interrupted_trial_is_resumed_not_lost(url, tmp_path):
         assert store.trial(rec.number).reason is None
 
 
+def test_what_a_trial_is_for_is_kept_with_it(url, tmp_path):
+    """A confirmation trial keeps its seed and the trial it confirms across reopening; a search
+    trial has neither."""
+    with open_store(url, name="m", meta=META) as store:
+        search = store.claim_trial({"lr": 0.1}, workdir_for(tmp_path), "me:1")
+        check = store.claim_trial({"lr": 0.1}, workdir_for(tmp_path), "me:1", attrs={"seed": 7, "confirms": 1})
+        assert (search.confirms, search.seed, check.confirms, check.seed) == (None, None, 1, 7)
+    with open_store(url, name="m", meta=META) as store:
+        again = {t.number: (t.confirms, t.seed) for t in store.trials()}
+    assert again == {search.number: (None, None), check.number: (1, 7)}
+
+
 def test_metadata_and_elapsed_time_survive_reopening(url):
     with open_store(url, name="s", meta=META) as store:
         store.set_meta(first_started_at=123.0, note=["a", 1])
@@ -183,5 +196,5 @@ def test_a_study_written_by_the_first_schema_opens_as_it_is(tmp_path):
     db.close()
     with open_store(run, name="m", meta=META) as store:
         assert [(t.number, t.status, t.metric) for t in store.trials()] == [(1, "ok", 0.8), (2, "running", None)]
-        assert store.meta()["schema_version"] == 2
+        assert store.meta()["schema_version"] == SCHEMA_VERSION
         assert store.mark_stale(0.0) == [2] and store.resume_trial(2, "me:1")

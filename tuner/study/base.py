@@ -56,13 +56,32 @@ class TrialRecord:
     finished_at: float | None = None
     owner: str | None = None
     heartbeat_at: float | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)  # what a trial is for: {"seed": 1, "confirms": 3}
 
     @property
     def finished(self) -> bool:
         return self.status not in RESUMABLE
 
+    @property
+    def confirms(self) -> int | None:
+        """The trial whose settings this trial retrains with another seed, or None (a search trial)."""
+        value = self.attrs.get("confirms")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    @property
+    def seed(self) -> int | None:
+        value = self.attrs.get("seed")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
     def to_json(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("result", "owner", "heartbeat_at")}
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__
+             if k not in ("result", "owner", "heartbeat_at", "attrs")}
+        if self.seed is not None:
+            d["seed"] = self.seed
+        if self.confirms is not None:
+            d["confirms"] = self.confirms
+        if self.result and self.result.get("best_epoch") is not None:
+            d["best_epoch"] = self.result["best_epoch"]
         if self.result and self.result.get("log_tail"):
             d["log_tail"] = self.result["log_tail"]
         return d
@@ -82,9 +101,11 @@ class StudyStore(Protocol):
     def set_meta(self, **values: Any) -> None:
         """Set metadata keys (JSON values), atomically."""
 
-    def claim_trial(self, settings: dict[str, Any], workdir_for: WorkdirFor, owner: str) -> TrialRecord:
+    def claim_trial(self, settings: dict[str, Any], workdir_for: WorkdirFor, owner: str,
+                    attrs: dict[str, Any] | None = None) -> TrialRecord:
         """Create the next trial, ``running`` and owned by ``owner``; its number is unique even
-        when several processes claim at once. ``workdir_for(number)`` names its workdir."""
+        when several processes claim at once. ``workdir_for(number)`` names its workdir;
+        ``attrs`` (JSON) say what the trial is for (its seed, the trial it confirms)."""
 
     def resume_trial(self, number: int, owner: str) -> bool:
         """Take over a resumable trial for ``owner`` (``running`` -> ``running``, ``interrupted``

@@ -119,6 +119,18 @@ def _read_json_dict(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def _trial_attrs(workdir: Path) -> dict[str, Any]:
+    """What a trial was for, from the ``trial.json`` its runner wrote: its seed, the trial it confirms."""
+    spec = _read_json_dict(workdir / "trial.json") or {}
+    attrs: dict[str, Any] = {}
+    if isinstance(spec.get("seed"), int) and not isinstance(spec.get("seed"), bool):
+        attrs["seed"] = spec["seed"]
+    confirms = (spec.get("labels") or {}).get("confirms") if isinstance(spec.get("labels"), dict) else None
+    if isinstance(confirms, str) and confirms.isdigit():
+        attrs["confirms"] = int(confirms)
+    return attrs
+
+
 def repair(run_dir: Path) -> RepairReport:
     """Set a damaged, empty or incomplete ``study.db`` aside and rebuild the study from the
     trial folders: a trial whose ``result.json`` is final is recorded finished with it (never
@@ -165,7 +177,7 @@ def repair(run_dir: Path) -> RepairReport:
             except (OSError, ValueError):
                 started = time.time()
             study.insert_trial(TrialRecord(number=number, status="interrupted", settings=settings,
-                                           workdir=str(wd), started_at=started))
+                                           workdir=str(wd), started_at=started, attrs=_trial_attrs(wd)))
             if result is not None and result.get("status") in STATUSES:
                 study.finish_trial(number, {**result, "history": read_history(wd)})
                 finished.append(number)

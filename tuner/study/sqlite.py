@@ -25,7 +25,7 @@ from typing import Any
 from tuner.errors import StudyError
 from tuner.study.base import RESUMABLE, TrialRecord, WorkdirFor
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STUDY_FILE = "study.db"
 REPAIR_HINT = "run 'mlops study repair {run_dir}' (it keeps the damaged file and rebuilds the study from trials/)"
 
@@ -46,10 +46,12 @@ CREATE TABLE IF NOT EXISTS trials (
     started_at  REAL NOT NULL,
     finished_at REAL,
     owner       TEXT,                   -- host:pid of the process running it
-    heartbeat_at REAL                   -- when its owner last said it is alive
+    heartbeat_at REAL,                  -- when its owner last said it is alive
+    attrs       TEXT                    -- JSON: what the trial is for ({"seed": 1, "confirms": 3})
 );
 """
-_ADDED_IN_2 = (("owner", "TEXT"), ("heartbeat_at", "REAL"))
+_ADDED = (("owner", "TEXT"), ("heartbeat_at", "REAL"),  # schema 2
+          ("attrs", "TEXT"))  # schema 3
 
 
 class SqliteStore:
@@ -90,9 +92,9 @@ class SqliteStore:
         self._cols = [d[0] for d in self._db.execute("SELECT * FROM trials LIMIT 0").description]
 
     def _migrate(self) -> None:
-        """Studies written by schema 1 gain the ownership columns; their trials keep all else."""
+        """Studies written by an older schema gain the newer columns; their trials keep all else."""
         have = {row[1] for row in self._db.execute("PRAGMA table_info(trials)")}
-        for name, kind in _ADDED_IN_2:
+        for name, kind in _ADDED:
             if name not in have:
                 self._db.execute(f"ALTER TABLE trials ADD COLUMN {name} {kind}")
 
@@ -173,17 +175,20 @@ class SqliteStore:
             self.set_meta(**changed)
 
     # -- trials --------------------------------------------------------------------
-    def claim_trial(self, settings: dict[str, Any], workdir_for: WorkdirFor, owner: str) -> TrialRecord:
+    def claim_trial(self, settings: dict[str, Any], workdir_for: WorkdirFor, owner: str,
+                    attrs: dict[str, Any] | None = None) -> TrialRecord:
         with self._tx() as db:
             (last,) = db.execute("SELECT COALESCE(MAX(number), 0) FROM trials").fetchone()
             number = last + 1
             now = time.time()
             rec = TrialRecord(number=number, status="running", settings=settings,
-                              workdir=str(workdir_for(number)), started_at=now, owner=owner, heartbeat_at=now)
+                              workdir=str(workdir_for(number)), started_at=now, owner=owner, heartbeat_at=now,
+                              attrs=dict(attrs or {}))
             db.execute(
-                "INSERT INTO trials(number, status, settings, workdir, started_at, owner, heartbeat_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (number, rec.status, json.dumps(settings, sort_keys=True), rec.workdir, now, owner, now),
+                "INSERT INTO trials(number, status, settings, workdir, started_at, owner, heartbeat_at, attrs) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (number, rec.status, json.dumps(settings, sort_keys=True), rec.workdir, now, owner, now,
+                 json.dumps(rec.attrs, sort_keys=True)),
             )
         return rec
 
@@ -245,9 +250,10 @@ class SqliteStore:
     def insert_trial(self, rec: TrialRecord) -> None:
         """Add a trial as it is (``mlops study repair`` rebuilding a study from trial folders)."""
         with self._tx() as db:
-            db.execute("INSERT INTO trials(number, status, settings, workdir, started_at) VALUES (?, ?, ?, ?, ?)",
+            db.execute("INSERT INTO trials(number, status, settings, workdir, started_at, attrs) "
+                       "VALUES (?, ?, ?, ?, ?, ?)",
                        (rec.number, rec.status, json.dumps(rec.settings, sort_keys=True), rec.workdir,
-                        rec.started_at))
+                        rec.started_at, json.dumps(rec.attrs, sort_keys=True)))
 
     def trial(self, number: int) -> TrialRecord | None:
         row = self._db.execute("SELECT * FROM trials WHERE number = ?", (number,)).fetchone()
@@ -264,6 +270,7 @@ class SqliteStore:
             restarts=d["restarts"], reason=d["reason"], history=json.loads(d["history"] or "[]"),
             result=json.loads(d["result"]) if d["result"] else None, started_at=d["started_at"],
             finished_at=d["finished_at"], owner=d.get("owner"), heartbeat_at=d.get("heartbeat_at"),
+            attrs=_attrs(d.get("attrs")),
         )
 
     def add_elapsed(self, seconds: float) -> float:
@@ -275,3 +282,11 @@ class SqliteStore:
 
     def elapsed(self) -> float:
         return float(self.meta().get("elapsed_seconds", 0.0))
+
+
+def _attrs(text: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
