@@ -329,6 +329,8 @@ def build_facts(
             "epochs": best.get("epochs"),
             "time": fmt_seconds(best.get("seconds")),
             "workdir": best.get("workdir"),
+            "confirm": _confirm_facts(best.get("confirm")),
+            "model": (best.get("model") or {}).get("file") if isinstance(best.get("model"), dict) else None,
         }
 
     trials = []
@@ -398,6 +400,36 @@ def build_facts(
         "commit": commit[:10] if isinstance(commit, str) else None,
         "branch": git.get("branch") or None,
         "author": git.get("author_email") or None,
+        "delivery": _delivery_facts(summary.get("delivery")),
+    }
+
+
+def _confirm_facts(confirm: Any) -> dict[str, Any] | None:
+    """The winner's retraining with other seeds, as the mail shows it; None when not asked for."""
+    if not isinstance(confirm, dict) or not confirm.get("required"):
+        return None
+    metrics = [v for v in (confirm.get("metrics") or []) if _num(v) is not None]
+    return {
+        "seeds": len(metrics), "other_seeds": len(confirm.get("trials") or []), "required": confirm.get("required"),
+        "mean": fmt_metric(confirm.get("mean")), "min": fmt_metric(confirm.get("min")),
+        "max": fmt_metric(confirm.get("max")), "std": fmt_metric(confirm.get("std")),
+        "values": ", ".join(fmt_metric(v) for v in metrics),
+        "complete": bool(confirm.get("complete")), "failed": len(confirm.get("failed") or []),
+    }
+
+
+def _delivery_facts(delivery: Any) -> dict[str, Any] | None:
+    """Where the tuned code was pushed (or why not); None when pushing was off."""
+    if not isinstance(delivery, dict) or delivery.get("status") in (None, "skipped") and not delivery.get("reason"):
+        return None
+    commit = delivery.get("commit")
+    return {
+        "status": str(delivery.get("status") or ""),
+        "pushed": delivery.get("status") in ("pushed", "up_to_date"),
+        "branch": oneline(delivery.get("branch"), 200) or None,
+        "remote": oneline(delivery.get("remote"), 200) or None,
+        "commit": commit[:10] if isinstance(commit, str) else None,
+        "reason": oneline(delivery.get("reason"), 300) or None,
     }
 
 

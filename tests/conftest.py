@@ -12,6 +12,9 @@ def _private_user_stores(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_DATA_HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.delenv("MLOPS_ADMIN_CONFIG", raising=False)
+    # a developer's own tracking server or Jenkins build must not leak into tests
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLOPS_GIT_TOKEN", "MLOPS_GIT_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

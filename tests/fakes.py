@@ -83,22 +83,27 @@ class FakeRunner(Runner):
     name = "fake"
 
     def __init__(self, final: Callable[[dict[str, Any]], float] = quality, epochs: int = 6,
-                 crash: Callable[[dict[str, Any], int], int | None] | None = None):
+                 crash: Callable[[dict[str, Any], int], int | None] | None = None,
+                 seeded: Callable[[dict[str, Any], int | None], float] | None = None):
+        """``seeded(settings, seed)``, when given, replaces ``final``: the score depends on the seed."""
         self.final = final
         self.epochs = epochs
         self.crash = crash
+        self.seeded = seeded
         self.started: list[dict[str, Any]] = []
+        self.seeds: list[int | None] = []
 
-    def curve(self, settings: dict[str, Any]) -> list[float]:
-        top = self.final(settings)
+    def curve(self, settings: dict[str, Any], seed: int | None = None) -> list[float]:
+        top = self.seeded(settings, seed) if self.seeded else self.final(settings)
         return [round(0.5 + (top - 0.5) * (1 - 0.5 ** (e + 1)) / (1 - 0.5 ** self.epochs), 4)
                 for e in range(self.epochs)]
 
     def start(self, spec: TrialSpec) -> FakeHandle:
         prepare_workdir(spec)
         self.started.append(dict(spec.settings))
+        self.seeds.append(spec.seed)
         crash_at = self.crash(spec.settings, len(self.started)) if self.crash else None
-        return FakeHandle(spec, self.curve(spec.settings), crash_at)
+        return FakeHandle(spec, self.curve(spec.settings, spec.seed), crash_at)
 
 
 def write_script(folder: Path, text: str = SCRIPT, name: str = "model.py") -> Path:

@@ -27,6 +27,7 @@ from tuner.trial import TrialSpec
 SMTP_PASSWORD = "smtp-pw-5e3d1c0a9b"
 JENKINS_TOKEN = "11a7c0ffee5ecret70ken"
 CLOUD_KEY = "AKIAcloudsecret4242"
+GIT_TOKEN = "ghp_gitpushtoken0042"
 
 ENV_DUMP = '''"""Writes the names and values of its environment into the workdir, and reports a score."""
 import json, os
@@ -46,6 +47,7 @@ def secrets_bound(monkeypatch, tmp_path):
     token_file.write_text(JENKINS_TOKEN + "\n")
     monkeypatch.setenv("JENKINS_API_TOKEN_FILE", str(token_file))
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CLOUD_KEY)
+    monkeypatch.setenv("MLOPS_GIT_TOKEN", GIT_TOKEN)
     monkeypatch.setenv("MLOPS_SMTP_HOST", "mail.admin.example")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # allowed through: tuning, not a secret
 
@@ -64,9 +66,10 @@ def test_a_training_process_sees_no_secret(secrets_bound, tmp_path, runner_class
     assert result.status == "ok", (result.reason, result.log_tail)
     seen = json.loads((tmp_path / "w" / "env.json").read_text())
     text = json.dumps(seen)
-    for value in (SMTP_PASSWORD, JENKINS_TOKEN, CLOUD_KEY):
+    for value in (SMTP_PASSWORD, JENKINS_TOKEN, CLOUD_KEY, GIT_TOKEN):
         assert value not in text
-    for name in ("MLOPS_SMTP_PASSWORD", "JENKINS_API_TOKEN_FILE", "AWS_SECRET_ACCESS_KEY", "MLOPS_SMTP_HOST"):
+    for name in ("MLOPS_SMTP_PASSWORD", "JENKINS_API_TOKEN_FILE", "AWS_SECRET_ACCESS_KEY", "MLOPS_SMTP_HOST",
+                 "MLOPS_GIT_TOKEN"):
         assert name not in seen
     assert seen["OMP_NUM_THREADS"] == "1" and seen["PATH"] and seen["MLOPS_WORKDIR"] == str(tmp_path / "w")
 

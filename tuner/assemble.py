@@ -135,9 +135,19 @@ def build_tune(
     prepare_run_dir(target, fresh=fresh, echo=echo)
     names = cfg.hparam_names()
     winners_file = winners.winners_path()
-    subscribers = [*outcome_subscribers(target, names, winners_file), *(listeners or [])]
+    subscribers = [*outcome_subscribers(target, names, winners_file)]
+    if cfg["git.push"]:  # after best/ and the report exist, before what shows or mails the branch
+        from tuner.outcome import GitPusher
+
+        subscribers.append(GitPusher(cfg["git.remote"], cfg["git.branch_prefix"]))
+    subscribers += listeners or []
     if cfg.runner == "jenkins" and os.environ.get("JOB_NAME"):
         subscribers.append(_live_description(cfg, echo))
+    from tuner.tracking import tracker_from_env
+
+    tracker = tracker_from_env()  # MLflow, only with MLFLOW_TRACKING_URI set; after best/ and summary.json
+    if tracker is not None:
+        subscribers.append(tracker)
     if mail:
         from notify import MailOnFinish
 

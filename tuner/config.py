@@ -85,6 +85,10 @@ def _metric(v: Any) -> str | None:
     return "is not a metric name (letters, digits and _ such as val_accuracy)"
 
 
+def _confirm(v: Any) -> str | None:
+    return None if v is None or 0 <= v <= 20 else "must be from 0 to 20 (other seeds to retrain the winner with)"
+
+
 def _port(v: Any) -> str | None:
     return None if v is None or 0 < v < 65536 else "must be a TCP port between 1 and 65535"
 
@@ -103,6 +107,8 @@ SCHEMA: dict[str, Key] = {
                   help="jenkins: one mlops-retrain build per trial"),
     "warm_worker": Key(bool, True, "MLOPS_WARM_WORKER", help="local runner: import TensorFlow once, fork per trial"),
     "seed": Key(int, 0, "MLOPS_SEED", check=_seed),
+    "confirm": Key(int, None, "MLOPS_CONFIRM", check=_confirm,
+                   help="retrain the winner with N other seeds before the goal counts (default 1 in Jenkins, else 0)"),
     "run_dir": Key(str, None, "MLOPS_RUN_DIR", help="default: mlops-runs/<script> beside it"),
     # what the tuner may change
     "hparams.names.fc_layers": Key(list, ["FC_LAYERS", "DENSE_LAYERS", "HIDDEN_LAYERS", "HIDDEN_UNITS", "FC_UNITS"]),
@@ -138,6 +144,12 @@ SCHEMA: dict[str, Key] = {
     "docker.network": Key(str, "none", "MLOPS_DOCKER_NETWORK"),
     "docker.pids_limit": Key(int, 4096, "MLOPS_DOCKER_PIDS_LIMIT", check=_positive,
                              help="most processes/threads a trial container may run"),
+    # the tuned script back to git (credentials: MLOPS_GIT_TOKEN / MLOPS_GIT_USERNAME, or the job's ssh agent)
+    "git.push": Key(bool, None, "MLOPS_GIT_PUSH",
+                    help="on goal met, push the tuned script to a new branch (default on in Jenkins, else off)"),
+    "git.remote": Key(str, "origin", "MLOPS_GIT_REMOTE", help="the remote of the script's checkout to push to"),
+    "git.branch_prefix": Key(str, "mlops/tuned", "MLOPS_GIT_BRANCH_PREFIX",
+                             help="branches are <prefix>/<script>-<short sha>"),
     # jenkins (the token is never a key: JENKINS_API_TOKEN or JENKINS_API_TOKEN_FILE)
     "jenkins.url": Key(str, None, "JENKINS_URL"),
     "jenkins.user": Key(str, None, "JENKINS_USER"),
@@ -151,6 +163,10 @@ _SECRET_WORDS = ("pass", "token", "secret", "api_key", "apikey", "credential")
 MAIL_GUARDED = ("mail.smtp_host", "mail.smtp_port", "mail.smtp_security", "mail.smtp_cafile",
                 "mail.smtp_user", "mail.to")
 JENKINS_GUARDED = ("jenkins.url", "jenkins.user")
+# where the tuned code is pushed with the job's git credentials: never a script's mlops.yaml
+GIT_GUARDED = ("git.remote", "git.branch_prefix")
+# settings whose default depends on running inside a Jenkins build
+JENKINS_DEFAULTS = {"confirm": (1, 0), "git.push": (True, False)}
 # container limits a script's mlops.yaml may tighten but never loosen
 DOCKER_GUARDED = ("docker.network", "docker.memory", "docker.cpus", "docker.pids_limit",
                   "docker.images.cnn", "docker.images.ann", "docker.images.regression")
@@ -401,6 +417,11 @@ def load_config(
             raise ConfigError(f"unknown setting '{key}'")
         values[key] = _coerce(key, SCHEMA[key], raw, f"--{key.replace('_', '-')}")
         origins[key] = "flag"
+    in_jenkins = bool(env.get("JENKINS_URL") and env.get("BUILD_URL"))
+    for key, (jenkins_default, default) in JENKINS_DEFAULTS.items():
+        if values[key] is None:
+            values[key] = jenkins_default if in_jenkins else default
+            origins[key] = "default (a Jenkins build)" if in_jenkins else "default"
     _check_together(values, origins)
     return Config(values, origins, path)
 
@@ -429,6 +450,9 @@ def _check_guarded(key: str, value: Any, current: Any, path: Path, admin: Path |
     if key in JENKINS_GUARDED and (env.get("JENKINS_API_TOKEN") or env.get("JENKINS_API_TOKEN_FILE")):
         raise ConfigError(f"{path}: {key}: a script's mlops.yaml may not choose where the Jenkins token goes; "
                           f"set it with {_admin_way(key, admin)}")
+    if key in GIT_GUARDED and value != current:
+        raise ConfigError(f"{path}: {key}: a script's mlops.yaml may not choose where the tuned code is pushed "
+                          f"with the job's git credentials; set it with {_admin_way(key, admin)}")
     if key not in DOCKER_GUARDED or value == current:
         return
     loosen = None

@@ -317,7 +317,35 @@ def _best_block(summary: dict[str, Any], best: dict[str, Any] | None) -> dict[st
         "settings": format_settings(best.get("settings")),
         "baseline": format_settings(summary.get("baseline_settings")),
         "workdir": str(best.get("workdir") or ""),
+        "epochs": best.get("epochs") if isinstance(best.get("epochs"), int) else None,
+        "seed": best.get("seed") if isinstance(best.get("seed"), int) else None,
+        "confirm": _confirm_block(best.get("confirm")),
+        "model": str((best.get("model") or {}).get("file") or "") if isinstance(best.get("model"), dict) else "",
+        "delivery": _delivery_block(summary.get("delivery")),
     }
+
+
+def _confirm_block(confirm: Any) -> dict[str, Any] | None:
+    """The winner retrained with other seeds: each seed's score and the spread."""
+    if not isinstance(confirm, dict) or not confirm.get("required"):
+        return None
+    metrics = confirm.get("metrics") if isinstance(confirm.get("metrics"), list) else []
+    seeds = confirm.get("seeds") if isinstance(confirm.get("seeds"), list) else []
+    trials = [None, *(confirm.get("trials") or [])]
+    rows = [{"seed": seeds[i] if i < len(seeds) else "", "trial": trials[i] if i < len(trials) else "",
+             "metric": format_metric(v)} for i, v in enumerate(metrics) if is_number(v)]
+    return {"rows": rows, "mean": format_metric(confirm.get("mean")), "min": format_metric(confirm.get("min")),
+            "max": format_metric(confirm.get("max")), "std": format_metric(confirm.get("std")),
+            "required": confirm.get("required"), "complete": bool(confirm.get("complete")),
+            "failed": len(confirm.get("failed") or [])}
+
+
+def _delivery_block(delivery: Any) -> dict[str, Any] | None:
+    if not isinstance(delivery, dict) or not delivery.get("status"):
+        return None
+    return {"status": str(delivery["status"]), "pushed": delivery["status"] in ("pushed", "up_to_date"),
+            "branch": str(delivery.get("branch") or ""), "remote": str(delivery.get("remote") or ""),
+            "commit": str(delivery.get("commit") or "")[:10], "reason": str(delivery.get("reason") or "")}
 
 
 def _restarts_text(restarts: Any, resumed_at: Any) -> str:

@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuner.artifact import drop_model
 from tuner.errors import EXIT_GOAL_NOT_MET, EXIT_OK, HParamsError, RunnerError, StudyError
 from tuner.events import EventBus, Listener
-from tuner.pruning import PrunePolicy, meets_goal
+from tuner.pruning import PrunePolicy, measured_noise, meets_goal
 from tuner.runners.base import Runner
 from tuner.search import Observation, SearchSpace, build_space, get_strategy, strategy_class
 from tuner.study import RESUMABLE, StudyStore, TrialRecord, lock_run_dir, open_store
@@ -70,13 +71,52 @@ class LoopSettings:
     prune: bool = True
     names: dict[str, list[str]] = field(default_factory=dict)
     space_overrides: dict[str, Any] = field(default_factory=dict)
+    confirm: int = 0  # other seeds the winner is retrained with before the goal counts as met
 
     @classmethod
     def from_config(cls, cfg: Config) -> LoopSettings:
         return cls(goal=cfg.goal, metric=cfg.metric, maximize=cfg.maximize, strategy=cfg.strategy,
                    max_trials=cfg.max_trials, max_minutes=cfg.max_minutes,
                    trial_timeout=cfg.trial_timeout_minutes * 60, seed=cfg.seed, prune=cfg.prune,
-                   names=cfg.hparam_names(), space_overrides=dict(cfg["hparams.space"] or {}))
+                   names=cfg.hparam_names(), space_overrides=dict(cfg["hparams.space"] or {}),
+                   confirm=int(cfg.confirm or 0))
+
+
+@dataclass
+class Confirmation:
+    """A candidate winner and its retraining with other seeds (``LoopSettings.confirm``)."""
+
+    trial: TrialRecord
+    checks: list[TrialRecord]  # finished confirmation trials, in order
+    required: int
+
+    @property
+    def metrics(self) -> list[float]:
+        """The candidate's score, then each confirmation's (a failed one has none)."""
+        return [v for v in [self.trial.metric, *(c.metric for c in self.checks if c.status == "ok")]
+                if v is not None]
+
+    @property
+    def complete(self) -> bool:
+        return len(self.checks) >= self.required
+
+    @property
+    def failed(self) -> list[TrialRecord]:
+        return [c for c in self.checks if c.status != "ok" or c.metric is None]
+
+    @property
+    def mean(self) -> float | None:
+        values = self.metrics
+        return sum(values) / len(values) if values else None
+
+    def to_json(self) -> dict[str, Any]:
+        values = self.metrics
+        mean = self.mean
+        std = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5 if values and mean is not None else None
+        return {"required": self.required, "trials": [c.number for c in self.checks],
+                "seeds": [self.trial.seed, *(c.seed for c in self.checks)], "metrics": values,
+                "mean": mean, "min": min(values) if values else None, "max": max(values) if values else None,
+                "std": std, "complete": self.complete, "failed": [c.number for c in self.failed]}
 
 
 def default_run_dir(script: Path) -> Path:
@@ -135,14 +175,43 @@ class TuneLoop:
         return meets_goal(value, self.s.goal, self.s.maximize)
 
     def _observations(self, study: StudyStore) -> list[Observation]:
-        return [Observation(t.number, t.settings, t.status, t.metric, t.history)
-                for t in study.trials() if t.finished]
+        """What the strategy learns from: the search trials (not their confirmations), each scored
+        as :meth:`_score` does."""
+        trials = study.trials()
+        return [Observation(t.number, t.settings, t.status, self._score(t, trials), t.history)
+                for t in trials if t.finished and t.confirms is None]
+
+    def _confirmation(self, rec: TrialRecord, trials: list[TrialRecord]) -> Confirmation:
+        return Confirmation(rec, [t for t in trials if t.confirms == rec.number and t.finished], self.s.confirm)
+
+    def _score(self, rec: TrialRecord, trials: list[TrialRecord]) -> float | None:
+        """A search trial's score: its metric, or once its confirmations are done, their mean with
+        it (None if one of them failed: a setting that does not train every time is no winner)."""
+        if rec.metric is None or rec.status != "ok" or not self.s.confirm:
+            return rec.metric
+        check = self._confirmation(rec, trials)
+        if not check.complete:
+            return rec.metric
+        return None if check.failed else check.mean
 
     def _best(self, trials: list[TrialRecord]) -> TrialRecord | None:
-        ok = [t for t in trials if t.status == "ok" and t.metric is not None]
-        if not ok:
+        scored = [(s, t) for t in trials if t.confirms is None and t.status == "ok"
+                  and (s := self._score(t, trials)) is not None]
+        if not scored:
             return None
-        return (max if self.s.maximize else min)(ok, key=lambda t: t.metric)  # type: ignore[arg-type,return-value]
+        pick = max if self.s.maximize else min
+        return pick(scored, key=lambda st: st[0])[1]
+
+    def _delivered_settings(self, rec: TrialRecord) -> dict[str, Any]:
+        """The settings the winning script is written with: the trial's, training as many epochs
+        as its best epoch (when the script's epochs are a setting)."""
+        settings = dict(rec.settings)
+        best_epoch = (rec.result or {}).get("best_epoch")
+        if isinstance(best_epoch, int) and best_epoch > 0 and ("epochs" in settings or self.planned_epochs):
+            planned = settings.get("epochs", self.planned_epochs)
+            if not isinstance(planned, int) or best_epoch < planned:
+                settings["epochs"] = best_epoch
+        return settings
 
     # -- the run -----------------------------------------------------------------------
     def run(self) -> RunOutcome:
@@ -202,6 +271,7 @@ class TuneLoop:
             finally:
                 study.add_elapsed(self.clock() - session_start)
             summary = self._summary(study, space, status, reason, first_started, tunables)
+            summary.script_sha256 = hashlib.sha256(source.encode()).hexdigest()
         finally:
             study.close()
         self.bus.emit("run_finished", summary=summary, status=status, reason=reason, run_dir=str(self.run_dir),
@@ -224,13 +294,30 @@ class TuneLoop:
         consecutive_failures = 0
         while True:
             trials = study.trials()
+            search = [t for t in trials if t.confirms is None]
             best = self._best(trials)
-            if best is not None and self._meets_goal(best.metric):
-                reason = (f"trial {best.number} reached {self.s.metric} {best.metric:.4f} "
-                          f"(goal {self.s.goal:g}) after {len(trials)} trial(s)")
-                self.bus.emit("goal_met", trial=best.number, metric=best.metric, settings=best.settings)
-                return "goal_met", reason
-            finished = [t for t in trials if t.finished]
+            if best is not None and self._meets_goal(self._score(best, trials)):
+                check = self._confirmation(best, trials)
+                if not self.s.confirm or check.complete:
+                    reason = (f"trial {best.number} reached {self.s.metric} {best.metric:.4f} "
+                              f"(goal {self.s.goal:g}) after {len(search)} trial(s)")
+                    if self.s.confirm:
+                        c = check.to_json()
+                        reason += (f"; confirmed with {len(check.checks)} other seed(s): mean {c['mean']:.4f}, "
+                                   f"{c['min']:.4f}-{c['max']:.4f}")
+                    self.bus.emit("goal_met", trial=best.number, metric=best.metric, settings=best.settings,
+                                  confirm=c if self.s.confirm else None)
+                    return "goal_met", reason
+                if self._elapsed(session_start, prior_elapsed) >= budget_s:
+                    return self._budget(best, f"the time budget of {self.s.max_minutes:g} minutes is spent before "
+                                              f"trial {best.number}'s result was confirmed "
+                                              f"({len(check.checks)} of {self.s.confirm} seeds)")
+                k = len([t for t in trials if t.confirms == best.number]) + 1
+                rec = study.claim_trial(self._delivered_settings(best), lambda n: self.run_dir / "trials" / f"{n:04d}",
+                                        self.owner, attrs={"seed": self.s.seed + k, "confirms": best.number})
+                self._run_trial(study, rec, session_start, prior_elapsed)
+                continue
+            finished = [t for t in search if t.finished]
             if finished and finished[0].status not in ("ok", "pruned") and len(finished) == 1:
                 return "failed", f"the script as written failed: {finished[0].reason}"
             tail = finished[-MAX_CONSECUTIVE_FAILURES:]
@@ -242,7 +329,7 @@ class TuneLoop:
                     f"{self.script.name} is below the goal ({self._fmt(finished[0].metric)} < {self.s.goal:g}) "
                     "and declares nothing the tuner may change: add FC_LAYERS / LEARNING_RATE constants, "
                     "Dense layers and an optimizer learning rate, or estimator keywords (see mlops hparams)")
-            if len(trials) >= self.s.max_trials:
+            if len(search) >= self.s.max_trials:
                 return self._budget(best, f"the trial budget of {self.s.max_trials} is spent")
             elapsed = self._elapsed(session_start, prior_elapsed)
             if elapsed >= budget_s:
@@ -250,7 +337,8 @@ class TuneLoop:
             settings = strategy.ask(self._observations(study))
             if settings is None:
                 return self._budget(best, f"the {self.s.strategy} strategy has nothing new to try in the search space")
-            rec = study.claim_trial(settings, lambda n: self.run_dir / "trials" / f"{n:04d}", self.owner)
+            rec = study.claim_trial(settings, lambda n: self.run_dir / "trials" / f"{n:04d}", self.owner,
+                                    attrs={"seed": self.s.seed})
             rec = self._run_trial(study, rec, session_start, prior_elapsed)
             strategy.tell(Observation(rec.number, rec.settings, rec.status, rec.metric, rec.history))
 
@@ -259,6 +347,8 @@ class TuneLoop:
 
     def _budget(self, best: TrialRecord | None, why: str) -> tuple[str, str]:
         tail = (f"; best {self.s.metric} {best.metric:.4f} in trial {best.number}, below the goal {self.s.goal:g}"
+                if best is not None and best.metric is not None and not self._meets_goal(best.metric)
+                else f"; best {self.s.metric} {best.metric:.4f} in trial {best.number}, not confirmed"
                 if best is not None and best.metric is not None else "; no trial produced a metric")
         self.bus.emit("budget_spent", reason=why)
         return "budget_spent", why + tail
@@ -267,20 +357,25 @@ class TuneLoop:
                    resumed: bool = False) -> TrialRecord:
         remaining = self.s.max_minutes * 60 - self._elapsed(session_start, prior_elapsed)
         timeout = max(1.0, min(self.s.trial_timeout or remaining, remaining)) if remaining > 0 else 1.0
+        labels = {"study": self.run_dir.name, "trial": str(rec.number)}
+        if rec.confirms is not None:
+            labels["confirms"] = str(rec.confirms)
         spec = TrialSpec(script=self.script, kind=self.kind or "", workdir=Path(rec.workdir),
-                         settings=rec.settings, metric=self.s.metric, timeout=timeout, seed=self.s.seed,
-                         labels={"study": self.run_dir.name, "trial": str(rec.number)},
+                         settings=rec.settings, metric=self.s.metric, timeout=timeout,
+                         seed=self.s.seed if rec.seed is None else rec.seed, labels=labels,
                          goal=self.s.goal, maximize=self.s.maximize)
         self.bus.emit("trial_started", trial=rec.number, settings=rec.settings, resumed=resumed,
-                      max_trials=self.s.max_trials, workdir=rec.workdir)
+                      max_trials=self.s.max_trials, workdir=rec.workdir, seed=spec.seed, confirms=rec.confirms)
         peers = [t.history for t in study.trials() if t.finished and t.number != rec.number
                  and t.status in ("ok", "pruned")]
 
         emitted = {"epoch": 0}
         planned = rec.settings.get("epochs", self.planned_epochs)
         policy = PrunePolicy(metric=self.s.metric, goal=self.s.goal, maximize=self.s.maximize,
-                             planned=planned if isinstance(planned, int) else None, peers=peers)
-        if self.s.prune:
+                             planned=planned if isinstance(planned, int) else None, peers=peers,
+                             noise=measured_noise(peers, self.s.metric))
+        prune = self.s.prune and rec.confirms is None  # a confirmation is trained to the end, never pruned
+        if prune:
             policy.write(spec.workdir)  # the harness applies it at the end of every epoch
 
         def on_progress(history: list[dict[str, Any]]) -> None:
@@ -293,7 +388,7 @@ class TuneLoop:
                 self.bus.emit("epoch_finished", trial=rec.number, epoch=record["epoch"], record=record,
                               metric=record.get(self.s.metric))
                 # a runner that cannot carry prune.json (a remote Jenkins build) is pruned from here
-                if self.s.prune and not (spec.workdir / "STOP").exists():
+                if prune and not (spec.workdir / "STOP").exists():
                     why = policy.check(history[: i + 1])
                     if why:
                         (spec.workdir / "STOP").write_text(why + "\n", encoding="utf-8")
@@ -331,7 +426,15 @@ class TuneLoop:
                       settings=rec.settings, restarts=finished.restarts)
         if result.status in ("ok", "pruned"):
             _drop_checkpoints(spec.workdir)
+        self._keep_one_model(study.trials())
         return finished
+
+    def _keep_one_model(self, trials: list[TrialRecord]) -> None:
+        """Keep the trained model of the best trial so far only (the winner's, in the end)."""
+        best = self._best(trials)
+        for t in trials:
+            if t.finished and (best is None or t.number != best.number):
+                drop_model(Path(t.workdir))
 
     # -- the end -----------------------------------------------------------------------
     def _summary(self, study: StudyStore, space: SearchSpace, status: str, reason: str, first_started: float,
@@ -342,12 +445,12 @@ class TuneLoop:
         best = self._best(trials)
         best_trial = None
         if best is not None and best.metric is not None:
-            best_settings = dict(best.settings)
-            if isinstance(best_settings.get("epochs"), int) and 0 < best.epochs < best_settings["epochs"]:
-                best_settings["epochs"] = best.epochs
-            best_trial = BestTrial(number=best.number, metric=best.metric, settings=best_settings,
-                                   workdir=os.path.relpath(best.workdir, self.run_dir), epochs=best.epochs,
-                                   seconds=best.seconds)
+            best_epoch = (best.result or {}).get("best_epoch")
+            best_trial = BestTrial(number=best.number, metric=best.metric, settings=self._delivered_settings(best),
+                                   workdir=os.path.relpath(best.workdir, self.run_dir),
+                                   epochs=best_epoch if isinstance(best_epoch, int) else best.epochs,
+                                   seconds=best.seconds, seed=best.seed,
+                                   confirm=self._confirmation(best, trials).to_json() if self.s.confirm else None)
         return RunSummary(
             script=str(self.script), script_name=self.script.name, kind=self.kind or "",
             metric=self.s.metric, maximize=self.s.maximize, goal=self.s.goal, status=status, reason=reason,

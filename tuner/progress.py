@@ -19,6 +19,7 @@ class Progress:
         self.stream = stream or sys.stdout
         self.live = self.stream.isatty() if live is None else live
         self.max_trials = 0
+        self.checks: dict[int, int] = {}  # confirmation trial -> the trial it confirms
         self.max_minutes = 0.0
         self.metric = "val_accuracy"
         self.goal = 0.0
@@ -56,6 +57,11 @@ class Progress:
             self._status.stop()
             self._status = None
 
+    def _label(self, trial: int) -> str:
+        if trial in self.checks:
+            return f"trial {trial} (confirms trial {self.checks[trial]})"
+        return f"trial {trial}/{self.max_trials}"
+
     def __call__(self, event: Event) -> None:
         d = event.data
         t = event.type
@@ -69,30 +75,40 @@ class Progress:
         elif t == "trial_started":
             self.trial = d["trial"]
             again = " (resumed from its checkpoint)" if d.get("resumed") else ""
-            self._print(f"trial {d['trial']}/{self.max_trials}: {fmt_settings(d['settings'])}{again}  [{self._time_left()}]")
-            self._set_status(f"trial {d['trial']}/{self.max_trials} starting…")
+            if d.get("confirms") is not None:
+                self.checks[d["trial"]] = d["confirms"]
+                self._print(f"trial {d['trial']} confirms trial {d['confirms']}: the same settings, seed {d.get('seed')}"
+                            f"{again}  [{self._time_left()}]")
+            else:
+                self._print(f"trial {d['trial']}/{self.max_trials}: {fmt_settings(d['settings'])}{again}  "
+                            f"[{self._time_left()}]")
+            self._set_status(f"{self._label(d['trial'])} starting…")
         elif t == "epoch_finished":
             m = d.get("metric")
             shown = f"{self.metric} {m:.4f}" if isinstance(m, (int, float)) else "no metric yet"
-            best = f", best so far {self.best:.4f}" if self.best is not None else ""
+            best = f", best so far {self.best:.4f}" if self.best is not None and d["trial"] not in self.checks else ""
             line = f"  trial {d['trial']} epoch {d['epoch']}: {shown}{best}"
             if self.live:
-                self._set_status(f"trial {d['trial']}/{self.max_trials} · epoch {d['epoch']} · {shown}{best} · {self._time_left()}")
+                self._set_status(f"{self._label(d['trial'])} · epoch {d['epoch']} · {shown}{best} · {self._time_left()}")
             else:
                 self._print(line)
         elif t == "trial_restarted":
             self._print(f"  trial {d['trial']} restarted ({d.get('reason', '')}); resumed at epoch {d.get('resumed_at_epoch', 0)}")
         elif t == "trial_finished":
             m = d.get("metric")
-            if d["status"] == "ok" and m is not None and (self.best is None or m > self.best):
+            if d["status"] == "ok" and m is not None and (self.best is None or m > self.best) \
+                    and d["trial"] not in self.checks:
                 self.best = m
             shown = f"{self.metric} {m:.4f}" if isinstance(m, (int, float)) else "no metric"
             why = f" — {d['reason']}" if d.get("reason") and d["status"] != "ok" else ""
-            self._print(f"trial {d['trial']}/{self.max_trials} {d['status']}: {shown} after {d['epochs']} epochs, "
+            self._print(f"{self._label(d['trial'])} {d['status']}: {shown} after {d['epochs']} epochs, "
                         f"{d['seconds']:.1f} s{why}")
         elif t == "goal_met":
             self.close()
-            self._print(f"mlops: goal met by trial {d['trial']}: {self.metric} {d['metric']:.4f} >= {self.goal:g}")
+            confirm = d.get("confirm")
+            spread = (f" (mean of {len(confirm['metrics'])} seeds {confirm['mean']:.4f}, "
+                      f"{confirm['min']:.4f}-{confirm['max']:.4f})" if confirm and confirm.get("mean") is not None else "")
+            self._print(f"mlops: goal met by trial {d['trial']}: {self.metric} {d['metric']:.4f} >= {self.goal:g}{spread}")
         elif t == "budget_spent":
             self.close()
             self._print(f"mlops: stopping: {d['reason']}")
@@ -106,4 +122,13 @@ class Progress:
             if summary.best is not None:
                 self._print(f"mlops: best settings: {run_dir / 'best' / summary.script_name} "
                             f"(diff: {run_dir / 'best' / 'settings.diff'})")
+                if summary.best.model:
+                    self._print(f"mlops: trained model: {run_dir / summary.best.model['file']} "
+                                f"(check it: mlops predict {run_dir} INPUT)")
+            delivery = summary.delivery or {}
+            if delivery.get("status") in ("pushed", "up_to_date"):
+                self._print(f"mlops: tuned code on branch {delivery['branch']} of {delivery.get('remote')} "
+                            f"({delivery['status'].replace('_', ' ')}, commit {str(delivery.get('commit'))[:10]})")
+            elif delivery.get("status") == "failed":
+                self._print(f"mlops: warning: the tuned code was not pushed: {delivery.get('reason')}")
             self._print(f"mlops: report: {run_dir / 'report.html'}   summary: {run_dir / 'summary.json'}")

@@ -5,10 +5,10 @@ allow-listed environment). Should a secret still reach text that mlops writes (`
 ``result.json``, ``summary.json``, ``events.jsonl``, ``report.html``, a mail), it is replaced
 by ``***`` before the text reaches the disk or the wire.
 
-Known secrets: ``MLOPS_SMTP_PASSWORD`` and ``JENKINS_API_TOKEN`` (or the files their
+Known secrets: ``MLOPS_SMTP_PASSWORD``, ``JENKINS_API_TOKEN`` and ``MLOPS_GIT_TOKEN`` (or the files their
 ``*_FILE`` variables name), and the value of any environment variable whose name says it is
 one (``*PASSWORD*``, ``*TOKEN*``, ``*SECRET*``, ``*API_KEY*``, ``*CREDENTIAL*``) and that is at
-least 6 characters long (4 for the two declared ones; shorter values would scrub ordinary words).
+least 6 characters long (4 for the declared ones; shorter values would scrub ordinary words).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 MASK = "***"
-SECRET_VARIABLES = ("MLOPS_SMTP_PASSWORD", "JENKINS_API_TOKEN")
+SECRET_VARIABLES = ("MLOPS_SMTP_PASSWORD", "JENKINS_API_TOKEN", "MLOPS_GIT_TOKEN")
 _SECRET_NAME = re.compile(r"PASSWORD|PASSWD|TOKEN|SECRET|API_?KEY|CREDENTIAL", re.IGNORECASE)
 _MIN_LENGTH = 6
 _MIN_DECLARED = 4

@@ -90,7 +90,7 @@ def check_summary(data: Any, path: Path, error: type[MlopsError] = MlopsError) -
             raise c.fail(key, "is empty")
     if data["status"] not in RUN_STATUSES:
         raise error(f"{path}: status {data['status']!r} is not one of: {', '.join(RUN_STATUSES)}")
-    for key in ("script", "kind", "reason", "strategy", "runner", "run_dir", "started_at",
+    for key in ("script", "script_sha256", "kind", "reason", "strategy", "runner", "run_dir", "started_at",
                 "finished_at", "build_url", "study_id", "search_space"):
         c.typed(data, key, (str,), "")
     c.number(data, "goal", "")
@@ -107,6 +107,27 @@ def check_summary(data: Any, path: Path, error: type[MlopsError] = MlopsError) -
         c.typed(best, "diff", (str,), "best.")
         c.typed(best, "workdir", (str,), "best.")
         c.number(best, "epochs", "best.")
+        c.typed(best, "seed", (int,), "best.")
+        confirm = c.typed(best, "confirm", (dict,), "best.")
+        if confirm is not None:
+            for key in ("required",):
+                c.typed(confirm, key, (int,), "best.confirm.")
+            for key in ("mean", "min", "max", "std"):
+                c.number(confirm, key, "best.confirm.")
+            for key in ("metrics", "trials", "seeds", "failed"):
+                items = c.typed(confirm, key, (list,), "best.confirm.")
+                if items is not None and (len(items) > MAX_TRIALS or not all(
+                        v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
+                        for v in items)):
+                    raise c.fail(f"best.confirm.{key}", "must be a list of numbers")
+        model = c.typed(best, "model", (dict,), "best.")
+        if model is not None:
+            for key in ("file", "format"):
+                c.typed(model, key, (str,), "best.model.")
+        delivery = c.typed(data, "delivery", (dict,), "")
+        if delivery is not None:
+            for key in ("status", "branch", "commit", "remote", "reason", "url"):
+                c.typed(delivery, key, (str,), "delivery.")
     trials = c.typed(data, "trials", (list,), "")
     if trials is not None:
         if len(trials) > MAX_TRIALS:
@@ -124,6 +145,10 @@ def check_summary(data: Any, path: Path, error: type[MlopsError] = MlopsError) -
                 if value is not None and not 0 <= value <= MAX_EPOCH:
                     raise c.fail(f"{where}{key}", f"is {value}, out of range (0 to {MAX_EPOCH})")
             c.typed(t, "settings", (dict,), where)
+            for key in ("seed", "confirms"):
+                c.typed(t, key, (int,), where)
+            if t.get("best_epoch") is not None and not valid_epoch(t.get("best_epoch")):
+                raise c.fail(f"{where}best_epoch", "must be an epoch number")
             resumed = c.typed(t, "resumed_at", (list, int), where)
             if isinstance(resumed, list) and not all(valid_epoch(e) or e == 0 for e in resumed):
                 raise c.fail(f"{where}resumed_at", "must hold epoch numbers")
@@ -167,13 +192,18 @@ class TrialSummary:
     resumed_at: list[int] | None = None  # the epoch each watchdog restart resumed after
     started_at: float | None = None
     finished_at: float | None = None
+    seed: int | None = None
+    confirms: int | None = None  # the trial whose settings this one retrained with another seed
+    best_epoch: int | None = None  # the epoch its metric comes from
 
 
 @dataclass
 class BestTrial:
-    """The winning trial: its settings as the winning script trains them (``epochs`` cut to the
-    epoch that reached the goal), and ``diff``, the script as written -> the winning script
-    (filled in by the outcome writer)."""
+    """The winning trial: its settings as the winning script trains them (``epochs`` cut to its
+    best epoch, where its ``metric`` comes from), ``confirm`` (its retraining with other seeds:
+    ``metrics``, ``mean``, ``min``, ``max``, ``std``; None when not asked for), and what the
+    outcome writer fills in: ``diff`` (the script as written -> the winning script) and
+    ``model`` (the saved model: ``{"file": "best/model.keras", "format": "keras"}``)."""
 
     number: int
     metric: float
@@ -182,6 +212,9 @@ class BestTrial:
     epochs: int = 0
     seconds: float | None = None
     diff: str = ""
+    seed: int | None = None
+    confirm: dict[str, Any] | None = None
+    model: dict[str, Any] | None = None
 
 
 @dataclass
@@ -193,6 +226,7 @@ class RunSummary:
     status: str  # goal_met | budget_spent | failed | nothing_to_tune
     reason: str = ""
     script: str = ""
+    script_sha256: str = ""  # of the script as tuned: the code a delivery builds on must be this one
     kind: str = ""
     maximize: bool = True
     goal: float = 0.9
@@ -210,6 +244,7 @@ class RunSummary:
     trials: list[TrialSummary] = field(default_factory=list)
     git: dict[str, Any] | None = None
     build_url: str | None = None
+    delivery: dict[str, Any] | None = None  # the tuned code pushed back: status, branch, commit, remote, reason
 
     @property
     def goal_met(self) -> bool:

@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("tuner.cli.train_cmd:train", "Train a script once, in a trial workdir."),
     "run": ("tuner.cli.run_cmd:run", "Tune a script until it reaches the goal or the budget is spent."),
     "strategies": ("tuner.cli.run_cmd:strategies", "List the search strategies."),
+    "deliver": ("tuner.cli.deliver_cmd:deliver", "Push a run's tuned code to a new branch of its repository."),
     "report": ("tuner.cli.run_cmd:report", "Write a run directory's report.html again; export its trials as CSV."),
     "study": ("tuner.cli.study_cmd:study", "Repair a run directory's study from its trial folders."),
     "notify": ("tuner.cli.notify_cmd:notify", "Mail the outcome of a run; flush the outbox."),
@@ -25,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "jenkins": ("tuner.cli.jenkins_cmd:jenkins", "Sync jobs, trigger a retrain, show status (Jenkins)."),
     "images": ("tuner.cli.images_cmd:images", "Build the Docker images for each kind."),
     "config": ("tuner.cli.config_cmd:config", "Show the settings in force and where each came from."),
+    "predict": ("tuner.cli.predict_cmd:predict", "Load a run's saved model and print predictions for a file."),
 }
 
 

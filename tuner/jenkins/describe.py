@@ -89,6 +89,11 @@ def describe_summary(summary: Mapping[str, Any] | RunSummary) -> str:
         tail = "nothing to tune"
     else:
         tail = f"{status or 'unfinished'}" + (f": {_short(summary.get('reason'))}" if summary.get("reason") else "")
+    delivery = summary.get("delivery") if isinstance(summary.get("delivery"), Mapping) else {}
+    if delivery.get("status") in ("pushed", "up_to_date") and delivery.get("branch"):
+        tail += f" — tuned code on branch {_short(delivery['branch'], 200)}"
+    elif delivery.get("status") == "failed":
+        tail += " — tuned code not pushed"
     return f"{head} — {tail}"
 
 
