@@ -70,15 +70,15 @@ q() {
     fi
 }
 
-# refuse_secrets WHAT: a step that trains WHAT stops here when the Jenkins API token or the
-# SMTP password is in its environment. Jenkins binds them only around the steps that call
-# Jenkins (the tune loop in build-per-trial mode) or send mail (notify); a training script
-# must never see them.
+# refuse_secrets WHAT: a step that trains WHAT stops here when the Jenkins API token, the
+# SMTP password or the git token is in its environment. Jenkins binds them only around the
+# steps that call Jenkins (the tune loop in build-per-trial mode), send mail (notify) or push
+# the tuned code (deliver); a training script must never see them.
 refuse_secrets() {
     local name
-    for name in JENKINS_API_TOKEN MLOPS_SMTP_PASSWORD; do
+    for name in JENKINS_API_TOKEN MLOPS_SMTP_PASSWORD MLOPS_GIT_TOKEN MLOPS_GIT_TOKEN_FILE; do
         if [ -n "${!name:-}" ]; then
-            die "$name is bound in a step that trains $(q "$1"); a training script must never see it: bind it only around the steps that call Jenkins or send mail (run 'mlops jenkins sync' to update the jobs; see docs/jenkins.md)"
+            die "$name is bound in a step that trains $(q "$1"); a training script must never see it: bind it only around the steps that call Jenkins, send mail or push the tuned code (run 'mlops jenkins sync' to update the jobs; see docs/jenkins.md)"
         fi
     done
 }

@@ -15,8 +15,12 @@
 # The run directory is copied to mlops-out/run (archived; report.html published from there),
 # without the symlinks a trial may have left in it. Neither mlops-runs nor mlops-out may be a
 # symlink (a pushed repository could hold one leading to $HOME): the step refuses to start.
-# Secrets: single-build trains here, so it refuses to run with the Jenkins token or the SMTP
-# password bound; build-per-trial trains nothing here and is the one mode that needs the token.
+# Secrets: single-build trains here, so it refuses to run with the Jenkins token, the SMTP
+# password or the git token bound; build-per-trial trains nothing here and is the one mode that
+# needs the Jenkins token.
+# Always `mlops run --no-mail --no-push`: the mail goes out from mlops-notify (the Notify stage)
+# and the tuned code is pushed by scripts/jenkins-deliver.sh, in a step of its own with the git
+# credential bound around it alone (a step that trains never sees a secret).
 # Exit code is mlops run's: 0 goal met, 1 budget spent (the job marks the build UNSTABLE),
 # 2 bad input, 3 internal error.
 set -euo pipefail
@@ -46,8 +50,9 @@ check_path mlops-out mlops-out/run out
 run_dir="$PWD/$run_rel"
 mkdir -p -- "$run_dir"
 
-# the mail goes out from mlops-notify (or the Notify stage), not from here
-args=(run --run-dir "$run_dir" --runner "$runner" --no-mail)
+# the mail goes out from mlops-notify (or the Notify stage), not from here; the tuned code is
+# pushed by scripts/jenkins-deliver.sh (mlops-notify, the Deliver stage), not from here
+args=(run --run-dir "$run_dir" --runner "$runner" --no-mail --no-push)
 # in build-per-trial mode the watchdog runs next to the training, in each retrain build
 [ "$runner" = jenkins ] && args+=(--no-watchdog)
 case "${KIND:-}" in

@@ -173,7 +173,7 @@ def test_every_description_setter_takes_only_escaped_lines(rendered: jk.Rendered
             # a failed build too: no raw "mlops: error: <file name>" line becomes the description
             assert setter.findtext("regexp") == DESCRIPTION_REGEXP, name
             assert setter.findtext("regexpForFailed") == DESCRIPTION_REGEXP, name
-    assert setters == 5  # every job but notify
+    assert setters == 6  # every job (notify: its delivery step says where the tuned code went)
     pattern = re.compile(DESCRIPTION_REGEXP)
     escaped = "MLOPS_DESCRIPTION: &lt;img src=x onerror=alert(1)&gt;.py → cnn (&quot;&#x27;&#36;HOME)"
     assert pattern.match(escaped).group(1).startswith("&lt;img")
@@ -320,14 +320,80 @@ def test_training_never_runs_inside_a_credential_binding(mode: str, rendered: jk
             assert name == "mlops-train" and mode == "build-per-trial", name
             assert bound == {"JENKINS_USER": {"mlops-jenkins-api"}, "JENKINS_API_TOKEN": {"mlops-jenkins-api"}}
             assert shells and all("export TUNING_MODE='build-per-trial'" in cmd for cmd in shells)
-        if "MLOPS_SMTP_PASSWORD" in bound:  # only the notify step sends mail
+        if "MLOPS_SMTP_PASSWORD" in bound or "MLOPS_GIT_TOKEN" in bound:  # notify: deliver, then mail
             assert name == "mlops-notify", name
-            assert all(cmd.strip() == "rm -rf upstream" or "scripts/jenkins-notify.sh" in cmd for cmd in shells)
+            assert all(cmd.strip() == "rm -rf upstream" or "scripts/jenkins-notify.sh" in cmd
+                       or "scripts/jenkins-deliver.sh" in cmd for cmd in shells), shells
     expected = {"mlops-retrain", "mlops-monitor"} | ({"mlops-train"} if mode == "single-build" else set())
     assert training_jobs == expected
     token_jobs = {n for n, t in out.jobs.items() if "JENKINS_API_TOKEN" in _bindings(_xml(t))}
     assert token_jobs == ({"mlops-train"} if mode == "build-per-trial" else set())
     assert {n for n, t in out.jobs.items() if "MLOPS_SMTP_PASSWORD" in _bindings(_xml(t))} == {"mlops-notify"}
+    assert {n for n, t in out.jobs.items() if "MLOPS_GIT_TOKEN" in _bindings(_xml(t))} == {"mlops-notify"}
+
+
+# -- the tuned code back to Git: a step of mlops-notify, before the mail ------------------------
+
+
+def _git_bound(root: ET.Element) -> set[str]:
+    """The git credential a job binds: credentials-binding variables MLOPS_GIT_*, or an ssh
+    agent (the ssh-agent plugin's wrapper) holding a key."""
+    out = {v for v in _bindings(root) if v.startswith("MLOPS_GIT_")}
+    for agent in root.iter("com.cloudbees.jenkins.plugins.sshagent.SSHAgentBuildWrapper"):
+        out.update(f"ssh-agent:{s.text}" for s in agent.iter("string"))
+    return out
+
+
+def test_notify_delivers_the_tuned_code_before_it_mails(rendered: jk.Rendered) -> None:
+    root = _xml(rendered.jobs["mlops-notify"])
+    builders = list(root.find("builders"))
+    shells = [b for b in builders if b.tag == "hudson.tasks.Shell"]
+    deliver = [s for s in shells if "scripts/jenkins-deliver.sh" in s.findtext("command")]
+    notify = [s for s in shells if "scripts/jenkins-notify.sh" in s.findtext("command")]
+    assert len(deliver) == 1 and len(notify) == 1
+    copy_at = [b.tag for b in builders].index("hudson.plugins.copyartifact.CopyArtifact")
+    # the run is copied, delivered, then mailed: the summary the mail reads names the branch
+    assert copy_at < builders.index(deliver[0]) < builders.index(notify[0])
+    assert "scripts/jenkins-deliver.sh upstream/mlops-out/run" in deliver[0].findtext("command")
+    # a failed push (the step's marker) or a delivery that could not run: UNSTABLE, the mail still goes
+    assert deliver[0].findtext("unstableReturn") == "1"
+    assert "mlops-out/delivery-failed" in deliver[0].findtext("command")
+    copy = root.find("builders/hudson.plugins.copyartifact.CopyArtifact")
+    assert copy.findtext("exclude") == "**/checkpoint/**,**/trials/*/model/**"
+    assert _bindings(root) == {"MLOPS_SMTP_USER": {"mlops-smtp"}, "MLOPS_SMTP_PASSWORD": {"mlops-smtp"},
+                               "MLOPS_GIT_USERNAME": {"mlops-git"}, "MLOPS_GIT_TOKEN": {"mlops-git"}}
+    # one credentials-binding wrapper holds both (a job may hold only one)
+    assert len(list(root.iter("org.jenkinsci.plugins.credentialsbinding.impl.SecretBuildWrapper"))) == 1
+
+
+@pytest.mark.parametrize("git_push", ["token", "ssh", "none"])
+@pytest.mark.parametrize("mode", ["single-build", "build-per-trial"])
+def test_the_git_credential_is_bound_only_where_the_code_is_delivered(git_push: str, mode: str) -> None:
+    out = jk.render_jobs(JOBS_DIR, {"git-push": git_push, "tuning-mode": mode,
+                                    "git-push-credentials-id": "mlops-git-push"})
+    for name, text in out.jobs.items():
+        root = _xml(text)
+        delivers = any("scripts/jenkins-deliver.sh" in cmd for cmd in _shells(root))
+        bound = _git_bound(root)
+        if name != "mlops-notify":  # train and retrain train (monitor too); download, classify read
+            assert not bound and not delivers, (name, bound)
+            assert "mlops-git-push" not in text, name
+            continue
+        assert delivers == (git_push != "none")
+        expected = {"token": {"MLOPS_GIT_USERNAME", "MLOPS_GIT_TOKEN"}, "ssh": {"ssh-agent:mlops-git-push"},
+                    "none": set()}[git_push]
+        assert bound == expected
+        if git_push == "token":
+            assert _bindings(root)["MLOPS_GIT_TOKEN"] == {"mlops-git-push"}
+        assert not any(_trains(cmd) for cmd in _shells(root))
+        assert "MLOPS_SMTP_PASSWORD" in _bindings(root)  # the mail goes out in every mode
+    for name in ("mlops-train", "mlops-retrain", "mlops-monitor"):
+        assert "MLOPS_GIT" not in out.jobs[name]
+
+
+def test_a_git_push_typo_fails_the_sync() -> None:
+    with pytest.raises(ConfigError, match="mlops-notify-credentials-off|mlops-deliver-off"):
+        jk.render_jobs(JOBS_DIR, {"git-push": "off"})  # binds nothing by accident: the sync stops
 
 
 def test_the_two_modes_differ_only_in_the_train_job(rendered: jk.Rendered, per_trial: jk.Rendered) -> None:

@@ -69,6 +69,13 @@ elif cmd == "run":
     sys.exit(int(os.environ.get("STUB_RC", "1")))
 elif cmd == "notify":
     sys.exit(0)
+elif cmd == "deliver":  # STUB_RC: 0 pushed, 1 the push failed, 2 bad input
+    rc = int(os.environ.get("STUB_RC", "0"))
+    if rc == 1:
+        print("mlops: the tuned code was not pushed: cannot reach remote 'origin'", file=sys.stderr)
+    elif rc == 0:
+        print("mlops: tuned code pushed branch mlops/tuned/models-a-0123456 of origin")
+    sys.exit(rc)
 elif cmd == "watch":
     workdir = Path(args[-1])
     (workdir / "result.json").write_text(json.dumps({"status": "ok", "metric": 0.9, "metric_name": "val_accuracy",
@@ -240,7 +247,8 @@ def test_tune_runs_the_loop_and_keeps_the_run_for_archiving(ws: Path) -> None:
     proc = run(ws, "jenkins-tune.sh", TUNING_MODE="single-build", RUNNER="docker", STUB_RC="1", **env)
     assert proc.returncode == 1  # budget spent: the job marks the build UNSTABLE
     run_dir = str(ws / "mlops-runs" / "a-0123456789ab")
-    assert calls(ws) == [["run", "--run-dir", run_dir, "--runner", "docker", "--no-mail",
+    # --no-mail, --no-push: the mail and the push are steps of their own (notify, deliver)
+    assert calls(ws) == [["run", "--run-dir", run_dir, "--runner", "docker", "--no-mail", "--no-push",
                           "--kind", "cnn", "--goal", "0.95", "--max-trials", "4", "--max-minutes", "30",
                           "--strategy", "tpe", "--", "models/a.py"]]
     assert (ws / "mlops-out" / "run" / "report.html").is_file()
@@ -249,9 +257,83 @@ def test_tune_runs_the_loop_and_keeps_the_run_for_archiving(ws: Path) -> None:
     (ws.parent / "calls.jsonl").unlink()
     proc = run(ws, "jenkins-tune.sh", TUNING_MODE="build-per-trial", STUB_RC="0", **env)
     assert proc.returncode == 0
-    assert calls(ws)[0][3:7] == ["--runner", "jenkins", "--no-mail", "--no-watchdog"]
+    assert calls(ws)[0][3:8] == ["--runner", "jenkins", "--no-mail", "--no-push", "--no-watchdog"]
     bad = run(ws, "jenkins-tune.sh", TUNING_MODE="sometimes", **env)
     assert bad.returncode == 2 and "single-build, build-per-trial" in bad.stderr
+
+
+def test_tune_never_pushes_and_refuses_the_git_token_while_it_trains(ws: Path) -> None:
+    env = dict(SCRIPT="models/a.py", GIT_COMMIT="0123456789abcdef0123", STUB_RC="0",
+               JENKINS_URL="https://jenkins.example.org/", BUILD_URL="https://jenkins.example.org/job/mlops-train/3/")
+    proc = run(ws, "jenkins-tune.sh", TUNING_MODE="single-build", RUNNER="local", **env)
+    assert proc.returncode == 0, proc.stderr
+    assert "--no-push" in calls(ws)[0] and "--push" not in calls(ws)[0]  # in a Jenkins build too
+    for name in ("MLOPS_GIT_TOKEN", "MLOPS_GIT_TOKEN_FILE"):
+        (ws.parent / "calls.jsonl").unlink(missing_ok=True)
+        bad = run(ws, "jenkins-tune.sh", TUNING_MODE="single-build", **env, **{name: "s3cret-token"})
+        assert bad.returncode == 2 and f"{name} is bound in a step that trains" in bad.stderr
+        assert "s3cret-token" not in bad.stdout + bad.stderr and calls(ws) == []
+
+
+def _summary(ws: Path, rel: str = "mlops-out/run", **extra: object) -> Path:
+    run_dir = ws / rel
+    run_dir.mkdir(parents=True, exist_ok=True)
+    summary = {"script_name": "a.py", "metric": "val_accuracy", "goal": 0.9, "status": "goal_met",
+               "trials": [{"number": 1, "status": "ok"}], "best": {"metric": 0.93, "settings": {"fc_layers": [64]}},
+               **extra}
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    return run_dir
+
+
+def test_deliver_runs_mlops_deliver_and_describes_the_build(ws: Path) -> None:
+    _summary(ws)
+    (ws / "mlops-out" / "delivery-failed").write_text("stale, from an earlier build in this workspace\n")
+    proc = run(ws, "jenkins-deliver.sh", "mlops-out/run", SCRIPT="models/a.py")
+    assert proc.returncode == 0, proc.stderr
+    assert calls(ws) == [["deliver", "--script=models/a.py", "--", "mlops-out/run"]]
+    assert "pushed branch mlops/tuned/models-a-0123456" in proc.stdout
+    assert not (ws / "mlops-out" / "delivery-failed").exists()
+    assert description(proc) == "val_accuracy 0.93 — FC [64] — goal 0.9 met in 1 trial"
+    assert (ws / "mlops-out" / "description.txt").read_text().strip() == description(proc)
+    # any name git can store reaches mlops as one argument, never as an option
+    (ws / "models" / "--help $(x)\n.py").write_text("A = 1\n")
+    (ws.parent / "calls.jsonl").unlink()
+    odd = run(ws, "jenkins-deliver.sh", "mlops-out/run", SCRIPT="models/--help $(x)\n.py")
+    assert odd.returncode == 0, odd.stderr
+    assert calls(ws) == [["deliver", "--script=models/--help $(x)\n.py", "--", "mlops-out/run"]]
+    assert "mlops: delivering the tuned $'models/--help $(x)\\n.py'" in odd.stdout
+
+
+def test_a_failed_push_warns_leaves_a_marker_and_does_not_fail_the_build(ws: Path) -> None:
+    _summary(ws, delivery={"status": "failed", "reason": "cannot reach remote 'origin'"})
+    proc = run(ws, "jenkins-deliver.sh", "mlops-out/run", SCRIPT="models/a.py", STUB_RC="1")
+    assert proc.returncode == 0, proc.stderr
+    assert "mlops: warning: the tuned code was not pushed to Git" in proc.stderr
+    assert (ws / "mlops-out" / "delivery-failed").is_file()  # the Jenkinsfile: unstable(...)
+    assert description(proc).endswith("— tuned code not pushed")
+    bad = run(ws, "jenkins-deliver.sh", "mlops-out/run", SCRIPT="models/a.py", STUB_RC="2")
+    assert bad.returncode == 2 and not (ws / "mlops-out" / "delivery-failed").exists()
+
+
+def test_deliver_refuses_bad_input_and_skips_a_run_without_summary(ws: Path) -> None:
+    nothing = run(ws, "jenkins-deliver.sh", "upstream/mlops-out/run", SCRIPT="models/a.py")
+    assert nothing.returncode == 0 and "nothing to deliver" in nothing.stdout  # the mail still goes out
+    _summary(ws)
+    for script in ("", "../a.py", "/etc/passwd", "models/nope.py"):
+        bad = run(ws, "jenkins-deliver.sh", "mlops-out/run", SCRIPT=script)
+        assert bad.returncode == 2 and bad.stderr.startswith("mlops: error: SCRIPT"), (script, bad.stderr)
+    outside = ws.parent / "outside"
+    outside.mkdir()
+    (ws / "elsewhere").symlink_to(outside)
+    link = run(ws, "jenkins-deliver.sh", "elsewhere/run", SCRIPT="models/a.py")
+    assert link.returncode == 2 and "'elsewhere' is a symlink" in link.stderr
+    assert calls(ws) == [] and list(outside.iterdir()) == []
+    # the branch is based on HEAD: a checkout at another commit than the one tuned is refused
+    _summary(ws, git={"commit": "f" * 40})
+    moved = run(ws, "jenkins-deliver.sh", "mlops-out/run", SCRIPT="models/a.py")
+    assert moved.returncode == 2 and "but the run tuned" in moved.stderr and calls(ws) == []
+    _summary(ws, git={"commit": git(ws, "rev-parse", "HEAD")})
+    assert run(ws, "jenkins-deliver.sh", "mlops-out/run", SCRIPT="models/a.py").returncode == 0
 
 
 def test_notify_writes_a_failure_summary_when_there_is_none(ws: Path) -> None:

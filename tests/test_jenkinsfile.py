@@ -1,9 +1,10 @@
 """The Jenkinsfile, checked without a Jenkins.
 
-1. Structure (always): balanced blocks, pollSCM, stages Classify -> Tune -> Notify, the Tune
-   stage on a Docker agent with --gpus all, archiveArtifacts + publishHTML, post success/failure,
-   the scripts it calls exist, no secret; credentials bound around exactly the sh steps that
-   call Jenkins or send mail, never around one that trains; nothing archived, stashed or
+1. Structure (always): balanced blocks, pollSCM, stages Classify -> Tune -> Deliver -> Notify,
+   the Tune stage on a Docker agent with --gpus all (mlops run --no-push), archiveArtifacts +
+   publishHTML, the Deliver stage on the tuned commit, post success/failure, the scripts it calls
+   exist, no secret; credentials bound around exactly the sh steps that call Jenkins, push the
+   tuned code or send mail, never around one that trains; nothing archived, stashed or
    unstashed through a symlink; descriptions only from the steps' escaped file.
 2. Groovy (when `groovy` is installed: apt-get install groovy): the file compiles, and run
    against a recording stand-in for the declarative DSL it has the same shape as in 1.
@@ -104,7 +105,7 @@ def test_poll_scm_and_stages_in_order(source: tuple[str, str]) -> None:
     assert re.search(r"pollSCM\('H/2 \* \* \* \*'\)", text[triggers[0]:triggers[1]])
     stages = _section(text, stripped, r"\bstages\s*\{", pipeline)
     names = re.findall(r"\bstage\('([^']+)'\)", text[stages[0]:stages[1]])
-    assert names == ["Classify", "Tune", "Notify"]
+    assert names == ["Classify", "Tune", "Deliver", "Notify"]
 
 
 def test_tune_stage_runs_in_the_image_for_the_kind_with_gpus(source: tuple[str, str]) -> None:
@@ -141,7 +142,7 @@ def test_the_scripts_it_calls_exist(source: tuple[str, str]) -> None:
     text, _ = source
     called = set(re.findall(r"scripts/[\w.-]+\.sh", text))
     assert called >= {"scripts/jenkins-download.sh", "scripts/jenkins-classify.sh", "scripts/jenkins-tune.sh",
-                      "scripts/jenkins-notify.sh"}
+                      "scripts/jenkins-deliver.sh", "scripts/jenkins-notify.sh"}
     for rel in called:
         assert os.access(ROOT / rel, os.X_OK), f"{rel} is missing or not executable"
 
@@ -183,7 +184,7 @@ def _bindings(text: str, stripped: str) -> list[tuple[str, int, int]]:
 def test_credentials_are_bound_only_around_the_steps_that_need_them(source: tuple[str, str]) -> None:
     text, stripped = source
     blocks = _bindings(text, stripped)
-    assert len(blocks) == 3  # the tune loop (build-per-trial), Notify, post { failure }
+    assert len(blocks) == 4  # the tune loop (build-per-trial), Deliver, Notify, post { failure }
     steps = _sh_steps(text, stripped)
     for offset, command in steps:
         around = [what for what, lo, hi in blocks if lo < offset < hi]
@@ -192,6 +193,10 @@ def test_credentials_are_bound_only_around_the_steps_that_need_them(source: tupl
         for what in around:
             if "JENKINS_API_TOKEN" in what:  # the tune loop only: each trial is a mlops-retrain build
                 assert command == "TUNING_MODE=build-per-trial scripts/jenkins-tune.sh", command
+            elif "MLOPS_GIT_TOKEN" in what:  # the push of the tuned code only
+                assert command == "scripts/jenkins-deliver.sh mlops-out/run", command
+                assert "credentialsId: params.GIT_CREDENTIALS_ID" in what
+                assert "usernameVariable: 'MLOPS_GIT_USERNAME'" in what
             else:
                 assert "MLOPS_SMTP_PASSWORD" in what and command.startswith("scripts/jenkins-notify.sh"), command
     for what, lo, hi in blocks:  # scoped to exactly one sh step
@@ -207,6 +212,12 @@ def test_credentials_are_bound_only_around_the_steps_that_need_them(source: tupl
     assert len(token) == 1 and branch[0] < token[0][0] < token[0][1] < branch[1]
     # nothing binds a credential for a whole stage or the pipeline
     assert not re.search(r"\bcredentials\s*\(", stripped)
+    # the git token: around the one deliver step, in the Deliver stage, nowhere else
+    deliver = _section(text, stripped, r"\bstage\('Deliver'\)\s*\{")
+    git = [(lo, hi) for what, lo, hi in blocks if "MLOPS_GIT_TOKEN" in what]
+    assert len(git) == 1 and deliver[0] < git[0][0] < git[0][1] < deliver[1]
+    assert text.count("MLOPS_GIT_TOKEN") == 1
+    assert [c for _, c in steps if "jenkins-deliver.sh" in c] == ["scripts/jenkins-deliver.sh mlops-out/run"]
 
 
 def test_nothing_follows_a_symlink_out_of_the_workspace(source: tuple[str, str]) -> None:
@@ -226,9 +237,55 @@ def test_nothing_follows_a_symlink_out_of_the_workspace(source: tuple[str, str])
     assert first_step == "sh 'scripts/jenkins-guard.sh mlops-out'"
     tune = text[slice(*_section(text, stripped, r"\bstage\('Tune'\)\s*\{"))]
     assert "sh 'scripts/jenkins-guard.sh mlops-out mlops-runs .mlops-home'" in tune
+    deliver = text[slice(*_section(text, stripped, r"\bstage\('Deliver'\)\s*\{"))]
+    stash_at = deliver.index("stash name: 'mlops-run'")
+    assert deliver.rfind("sh 'scripts/jenkins-guard.sh mlops-out'", 0, stash_at) > deliver.index("jenkins-deliver.sh")
     # a build description is HTML: set only from what the steps wrote escaped, or a literal
     for m in re.finditer(r"currentBuild\.description\s*=\s*(.*)", text):
         assert m.group(1) in ("readFile('mlops-out/description.txt').trim()", "'no training script changed'"), m.group(0)
+
+
+def test_deliver_pushes_the_tuned_code_between_tune_and_notify(source: tuple[str, str]) -> None:
+    text, stripped = source
+    deliver = text[slice(*_section(text, stripped, r"\bstage\('Deliver'\)\s*\{"))]
+    when = deliver[deliver.index("when {"):deliver.index("agent any")]
+    assert "beforeAgent true" in when and "env.KIND" in when
+    assert "(params.GIT_CREDENTIALS_ID ?: '') != ''" in when  # empty id: no delivery, nothing bound
+    assert re.search(r"\boptions\s*\{\s*timeout\(time: 10, unit: 'MINUTES'\)", deliver)
+    # the implicit checkout scm of agent any, pinned to the commit Classify read and Tune tuned
+    classify = text[slice(*_section(text, stripped, r"\bstage\('Classify'\)\s*\{"))]
+    assert "env.TUNED_COMMIT = sh(script: 'git rev-parse HEAD', returnStdout: true).trim()" in classify
+    steps = [c for _, c in _sh_steps(deliver, _strip(deliver))]
+    assert steps == ['git checkout -q --detach "$TUNED_COMMIT"', "scripts/jenkins-guard.sh mlops-out && rm -rf mlops-out",
+                     "scripts/jenkins-deliver.sh mlops-out/run", "scripts/jenkins-guard.sh mlops-out"]
+    order = [deliver.index(s) for s in ("git checkout", "unstash 'mlops-run'", "jenkins-deliver.sh",
+                                        "stash name: 'mlops-run'", "currentBuild.description")]
+    assert order == sorted(order)  # the re-stash carries the delivery to Notify's mail
+    # a failed push: the step's marker becomes unstable(...), never a failed build
+    assert re.search(r"if \(fileExists\('mlops-out/delivery-failed'\)\)\s*\{\s*unstable\('", deliver)
+    params = text[slice(*_section(text, stripped, r"\bparameters\s*\{"))]
+    git = re.search(r"string\(name: 'GIT_CREDENTIALS_ID', defaultValue: 'mlops-git', description: '([^']*)'\)", params)
+    assert git and "username + token" in git.group(1) and "mlops/tuned/*" in git.group(1)
+    assert "Empty: skip delivery" in git.group(1)
+
+
+def test_stashes_leave_out_checkpoints_and_trial_models(source: tuple[str, str]) -> None:
+    text, stripped = source
+    stashes = re.findall(r"\bstash name: 'mlops-run',[^\n]*", text)
+    assert len(stashes) == 2  # after Tune, after Deliver
+    for stash in stashes:
+        assert "excludes: '**/checkpoint/**,**/trials/*/model/**'" in stash, stash
+
+
+def test_tune_never_pushes(source: tuple[str, str]) -> None:
+    text, stripped = source
+    tune = text[slice(*_section(text, stripped, r"\bstage\('Tune'\)\s*\{"))]
+    assert "MLOPS_GIT" not in tune and "GIT_CREDENTIALS_ID" not in tune
+    assert "--push" not in re.sub(r"//.*", "", text)  # nothing asks mlops run to push
+    # the step itself always passes --no-push (tests/test_jenkins_scripts.py runs it)
+    script = (ROOT / "scripts" / "jenkins-tune.sh").read_text(encoding="utf-8")
+    args = re.search(r"^args=\((.*)\)$", script, re.M).group(1).split()
+    assert "--no-push" in args and "--no-mail" in args
 
 
 # -- 2. Groovy ----------------------------------------------------------------------------------
@@ -342,7 +399,7 @@ def test_declarative_shape(recorded: dict[str, Any]) -> None:
         assert section in top, section
     assert _one(_one(pipeline, "triggers"), "pollSCM")["args"] == ["H/2 * * * *"]
     stages = _kids(_one(pipeline, "stages"), "stage")
-    assert [s["args"][0] for s in stages] == ["Classify", "Tune", "Notify"]
+    assert [s["args"][0] for s in stages] == ["Classify", "Tune", "Deliver", "Notify"]
     for stage in stages:
         assert _kids(stage, "steps"), f"stage {stage['args'][0]} has no steps"
     tune = stages[1]
@@ -355,7 +412,21 @@ def test_declarative_shape(recorded: dict[str, Any]) -> None:
     assert _one(always, "archiveArtifacts")["args"][0]["artifacts"] == "mlops-out/**"
     assert _one(always, "archiveArtifacts")["args"][0]["followSymlinks"] == "false"
     # Notify: the guard, the unstash, then the SMTP login bound around the notify step alone
-    notify = _one(stages[2], "steps")  # (the recorder lists usernamePassword(...), an argument, too)
+    # Deliver: pin the commit, guard, unstash, the git token around the deliver step alone, re-stash
+    deliver = _one(stages[2], "steps")
+    assert [c["name"] for c in deliver["children"] if c["name"] != "usernamePassword"] == [
+        "sh", "sh", "unstash", "withCredentials", "sh", "stash", "script"]
+    bound = _one(deliver, "withCredentials")
+    assert [(c["name"], c["args"]) for c in bound["children"]] == [("sh", ["scripts/jenkins-deliver.sh mlops-out/run"])]
+    git = _one(deliver, "usernamePassword")["args"][0]
+    assert git == {"credentialsId": "${params.GIT_CREDENTIALS_ID}", "usernameVariable": "MLOPS_GIT_USERNAME",
+                   "passwordVariable": "MLOPS_GIT_TOKEN"}
+    assert _one(deliver, "unstash")["args"] == ["mlops-run"]
+    assert _one(deliver, "stash")["args"][0]["excludes"] == "**/checkpoint/**,**/trials/*/model/**"
+    assert _one(stages[2], "agent")["args"] == ["${any}"]  # any agent: the implicit checkout scm
+    assert _one(_one(stages[2], "options"), "timeout")["args"] == [{"time": "10", "unit": "MINUTES"}]
+    assert [c["name"] for c in _one(stages[2], "when")["children"]] == ["beforeAgent", "expression"]
+    notify = _one(stages[3], "steps")  # (the recorder lists usernamePassword(...), an argument, too)
     assert [c["name"] for c in notify["children"] if c["name"] != "usernamePassword"] == ["sh", "unstash",
                                                                                           "withCredentials"]
     assert notify["children"][0]["args"] == ["scripts/jenkins-guard.sh mlops-out"]
@@ -367,7 +438,8 @@ def test_declarative_shape(recorded: dict[str, Any]) -> None:
     assert any("jenkins-notify.sh --failed" in s for s in failure_shells)
     for bound in (n for n in _walk(pipeline) if n["name"] == "withCredentials"):
         assert [c["name"] for c in bound["children"]] == ["sh"]
-        assert bound["children"][0]["args"][0].startswith("scripts/jenkins-notify.sh")
+        command = bound["children"][0]["args"][0]
+        assert command.startswith("scripts/jenkins-notify.sh") or command == "scripts/jenkins-deliver.sh mlops-out/run"
     modes = [p for p in _kids(_one(pipeline, "parameters"), "choice") if p["args"][0]["name"] == "TUNING_MODE"]
     assert modes and modes[0]["args"][0]["choices"] == "[single-build, build-per-trial]"
 
