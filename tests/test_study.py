@@ -1,7 +1,9 @@
 """The study-store contract (tuner/study/base.py): one suite that every store must pass.
 
-Parametrized by store URL; today the SQLite store (the embedded default). Several processes
-are real processes (multiprocessing), and "a crash" is ``os._exit`` in the middle of a trial.
+Parametrized by store URL: Optuna's RDB storage on SQLite (the embedded default) and on a real
+PostgreSQL server the tests start (tests/postgres.py), and its journal storage on a file.
+Several processes are real processes (multiprocessing), and "a crash" is ``os._exit`` in the
+middle of a trial.
 """
 
 from __future__ import annotations
@@ -16,24 +18,34 @@ from pathlib import Path
 import pytest
 
 from tuner.errors import ConfigError, StudyError
-from tuner.study import RESUMABLE, open_store
-from tuner.study.sqlite import SCHEMA_VERSION
+from tuner.study import RESUMABLE, convert, open_store
+from tuner.study.optuna_store import SCHEMA_VERSION
 
-pytestmark = pytest.mark.timeout(120)
+pytest_plugins = ["tests.postgres"]
+pytestmark = pytest.mark.timeout(180)
 
 META = {"script_name": "m.py", "script_sha256": "abc", "kind": "ann", "metric": "val_accuracy"}
 
 
-def sqlite_url(tmp_path: Path) -> str:
+def sqlite_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'run' / 'study.db'}"
 
 
-STORES: dict[str, Callable[[Path], str]] = {"sqlite": sqlite_url}
+def journal_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return f"journal://{tmp_path / 'shared' / 'study.log'}"
+
+
+def postgres_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return request.getfixturevalue("postgres_url")
+
+
+STORES: dict[str, Callable[[pytest.FixtureRequest, Path], str]] = {
+    "sqlite": sqlite_url, "journal": journal_url, "postgresql": postgres_url}
 
 
 @pytest.fixture(params=sorted(STORES))
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return STORES[request.param](tmp_path)
+    return STORES[request.param](request, tmp_path)
 
 
 def workdir_for(base: Path) -> Callable[[int], Path]:
@@ -46,14 +58,20 @@ def test_a_study_is_created_and_loaded_by_name(url, tmp_path):
         assert store.trials() == [] and store.meta()["study_name"] == "face"
     with open_store(url, name="face", meta=META) as store:
         assert store.meta()["study_id"] == first_id
-    with pytest.raises(StudyError, match="holds the study 'face', not 'digits'"):
-        open_store(url, name="digits", meta=META)
     with pytest.raises(StudyError, match="different version of the script"):
         open_store(url, name="face", meta={**META, "script_sha256": "changed"})
+    if url.startswith("sqlite"):  # a run directory's own file holds one study
+        with pytest.raises(StudyError, match="holds the study 'face', not 'digits'"):
+            open_store(url, name="digits", meta=META)
+    else:  # a shared storage holds many, by name
+        with open_store(url, name="digits", meta=META) as other:
+            assert other.meta()["study_id"] != first_id and other.trials() == []
+    with open_store(url, name="face") as store:  # by name, without the script's details
+        assert store.meta()["study_id"] == first_id
 
 
 def _claim(url: str, n: int, queue: multiprocessing.Queue) -> None:
-    with open_store(url) as store:
+    with open_store(url, name="race") as store:
         numbers = [store.claim_trial({"i": i}, lambda k: f"w/{k}", f"proc-{os.getpid()}").number for i in range(n)]
     queue.put(numbers)
 
@@ -70,7 +88,7 @@ def test_claiming_is_atomic_across_processes(url, tmp_path):
         p.join(30)
     numbers = sorted(n for part in got for n in part)
     assert numbers == list(range(1, 41))  # 40 claims, 40 different numbers, none lost
-    with open_store(url) as store:
+    with open_store(url, name="race") as store:
         trials = store.trials()
         assert [t.number for t in trials] == numbers
         assert {t.status for t in trials} == {"running"} and all(t.owner for t in trials)
@@ -113,8 +131,30 @@ def test_heartbeats_decide_who_is_stale_and_one_worker_takes_over(url, tmp_path)
         assert store.trial(a.number).owner == "worker-c:3"
 
 
+def _claim_within(url: str, limit: int, queue: multiprocessing.Queue) -> None:
+    with open_store(url, name="budget") as store:
+        mine = []
+        while (rec := store.claim_trial({}, lambda k: f"w/{k}", f"proc-{os.getpid()}",
+                                        allowed=lambda ts: len(ts) < limit)) is not None:
+            mine.append(rec.number)
+    queue.put(mine)
+
+
+def test_a_trial_budget_holds_across_processes_claiming_at_once(url, tmp_path):
+    open_store(url, name="budget", meta=META).close()
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_claim_within, args=(url, 7, queue)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    got = [queue.get(timeout=90) for _ in procs]
+    for p in procs:
+        p.join(30)
+    assert sorted(n for part in got for n in part) == list(range(1, 8))  # exactly the budget: 7
+
+
 def _crash_mid_trial(url: str, workdir: str) -> None:
-    store = open_store(url)
+    store = open_store(url, name="s")
     rec = store.claim_trial({"lr": 0.01}, lambda n: f"{workdir}/{n:04d}", f"doomed:{os.getpid()}")
     store.record_history(rec.number, [{"epoch": 1, "val_accuracy": 0.7}])
     os._exit(137)  # as kill -9: no close, no finish
@@ -169,15 +209,46 @@ def test_metadata_and_elapsed_time_survive_reopening(url):
         assert store.add_elapsed(4.5) == 15.0 and store.elapsed() == 15.0
 
 
+def test_elapsed_time_is_the_union_of_the_workers_sessions(url):
+    """Two workers side by side for a minute spend one minute of the budget, not two."""
+    with open_store(url, name="s", meta=META) as store:
+        store.work_session("a:1", 1000.0, 1060.0)
+        store.work_session("b:2", 1030.0, 1090.0)  # overlaps a's
+        store.work_session("a:1", 1200.0, 1210.0)  # a later session of a
+        assert store.elapsed() == pytest.approx(100.0)
+        store.work_session("b:2", 1030.0, 1100.0)  # b is still at it: its session grows
+        assert store.elapsed() == pytest.approx(110.0)
+
+
+def test_the_metric_per_epoch_is_what_optuna_and_its_dashboard_read(url, tmp_path):
+    import optuna
+
+    from tuner.study.optuna_store import make_storage
+
+    with open_store(url, name="s", meta=META) as store:
+        rec = store.claim_trial({"fc_layers": [64, 32], "learning_rate": 0.01, "kernel": "rbf"},
+                                workdir_for(tmp_path), "me:1")
+        store.record_history(rec.number, [{"epoch": 1, "val_accuracy": 0.6}, {"epoch": 2, "val_accuracy": 0.7}])
+        store.finish_trial(rec.number, {"status": "ok", "metric": 0.7, "epochs": 2, "seconds": 1.0,
+                                        "history": [{"epoch": 1, "val_accuracy": 0.6},
+                                                    {"epoch": 2, "val_accuracy": 0.7}]})
+    (trial,) = optuna.load_study(study_name="s", storage=make_storage(url)).trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == 0.7 and trial.number == rec.number - 1
+    assert trial.intermediate_values == {1: 0.6, 2: 0.7}
+    assert trial.params == {"learning_rate": 0.01, "fc_layers.layers": 2, "fc_layers[0]": 64, "fc_layers[1]": 32}
+    assert trial.user_attrs["settings"]["kernel"] == "rbf"
+
+
 def test_an_unknown_store_url_lists_the_valid_ones(tmp_path):
-    with pytest.raises(ConfigError, match="unknown scheme 'mongodb'; valid: sqlite:///"):
+    with pytest.raises(ConfigError, match="unknown scheme 'mongodb'; valid: sqlite:///.*postgresql://.*journal:///"):
         open_store("mongodb://db/x")
     with pytest.raises(ConfigError, match="no file"):
         open_store("sqlite://")
 
 
-def test_a_study_written_by_the_first_schema_opens_as_it_is(tmp_path):
-    """Run directories from before trial ownership existed: their trials are kept."""
+def test_a_study_of_the_old_schema_is_refused_then_converted_with_every_record(tmp_path):
+    """Run directories of mlops 0.1 (its own SQLite schema): refused with the one command that
+    converts them; the conversion keeps every trial, the study id and the time spent."""
     run = tmp_path / "run"
     run.mkdir()
     db = sqlite3.connect(run / "study.db")
@@ -188,13 +259,36 @@ def test_a_study_written_by_the_first_schema_opens_as_it_is(tmp_path):
             reason TEXT, workdir TEXT NOT NULL, history TEXT NOT NULL DEFAULT '[]', result TEXT,
             started_at REAL NOT NULL, finished_at REAL);
     """)
-    db.execute("INSERT INTO meta VALUES ('schema_version', '1'), ('script_name', ?)", (json.dumps("m.py"),))
-    db.execute("INSERT INTO trials(number, status, settings, metric, workdir, started_at) "
-               "VALUES (1, 'ok', '{}', 0.8, ?, 1.0), (2, 'running', '{}', NULL, ?, 2.0)",
+    db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in {
+        "schema_version": 1, "script_name": "m.py", "script_sha256": "abc", "kind": "ann", "metric": "val_accuracy",
+        "study_name": "m", "study_id": "feedface", "elapsed_seconds": 42.0}.items()])
+    db.execute("INSERT INTO trials(number, status, settings, metric, epochs, restarts, workdir, history, started_at) "
+               "VALUES (1, 'ok', '{\"lr\": 0.1}', 0.8, 2, 1, ?, '[{\"epoch\": 1, \"val_accuracy\": 0.7}, "
+               "{\"epoch\": 2, \"val_accuracy\": 0.8}]', 1.0), (2, 'running', '{}', NULL, 0, 0, ?, '[]', 2.0)",
                (str(run / "trials" / "0001"), str(run / "trials" / "0002")))
     db.commit()
     db.close()
+    with pytest.raises(StudyError, match=f"earlier mlops .*mlops study convert {run}"):
+        open_store(run, name="m", meta=META)
+    report = convert(run)
+    assert report.trials == 2 and report.backup and report.backup[0].name.startswith("study.db.schema-1-")
     with open_store(run, name="m", meta=META) as store:
-        assert [(t.number, t.status, t.metric) for t in store.trials()] == [(1, "ok", 0.8), (2, "running", None)]
-        assert store.meta()["schema_version"] == SCHEMA_VERSION
-        assert store.mark_stale(0.0) == [2] and store.resume_trial(2, "me:1")
+        one, two = store.trials()
+        assert (one.number, one.status, one.metric, one.settings, one.restarts, one.epochs) == \
+            (1, "ok", 0.8, {"lr": 0.1}, 1, 2)
+        assert [h["epoch"] for h in one.history] == [1, 2]
+        assert (two.number, two.status) == (2, "interrupted")  # the next run resumes it
+        meta = store.meta()
+        assert meta["study_id"] == "feedface" and meta["schema_version"] == SCHEMA_VERSION
+        assert store.elapsed() == pytest.approx(42.0)
+
+
+def test_a_database_restart_is_waited_for(request, tmp_path):
+    """PostgreSQL restarts under a running study: the next call waits and reconnects."""
+    server = request.getfixturevalue("postgres_server")
+    url = request.getfixturevalue("postgres_url")
+    with open_store(url, name="s", meta=META) as store:
+        rec = store.claim_trial({}, workdir_for(tmp_path), "me:1")
+        server.restart()
+        store.record_history(rec.number, [{"epoch": 1, "val_accuracy": 0.5}])  # a fresh connection
+        assert store.trial(rec.number).history == [{"epoch": 1, "val_accuracy": 0.5}]

@@ -102,10 +102,14 @@ class StudyStore(Protocol):
         """Set metadata keys (JSON values), atomically."""
 
     def claim_trial(self, settings: dict[str, Any], workdir_for: WorkdirFor, owner: str,
-                    attrs: dict[str, Any] | None = None) -> TrialRecord:
+                    attrs: dict[str, Any] | None = None,
+                    allowed: Callable[[list[TrialRecord]], bool] | None = None) -> TrialRecord | None:
         """Create the next trial, ``running`` and owned by ``owner``; its number is unique even
-        when several processes claim at once. ``workdir_for(number)`` names its workdir;
-        ``attrs`` (JSON) say what the trial is for (its seed, the trial it confirms)."""
+        when several processes claim at once (numbers run 1, 2, … without gaps).
+        ``workdir_for(number)`` names its workdir; ``attrs`` (JSON) say what the trial is for
+        (its seed, the trial it confirms). With ``allowed``, the claim happens only if
+        ``allowed(every trial)`` holds, decided atomically with the claim across processes (a
+        global trial budget); None when it does not."""
 
     def resume_trial(self, number: int, owner: str) -> bool:
         """Take over a resumable trial for ``owner`` (``running`` -> ``running``, ``interrupted``
@@ -141,11 +145,18 @@ class StudyStore(Protocol):
     def trials(self) -> list[TrialRecord]:
         """Every trial, by number."""
 
+    def move_trial(self, number: int, workdir: str) -> None:
+        """The trial now runs in ``workdir`` (it was resumed on a machine that cannot reach its own)."""
+
+    def work_session(self, owner: str, started: float, now: float) -> None:
+        """``owner`` has worked on the study from ``started`` until ``now`` (wall seconds)."""
+
     def add_elapsed(self, seconds: float) -> float:
-        """Add wall time spent on the study (the time budget counts every session); the total."""
+        """Add time spent before sessions were recorded (a repaired or converted study); the total."""
 
     def elapsed(self) -> float:
-        """Wall time spent on the study so far, across sessions."""
+        """Wall time the study was worked on: the union of every worker's sessions (two workers
+        side by side for ten minutes spend ten minutes of the budget), plus earlier time."""
 
     def close(self) -> None:
         """Release the store's connection. Safe to call twice."""

@@ -1,8 +1,11 @@
-"""The run directory: its lock, its trial folders, and rebuilding its study from them.
+"""The run directory: its lock, its trial folders, rebuilding its study from them, and
+converting a study an earlier version wrote.
 
 ``<run_dir>/.lock`` is held (``flock``) by the one process using the run directory;
 ``<run_dir>/trials/NNNN/`` holds each trial's workdir. :func:`repair` rebuilds ``study.db``
-from those folders when it is damaged, empty or incomplete.
+from those folders when it is damaged, empty or incomplete; :func:`convert` moves a study of the
+project's own SQLite schema (mlops 0.1, :mod:`tuner.study.sqlite`) into Optuna's storage, every
+record kept.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from typing import Any
 
 from tuner.errors import StudyError
 from tuner.study.base import TrialRecord
-from tuner.study.sqlite import REPAIR_HINT, SCHEMA_VERSION, STUDY_FILE, SqliteStore
 
 TRIALS_DIR = "trials"
+STUDY_FILE = "study.db"
+REPAIR_HINT = "run 'mlops study repair {run_dir}' (it keeps the damaged file and rebuilds the study from trials/)"
+CONVERT_HINT = "mlops study convert {run_dir}"
 
 
 _TRIAL_DIR_RE = re.compile(r"^\d{4,}$")
@@ -95,16 +100,21 @@ class RepairReport:
 
 
 def _salvage_meta(path: Path) -> dict[str, Any]:
-    """What can still be read of a damaged study's metadata (nothing, if nothing can)."""
+    """What can still be read of a damaged study's metadata (nothing, if nothing can): the
+    project's own schema (a ``meta`` table) or Optuna's (study user attributes)."""
     if not path.is_file() or path.stat().st_size == 0:
         return {}
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
         try:
-            rows = db.execute("SELECT key, value FROM meta").fetchall()
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if "meta" in tables:
+                rows = db.execute("SELECT key, value FROM meta").fetchall()
+            else:
+                rows = db.execute("SELECT key, value_json FROM study_user_attributes").fetchall()
         finally:
             db.close()
-        return {k: json.loads(v) for k, v in rows}
+        return {k: json.loads(v) for k, v in rows if not k.startswith("session:")}
     except (sqlite3.Error, ValueError):
         return {}
 
@@ -135,7 +145,8 @@ def repair(run_dir: Path) -> RepairReport:
     """Set a damaged, empty or incomplete ``study.db`` aside and rebuild the study from the
     trial folders: a trial whose ``result.json`` is final is recorded finished with it (never
     trained again); any other is recorded ``interrupted``, so the next ``mlops run`` resumes it
-    from its checkpoint. The time budget already spent is kept (at least the trials' own time).
+    from its checkpoint; a number whose folder is gone is recorded ``failed`` (numbers have no
+    gaps). The time budget already spent is kept (at least the trials' own time).
 
     The caller holds the run directory's lock (:func:`lock_run_dir`).
 
@@ -151,25 +162,23 @@ def repair(run_dir: Path) -> RepairReport:
     if not path.exists() and not numbers:
         raise StudyError(f"{run_dir}: no study.db and no trials/ here; nothing to repair")
     meta = _salvage_meta(path)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    backup = []
-    for suffix in ("", "-wal", "-shm"):
-        old = Path(f"{path}{suffix}")
-        if old.exists():
-            aside = Path(f"{path}.damaged-{stamp}{suffix}")
-            old.rename(aside)
-            backup.append(aside)
+    backup = _set_aside(path, "damaged")
     summary = _read_json_dict(run_dir / "summary.json") or {}
     for key in ("script_name", "kind", "metric"):
         if key not in meta and isinstance(summary.get(key), str):
             meta[key] = summary[key]
-    study = SqliteStore(path)
+    study = _new_store(run_dir, meta, maximize=summary.get("maximize", True) is not False)
     finished: list[int] = []
     resumable: list[int] = []
     spent = 0.0
     try:
-        for number in numbers:
+        for number in range(1, (max(numbers) if numbers else 0) + 1):
             wd = run_dir / TRIALS_DIR / f"{number:04d}"
+            if number not in numbers:
+                study.insert_trial(TrialRecord(number=number, status="interrupted", settings={}, workdir=str(wd)))
+                study.finish_trial(number, {"status": "failed", "metric": None, "history": [],
+                                            "reason": f"its folder {TRIALS_DIR}/{number:04d} is gone"})
+                continue
             settings = _read_json_dict(wd / SETTINGS_FILE) or {}
             result = _read_json_dict(wd / RESULT_FILE)
             try:
@@ -194,12 +203,100 @@ def repair(run_dir: Path) -> RepairReport:
             if copy.is_file():
                 import hashlib
 
-                meta["script_sha256"] = hashlib.sha256(copy.read_bytes()).hexdigest()
-        meta["elapsed_seconds"] = max(float(meta.get("elapsed_seconds") or 0.0), spent)
-        meta.setdefault("schema_version", SCHEMA_VERSION)
-        meta.setdefault("created_at", time.time())
-        meta["repaired_at"] = time.time()
-        study.set_meta(**meta)
+                study.set_meta(script_sha256=hashlib.sha256(copy.read_bytes()).hexdigest())
+        study.add_elapsed(max(float(meta.get("elapsed_seconds") or 0.0), spent))
+        study.set_meta(repaired_at=time.time())
     finally:
         study.close()
     return RepairReport(backup, finished, resumable)
+
+
+def _set_aside(path: Path, why: str) -> list[Path]:
+    """Rename ``path`` (and its SQLite side files) to ``<path>.<why>-<time>``; the new names."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    moved = []
+    for suffix in ("", "-wal", "-shm", "-journal", ".claim.lock"):
+        old = Path(f"{path}{suffix}")
+        if old.exists():
+            aside = Path(f"{path}.{why}-{stamp}{suffix}")
+            old.rename(aside)
+            moved.append(aside)
+    return moved
+
+
+def _new_store(run_dir: Path, meta: dict[str, Any], maximize: bool = True) -> Any:
+    """A new, empty study in ``run_dir/study.db`` holding ``meta`` (its study id kept)."""
+    from tuner.study.optuna_store import SCHEMA_VERSION, OptunaStore
+
+    name = meta.get("study_name") or Path(str(meta.get("script_name") or run_dir.name)).stem
+    study = OptunaStore(f"sqlite:///{Path(run_dir).resolve() / STUDY_FILE}", str(name), maximize=maximize)
+    keep = {k: v for k, v in meta.items() if k not in ("schema_version", "elapsed_seconds", "study_name")}
+    keep.setdefault("created_at", time.time())
+    study.set_meta(**keep, schema_version=SCHEMA_VERSION, study_name=str(name))
+    if "study_id" not in keep:
+        import uuid
+
+        study.set_meta(study_id=uuid.uuid4().hex)
+    return study
+
+
+@dataclass
+class ConvertReport:
+    backup: list[Path]
+    trials: int
+
+
+def convert(run_dir: Path) -> ConvertReport:
+    """Move the study of an earlier mlops (its own SQLite schema) into Optuna's storage: every
+    trial with its status, settings, history, restarts, result, seed and owner-less state; the
+    metadata (study id, script hash, time spent). The old file is kept beside it, renamed.
+
+    The caller holds the run directory's lock.
+
+    Raises:
+        StudyError: there is no study, it is already Optuna's, or it cannot be read.
+    """
+    from tuner.study.sqlite import LegacyStudy
+
+    run_dir = Path(run_dir)
+    path = run_dir / STUDY_FILE
+    if not path.is_file():
+        raise StudyError(f"{path}: no study here to convert")
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as exc:
+        raise StudyError(f"{path}: cannot read the study ({exc}); {REPAIR_HINT.format(run_dir=run_dir)}") from None
+    finally:
+        db.close()
+    if "studies" in tables:
+        raise StudyError(f"{path}: already in Optuna's storage; nothing to convert")
+    old = LegacyStudy(path)
+    try:
+        meta, records, spent = old.meta(), old.trials(), old.elapsed()
+    finally:
+        old.close()
+    backup = _set_aside(path, "schema-" + str(meta.get("schema_version", "old")))
+    study = _new_store(run_dir, meta)
+    try:
+        by_number = {r.number: r for r in records}
+        for number in range(1, (max(by_number) if by_number else 0) + 1):
+            rec = by_number.get(number) or TrialRecord(
+                number=number, status="failed", settings={}, workdir=str(run_dir / TRIALS_DIR / f"{number:04d}"),
+                reason="missing from the old study")
+            study.insert_trial(TrialRecord(number=number, status="interrupted", settings=rec.settings,
+                                           workdir=rec.workdir, started_at=rec.started_at, attrs=rec.attrs))
+            for _ in range(rec.restarts):
+                study.restart_trial(number)
+            if rec.finished:
+                result = dict(rec.result or {})
+                result.update(status=rec.status, metric=rec.metric, history=rec.history, epochs=rec.epochs,
+                              seconds=rec.seconds, reason=rec.reason, restarts=rec.restarts)
+                study.finish_trial(number, result)
+            else:
+                study.interrupt_trial(number, rec.reason or "converted; resumes from its checkpoint", rec.history)
+        study.add_elapsed(spent)
+        study.set_meta(converted_at=time.time())
+    finally:
+        study.close()
+    return ConvertReport(backup, len(records))
