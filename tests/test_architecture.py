@@ -86,7 +86,7 @@ def in_package(module: str, package: str) -> bool:
 
 def test_the_graph_is_read():
     assert "tuner.loop" in modules() and "tuner.runners.base" in imports("tuner.loop")
-    assert "tuner.study.sqlite" in reaches("tuner.loop")
+    assert "tuner.study.optuna_store" in reaches("tuner.loop")
 
 
 def test_nothing_imports_the_cli_but_the_entry_point():
@@ -129,3 +129,14 @@ def test_every_entry_point_builds_runners_through_the_composition_root():
             if cls in text:
                 direct.append(f"{m}: {cls}")
     assert direct == []
+
+
+def test_workers_are_started_and_study_storages_opened_in_one_place_each():
+    """Worker processes are started by tuner.assemble alone; Optuna storages are made by the
+    study package alone (every other part goes through tuner.study.open_store)."""
+    for m, path in modules().items():
+        text = path.read_text(encoding="utf-8")
+        if m != "tuner.assemble":
+            assert "WorkerPool(" not in text or m == "tuner.workers", m
+        if not in_package(m, "tuner.study"):
+            assert "RDBStorage(" not in text and "JournalStorage(" not in text, m

@@ -94,8 +94,10 @@ def metric_lines(workdir: Path) -> list[int]:
 
 
 def study_status(run_dir: Path, number: int = 1) -> str:
-    with sqlite3.connect(run_dir / "study.db") as db:
-        return db.execute("SELECT status FROM trials WHERE number = ?", (number,)).fetchone()[0]
+    with open_store(run_dir) as study:
+        rec = study.trial(number)
+    assert rec is not None
+    return rec.status
 
 
 def killed_after(cut: Callable[[Path], None]) -> Callable[..., Any]:
@@ -296,9 +298,9 @@ def test_a_damaged_study_is_refused_and_repaired_without_retraining(tmp_path, ca
     first = run_counted(script, run_dir)
     assert first.status == "budget_spent" and runs_of(script) == 2
     db = run_dir / "study.db"
-    if damage == "older-copy":  # a backup taken after trial 1: trial 2 is missing
+    if damage == "older-copy":  # a backup taken after trial 1: trial 2 (Optuna's number 1) is missing
         with sqlite3.connect(db) as conn:
-            conn.execute("DELETE FROM trials WHERE number = 2")
+            conn.execute("DELETE FROM trials WHERE number = 1")
     else:
         for extra in ("-wal", "-shm"):
             Path(f"{db}{extra}").unlink(missing_ok=True)
@@ -413,9 +415,9 @@ def test_sigterm_stops_the_trial_records_it_interrupted_and_the_rerun_resumes(tm
     assert code == 128 + sig, out
     assert f"stopped by {signal.Signals(sig).name}" in out and "Run the same command again" in out
     assert not alive(beat["pid"])  # the trial did not train on
-    with sqlite3.connect(run_dir / "study.db") as db:
-        status, reason = db.execute("SELECT status, reason FROM trials WHERE number = 1").fetchone()
-    assert status == "interrupted" and signal.Signals(sig).name in reason
+    with open_store(run_dir) as study:
+        rec = study.trial(1)
+    assert rec.status == "interrupted" and signal.Signals(sig).name in rec.reason
     assert not (workdir / RESULT_FILE).exists()
 
     (script.parent / "control.json").write_text("{}")

@@ -108,7 +108,7 @@ def test_resume_does_not_rerun_finished_trials(tmp_path):
 def test_a_trial_left_running_by_a_killed_session_is_resumed_first(tmp_path):
     write_script(tmp_path)
     run = tmp_path / "run"
-    study = open_store(run)
+    study = open_store(run, name="model")
     rec = study.claim_trial({"fc_layers": [16], "learning_rate": 0.03, "epochs": 6, "batch_size": 32},
                             lambda n: run / "trials" / f"{n:04d}", "a-killed-session:1")
     study.close()

@@ -364,7 +364,8 @@ time.sleep(300)
 
 
 def test_ctrl_c_while_following_stops_the_trial(contract: Contract, tmp_path: Path) -> None:
-    spec = _spec(contract, tmp_path, EPOCH_WRITER, timeout=WAIT)
+    # the trial sleeps until Ctrl-C: a loaded machine may take long to start it, never to end it
+    spec = _spec(contract, tmp_path, EPOCH_WRITER, timeout=5 * WAIT)
     runner = contract.make("regression")
     if contract.live_epochs:
         def interrupt(history: list[dict]) -> None:  # Ctrl-C as the first epoch shows
@@ -376,21 +377,22 @@ def test_ctrl_c_while_following_stops_the_trial(contract: Contract, tmp_path: Pa
         # the epochs come back when the trial ends: Ctrl-C comes from the keyboard once the
         # trial wrote its first epoch where it runs, and nothing was seen here before
         seen: list[list[dict]] = []
-        with _ctrl_c_when(lambda: _in_trial(contract, spec, METRICS_FILE)), pytest.raises(KeyboardInterrupt):
+        with _ctrl_c_when(lambda: _in_trial(contract, spec, METRICS_FILE), within=5 * WAIT), \
+                pytest.raises(KeyboardInterrupt):
             runner.run(spec, on_progress=seen.append, poll_interval=0.2)
         assert _in_trial(contract, spec, METRICS_FILE) and seen == []
     _wait_for(lambda: contract.gone(spec), timeout=30)
 
 
 @contextlib.contextmanager
-def _ctrl_c_when(predicate: Callable[[], bool]) -> Iterator[None]:
+def _ctrl_c_when(predicate: Callable[[], bool], within: float = WAIT) -> Iterator[None]:
     """Deliver SIGINT to the main thread (what Ctrl-C does) once ``predicate`` holds, while
-    the block runs."""
+    the block runs (for at most ``within`` seconds)."""
     following = threading.Event()
     following.set()
 
     def watch() -> None:
-        end = time.monotonic() + WAIT
+        end = time.monotonic() + within
         while following.is_set() and time.monotonic() < end:
             if predicate():
                 if following.is_set():

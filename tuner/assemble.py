@@ -91,6 +91,7 @@ class Tune:
     loop: Any
     runner: Runner
     run_dir: Path
+    pool: Any = None  # the other workers of 'mlops run --workers N' (tuner.workers.WorkerPool)
 
     def run(self) -> Any:
         """Run the loop to its end (:class:`~tuner.loop.RunOutcome`).
@@ -102,6 +103,10 @@ class Tune:
         """
         try:
             return self.loop.run()
+        except KeyboardInterrupt:
+            if self.pool is not None:
+                self.pool.stop()  # each records its running trial interrupted, as this process did
+            raise
         finally:
             self.runner.close()
 
@@ -117,9 +122,16 @@ def build_tune(
     listeners: list[Listener] | None = None,
     echo: Callable[[str], Any] = print,
     runner: Runner | None = None,
+    worker: str | None = None,
+    joined: bool = False,
 ) -> Tune:
     """Assemble ``mlops run SCRIPT``: runner, watchdog, run directory, study store, loop and
     subscribers, from ``cfg``. ``runner`` replaces the configured one (tests, bench).
+
+    With ``cfg.workers`` > 1, the other workers are started beside this one on the same study
+    (:class:`tuner.workers.WorkerPool`) and the outcome waits for them. ``worker`` (its label)
+    assembles ``mlops worker`` instead: a loop that joins a study someone started, runs trials
+    and writes no outcome ("joined": started by ``mlops run`` in its run directory).
 
     Raises:
         ConfigError: an unknown strategy or runner, or a run directory that cannot be used.
@@ -129,13 +141,34 @@ def build_tune(
     from tuner.gitinfo import commit_info
     from tuner.loop import LoopSettings, TuneLoop, default_run_dir
     from tuner.search import strategy_class
+    from tuner.study import store_url
 
     strategy_class(cfg.strategy)  # an unknown name fails now, listing the valid ones
     target = Path(run_dir or cfg.run_dir or default_run_dir(script))
-    prepare_run_dir(target, fresh=fresh, echo=echo)
+    if worker is None:
+        prepare_run_dir(target, fresh=fresh, echo=echo)
+    else:
+        from tuner.files import ensure_dir
+
+        ensure_dir(target, what="run directory")
     names = cfg.hparam_names()
     winners_file = winners.winners_path()
+    study_name = cfg.study or Path(script).stem
+    storage = cfg.storage
+    if worker is not None:
+        return _build_worker(script, cfg, target, kind=kind, listeners=listeners, runner=runner, worker=worker,
+                             study_name=study_name, joined=joined)
+    pool = None
     subscribers = [*outcome_subscribers(target, names, winners_file)]
+    if cfg.workers > 1:
+        from tuner.workers import WorkerPool, gpu_split
+
+        gpus = gpu_split(cfg.workers, os.environ, cfg["docker.gpus"])
+        if gpus[0] is not None:
+            os.environ["CUDA_VISIBLE_DEVICES"] = gpus[0]  # this process is worker 0
+            os.environ["MLOPS_GPUS"] = gpus[0]
+        pool = WorkerPool(Path(script), target, storage or store_url(target), study_name, cfg.workers - 1, gpus,
+                          echo=echo)
     if cfg["git.push"]:  # after best/ and the report exist, before what shows or mails the branch
         from tuner.outcome import GitPusher
 
@@ -152,6 +185,8 @@ def build_tune(
         from notify import MailOnFinish
 
         subscribers.append(MailOnFinish(cfg, echo=echo))
+    if pool is not None:
+        subscribers.insert(0, pool)  # started once the study is open and recovered
     supervise = build_supervisor(cfg)
     trial_runner = runner or build_runner(cfg)  # last: nothing after it can fail and leak it
     loop = TuneLoop(
@@ -159,8 +194,27 @@ def build_tune(
         supervise=supervise, runner_name=cfg.runner,
         previous_winners=winners.load(Path(script).name, winners_file),
         context={"git": commit_info(Path(script).resolve()), "build_url": os.environ.get("BUILD_URL") or None},
+        store_url=storage, study_name=study_name, exclusive=storage is None and pool is None,
+        wait_for_peers=pool.wait if pool is not None else None,
     )
-    return Tune(loop, trial_runner, target)
+    return Tune(loop, trial_runner, target, pool)
+
+
+def _build_worker(script: Path, cfg: Config, run_dir: Path, *, kind: str | None, listeners: list[Listener] | None,
+                  runner: Runner | None, worker: str, study_name: str, joined: bool) -> Tune:
+    """``mlops worker``: a loop on a study someone started, that runs trials and writes no outcome;
+    ``joined``: started by ``mlops run --workers`` in its run directory (whose lock it holds)."""
+    from tuner.events import JsonlSink
+    from tuner.loop import LoopSettings, TuneLoop
+    from tuner.study import store_url
+
+    subscribers: list[Listener] = [JsonlSink(run_dir / f"events-{worker}.jsonl"), *(listeners or [])]
+    supervise = build_supervisor(cfg)
+    trial_runner = runner or build_runner(cfg)
+    loop = TuneLoop(script, run_dir, LoopSettings.from_config(cfg), trial_runner, kind=kind, listeners=subscribers,
+                    supervise=supervise, runner_name=cfg.runner, store_url=cfg.storage or store_url(run_dir),
+                    study_name=study_name, exclusive=False, lock=not joined, join=True)
+    return Tune(loop, trial_runner, run_dir)
 
 
 def outcome_subscribers(run_dir: Path, names: dict[str, list[str]] | None,

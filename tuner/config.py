@@ -85,6 +85,23 @@ def _metric(v: Any) -> str | None:
     return "is not a metric name (letters, digits and _ such as val_accuracy)"
 
 
+def _storage(v: Any) -> str | None:
+    if v is None:
+        return None
+    from tuner.errors import ConfigError
+    from tuner.study import check_url
+
+    try:
+        check_url(v)
+    except ConfigError as exc:
+        return str(exc).split(": ", 1)[-1]
+    return None
+
+
+def _workers(v: Any) -> str | None:
+    return None if v is None or 1 <= v <= 64 else "must be from 1 to 64"
+
+
 def _confirm(v: Any) -> str | None:
     return None if v is None or 0 <= v <= 20 else "must be from 0 to 20 (other seeds to retrain the winner with)"
 
@@ -110,6 +127,14 @@ SCHEMA: dict[str, Key] = {
     "confirm": Key(int, None, "MLOPS_CONFIRM", check=_confirm,
                    help="retrain the winner with N other seeds before the goal counts (default 1 in Jenkins, else 0)"),
     "run_dir": Key(str, None, "MLOPS_RUN_DIR", help="default: mlops-runs/<script> beside it"),
+    # several workers, one study
+    "storage": Key(str, None, "MLOPS_STORAGE", check=_storage,
+                   help="study URL: sqlite:////path, postgresql://user@host/db, journal:////shared/file "
+                        "(default: the run directory's study.db)"),
+    "study": Key(str, None, "MLOPS_STUDY", help="study name in the storage (default: the script's name)"),
+    "workers": Key(int, 1, "MLOPS_WORKERS", check=_workers, help="trials run side by side on this machine"),
+    "workers.stale_after": Key(float, 120.0, "MLOPS_STALE_AFTER", check=_positive,
+                               help="seconds without a heartbeat before another worker takes a trial over"),
     # what the tuner may change
     "hparams.names.fc_layers": Key(list, ["FC_LAYERS", "DENSE_LAYERS", "HIDDEN_LAYERS", "HIDDEN_UNITS", "FC_UNITS"]),
     "hparams.names.learning_rate": Key(list, ["LEARNING_RATE", "LR"]),
@@ -450,6 +475,10 @@ def _check_guarded(key: str, value: Any, current: Any, path: Path, admin: Path |
     if key in JENKINS_GUARDED and (env.get("JENKINS_API_TOKEN") or env.get("JENKINS_API_TOKEN_FILE")):
         raise ConfigError(f"{path}: {key}: a script's mlops.yaml may not choose where the Jenkins token goes; "
                           f"set it with {_admin_way(key, admin)}")
+    if key == "storage" and value and "@" in str(value).partition("://")[2].split("/", 1)[0] \
+            and ":" in str(value).partition("://")[2].split("@", 1)[0]:
+        raise ConfigError(f"{path}: storage: a password does not belong in mlops.yaml (the pushed repository); "
+                          "give the URL in $MLOPS_STORAGE (a Jenkins credential) or the admin config")
     if key in GIT_GUARDED and value != current:
         raise ConfigError(f"{path}: {key}: a script's mlops.yaml may not choose where the tuned code is pushed "
                           f"with the job's git credentials; set it with {_admin_way(key, admin)}")

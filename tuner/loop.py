@@ -28,6 +28,7 @@ from tuner.events import EventBus, Listener
 from tuner.pruning import PrunePolicy, measured_noise, meets_goal
 from tuner.runners.base import Runner
 from tuner.search import Observation, SearchSpace, build_space, get_strategy, strategy_class
+from tuner.search.base import settings_key
 from tuner.study import RESUMABLE, StudyStore, TrialRecord, lock_run_dir, open_store
 from tuner.summary import BestTrial, RunSummary, TrialSummary
 from tuner.trial import (
@@ -72,6 +73,7 @@ class LoopSettings:
     names: dict[str, list[str]] = field(default_factory=dict)
     space_overrides: dict[str, Any] = field(default_factory=dict)
     confirm: int = 0  # other seeds the winner is retrained with before the goal counts as met
+    stale_after: float = 120.0  # a trial whose worker sent no heartbeat for this long is taken over
 
     @classmethod
     def from_config(cls, cfg: Config) -> LoopSettings:
@@ -79,7 +81,7 @@ class LoopSettings:
                    max_trials=cfg.max_trials, max_minutes=cfg.max_minutes,
                    trial_timeout=cfg.trial_timeout_minutes * 60, seed=cfg.seed, prune=cfg.prune,
                    names=cfg.hparam_names(), space_overrides=dict(cfg["hparams.space"] or {}),
-                   confirm=int(cfg.confirm or 0))
+                   confirm=int(cfg.confirm or 0), stale_after=float(cfg["workers.stale_after"]))
 
 
 @dataclass
@@ -150,10 +152,15 @@ class TuneLoop:
         listeners: list[Listener] | None = None,
         supervise: Callable[..., TrialResult] | None = None,
         runner_name: str = "local",
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
         previous_winners: list[dict[str, Any]] | None = None,
         context: Mapping[str, Any] | None = None,
         store_url: str | None = None,
+        study_name: str | None = None,
+        exclusive: bool = True,
+        lock: bool = True,
+        wait_for_peers: Callable[[], None] | None = None,
+        join: bool = False,
     ):
         self.script = Path(script).resolve()
         self.run_dir = Path(run_dir).resolve()
@@ -167,6 +174,12 @@ class TuneLoop:
         self.previous_winners = list(previous_winners or [])
         self.context = dict(context or {})
         self.store_url = store_url
+        self.study_name = study_name
+        self.exclusive = exclusive  # no other process works on this study (it may take over any trial)
+        self.lock = lock  # take the run directory's lock (a worker started by 'mlops run' shares its parent's)
+        self.wait_for_peers = wait_for_peers
+        self.join = join  # a worker joining a study: the goal and budget are the study's, not this process's
+        self.session_started = 0.0
         self.owner = worker_name()
         self.planned_epochs: int | None = None
 
@@ -176,10 +189,11 @@ class TuneLoop:
 
     def _observations(self, study: StudyStore) -> list[Observation]:
         """What the strategy learns from: the search trials (not their confirmations), each scored
-        as :meth:`_score` does."""
+        as :meth:`_score` does, and the ones other workers are running (no score yet: so that a
+        strategy does not propose what is already being tried)."""
         trials = study.trials()
-        return [Observation(t.number, t.settings, t.status, self._score(t, trials), t.history)
-                for t in trials if t.finished and t.confirms is None]
+        return [Observation(t.number, t.settings, t.status, self._score(t, trials) if t.finished else None, t.history)
+                for t in trials if t.confirms is None]
 
     def _confirmation(self, rec: TrialRecord, trials: list[TrialRecord]) -> Confirmation:
         return Confirmation(rec, [t for t in trials if t.confirms == rec.number and t.finished], self.s.confirm)
@@ -237,19 +251,25 @@ class TuneLoop:
         self.planned_epochs = epochs if isinstance(epochs, int) else None
         space = build_space(tunables, self.s.space_overrides)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        lock = lock_run_dir(self.run_dir)
+        lock = lock_run_dir(self.run_dir) if self.lock else None
         try:
             return self._run_locked(source, tunables, space)
         finally:
-            lock.close()
+            if lock is not None:
+                lock.close()
 
     def _run_locked(self, source: str, tunables: Any, space: SearchSpace) -> RunOutcome:
-        study = open_store(self.store_url or self.run_dir, name=self.script.stem, meta={
+        study = open_store(self.store_url or self.run_dir, name=self.study_name or self.script.stem, meta={
             "script_name": self.script.name,
             "script_sha256": hashlib.sha256(source.encode()).hexdigest(),
             "kind": self.kind, "metric": self.s.metric,
-        })
+        }, maximize=self.s.maximize)
         try:
+            self._agree_on_settings(study)
+            if self.lock and self.store_url is None:
+                # this process holds the run directory and its own study: whoever ran the trials
+                # still 'running' is gone (before any worker it starts can claim one)
+                study.mark_stale(0.0)
             started_wall = time.time()
             meta = study.meta()
             first_started = meta.get("first_started_at", started_wall)
@@ -260,16 +280,18 @@ class TuneLoop:
                 options["previous_winners"] = self.previous_winners
             strategy = get_strategy(self.s.strategy, space, maximize=self.s.maximize, seed=self.s.seed,
                                     metric=self.s.metric, **options)
-            session_start = self.clock()
-            prior_elapsed = study.elapsed()
+            self.session_started = self.clock()
             self.bus.emit("run_started", script=str(self.script), kind=self.kind, run_dir=str(self.run_dir),
                           strategy=self.s.strategy, goal=self.s.goal, metric=self.s.metric,
                           max_trials=self.s.max_trials, max_minutes=self.s.max_minutes,
-                          space=space.describe(), resumed_trials=len(study.trials()))
+                          space=space.describe(), resumed_trials=len(study.trials()), joined=self.join)
             try:
-                status, reason = self._loop(study, strategy, space, session_start, prior_elapsed)
+                status, reason = self._loop(study, strategy, space)
             finally:
-                study.add_elapsed(self.clock() - session_start)
+                study.work_session(self.owner, self.session_started, self.clock())
+            if self.wait_for_peers is not None:  # the workers 'mlops run --workers N' started
+                self.wait_for_peers()
+                status, reason = self._after_peers(study, status, reason)
             summary = self._summary(study, space, status, reason, first_started, tunables)
             summary.script_sha256 = hashlib.sha256(source.encode()).hexdigest()
         finally:
@@ -279,20 +301,53 @@ class TuneLoop:
                                              "settings": summary.best.settings})
         return RunOutcome(status, reason, summary, self.run_dir)
 
-    def _elapsed(self, session_start: float, prior: float) -> float:
-        return prior + (self.clock() - session_start)
+    _SHARED = ("goal", "metric", "maximize", "strategy", "max_trials", "max_minutes", "seed", "prune", "confirm",
+               "trial_timeout", "stale_after")
 
-    def _loop(self, study: StudyStore, strategy: Any, space: SearchSpace, session_start: float,
-              prior_elapsed: float) -> tuple[str, str]:
-        budget_s = self.s.max_minutes * 60
-        # 1. trials that were running when a previous session died or was stopped: resume them.
-        # This process holds the run directory's lock, so whoever ran them is gone: stale now.
-        study.mark_stale(0.0)
+    def _agree_on_settings(self, study: StudyStore) -> None:
+        """One goal and one budget per study: the run that starts it (or resumes it with new
+        flags) records them; a joining worker takes them from the study."""
+        recorded = study.meta().get("loop")
+        if self.join:
+            if not isinstance(recorded, dict):
+                raise StudyError(f"study {self.study_name or self.script.stem!r} has not been started: start it "
+                                 "with 'mlops run SCRIPT --storage URL', then join it with 'mlops worker'")
+            for key in self._SHARED:
+                if key in recorded and recorded[key] is not None:
+                    setattr(self.s, key, type(getattr(self.s, key))(recorded[key])
+                            if getattr(self.s, key) is not None else recorded[key])
+            return
+        mine = {key: getattr(self.s, key) for key in self._SHARED}
+        if recorded != mine:
+            study.set_meta(loop=mine)
+
+    def _elapsed(self, study: StudyStore) -> float:
+        """Wall time the study was worked on, by every worker, this session included."""
+        study.work_session(self.owner, self.session_started, self.clock())
+        return study.elapsed()
+
+    def _take_over(self, study: StudyStore) -> TrialRecord | None:
+        """A trial that was running when its worker died or stopped, now resumed by this one."""
+        # alone on the study (the run directory's lock, the embedded store), whoever ran them is
+        # gone: stale now; else after a heartbeat silence of stale_after seconds
+        study.mark_stale(0.0 if self.exclusive else self.s.stale_after)
         for rec in study.trials():
-            if rec.status in RESUMABLE:
-                self._run_trial(study, rec, session_start, prior_elapsed, resumed=True)
+            if rec.status == "interrupted" and study.resume_trial(rec.number, self.owner):
+                return rec
+        return None
+
+    def _loop(self, study: StudyStore, strategy: Any, space: SearchSpace) -> tuple[str, str]:
+        budget_s = self.s.max_minutes * 60
         consecutive_failures = 0
         while True:
+            # 1. trials that were running when a previous session or another worker died: resume them
+            resumed = self._take_over(study)
+            if resumed is not None:
+                self._run_trial(study, resumed, resumed=True)
+                continue
+            done = study.meta().get("finished")
+            if isinstance(done, dict) and done.get("status") == "goal_met":
+                return "goal_met", str(done.get("reason") or "another worker met the goal")
             trials = study.trials()
             search = [t for t in trials if t.confirms is None]
             best = self._best(trials)
@@ -307,16 +362,24 @@ class TuneLoop:
                                    f"{c['min']:.4f}-{c['max']:.4f}")
                     self.bus.emit("goal_met", trial=best.number, metric=best.metric, settings=best.settings,
                                   confirm=c if self.s.confirm else None)
+                    study.set_meta(finished={"status": "goal_met", "trial": best.number, "reason": reason,
+                                             "by": self.owner})  # other workers stop at their next epoch
                     return "goal_met", reason
-                if self._elapsed(session_start, prior_elapsed) >= budget_s:
+                if self._elapsed(study) >= budget_s:
                     return self._budget(best, f"the time budget of {self.s.max_minutes:g} minutes is spent before "
                                               f"trial {best.number}'s result was confirmed "
                                               f"({len(check.checks)} of {self.s.confirm} seeds)")
-                k = len([t for t in trials if t.confirms == best.number]) + 1
+                number = best.number
+                k = len([t for t in trials if t.confirms == number]) + 1
                 rec = study.claim_trial(self._delivered_settings(best), lambda n: self.run_dir / "trials" / f"{n:04d}",
-                                        self.owner, attrs={"seed": self.s.seed + k, "confirms": best.number})
-                self._run_trial(study, rec, session_start, prior_elapsed)
-                continue
+                                        self.owner, attrs={"seed": self.s.seed + k, "confirms": number},
+                                        allowed=lambda ts, n=number: len([t for t in ts if t.confirms == n]) < self.s.confirm)
+                if rec is not None:
+                    self._run_trial(study, rec)
+                    continue
+                if any(t.status in RESUMABLE for t in trials if t.confirms == number):
+                    self._wait_for_others(study)  # every confirmation is running on another worker
+                    continue
             finished = [t for t in search if t.finished]
             if finished and finished[0].status not in ("ok", "pruned") and len(finished) == 1:
                 return "failed", f"the script as written failed: {finished[0].reason}"
@@ -331,16 +394,36 @@ class TuneLoop:
                     "Dense layers and an optimizer learning rate, or estimator keywords (see mlops hparams)")
             if len(search) >= self.s.max_trials:
                 return self._budget(best, f"the trial budget of {self.s.max_trials} is spent")
-            elapsed = self._elapsed(session_start, prior_elapsed)
+            elapsed = self._elapsed(study)
             if elapsed >= budget_s:
                 return self._budget(best, f"the time budget of {self.s.max_minutes:g} minutes is spent")
             settings = strategy.ask(self._observations(study))
             if settings is None:
+                if any(t.status in RESUMABLE for t in search):  # others' trials may still change the picture
+                    self._wait_for_others(study)
+                    continue
                 return self._budget(best, f"the {self.s.strategy} strategy has nothing new to try in the search space")
+            key = settings_key(settings)
             rec = study.claim_trial(settings, lambda n: self.run_dir / "trials" / f"{n:04d}", self.owner,
-                                    attrs={"seed": self.s.seed})
-            rec = self._run_trial(study, rec, session_start, prior_elapsed)
+                                    attrs={"seed": self.s.seed},
+                                    allowed=lambda ts, k=key: len([t for t in ts if t.confirms is None]) < self.s.max_trials
+                                    and all(settings_key(t.settings) != k for t in ts if t.confirms is None))
+            if rec is None:  # another worker took the last trial of the budget, or these very settings
+                continue
+            rec = self._run_trial(study, rec)
             strategy.tell(Observation(rec.number, rec.settings, rec.status, rec.metric, rec.history))
+
+    def _wait_for_others(self, study: StudyStore, seconds: float = 2.0) -> None:
+        """Nothing to do until another worker's trial ends: wait a little, staying counted."""
+        self._elapsed(study)
+        time.sleep(seconds)
+
+    def _after_peers(self, study: StudyStore, status: str, reason: str) -> tuple[str, str]:
+        """The outcome once every worker has stopped: a goal another worker met counts."""
+        done = study.meta().get("finished")
+        if status != "goal_met" and isinstance(done, dict) and done.get("status") == "goal_met":
+            return "goal_met", str(done.get("reason") or "another worker met the goal")
+        return status, reason
 
     def _fmt(self, v: float | None) -> str:
         return "no metric" if v is None else f"{v:.4f}"
@@ -353,9 +436,12 @@ class TuneLoop:
         self.bus.emit("budget_spent", reason=why)
         return "budget_spent", why + tail
 
-    def _run_trial(self, study: StudyStore, rec: TrialRecord, session_start: float, prior_elapsed: float,
-                   resumed: bool = False) -> TrialRecord:
-        remaining = self.s.max_minutes * 60 - self._elapsed(session_start, prior_elapsed)
+    def _run_trial(self, study: StudyStore, rec: TrialRecord, resumed: bool = False) -> TrialRecord:
+        if resumed and not self._reachable(rec):
+            # its workdir is on the machine of the worker that died: train it again, here, from scratch
+            rec.workdir = str(self.run_dir / "trials" / f"{rec.number:04d}")
+            study.move_trial(rec.number, rec.workdir)
+        remaining = self.s.max_minutes * 60 - self._elapsed(study)
         timeout = max(1.0, min(self.s.trial_timeout or remaining, remaining)) if remaining > 0 else 1.0
         labels = {"study": self.run_dir.name, "trial": str(rec.number)}
         if rec.confirms is not None:
@@ -381,6 +467,8 @@ class TuneLoop:
         def on_progress(history: list[dict[str, Any]]) -> None:
             study.record_history(rec.number, history)
             study.heartbeat(rec.number, self.owner)
+            if not self.exclusive:
+                self._stop_if_goal_met_elsewhere(study, spec.workdir)
             for i, record in enumerate(history):
                 if record["epoch"] <= emitted["epoch"]:
                     continue
@@ -398,16 +486,16 @@ class TuneLoop:
             self.bus.emit("trial_restarted", trial=rec.number, **info)
 
         result = None
-        if resumed:
-            if not study.resume_trial(rec.number, self.owner):
-                raise StudyError(f"trial {rec.number} is run by {rec.owner or 'another worker'}; "
-                                 "wait for it, or give this run another --run-dir")
+        if resumed:  # taken over (resume_trial) by _take_over
             result = _final_result(spec.workdir)
             stop = spec.workdir / "STOP"
             if result is None and "budget" in (read_trial_text(stop, 4096) or ""):
                 stop.unlink()
+        beat = _Heartbeat(lambda: self._beat(study, rec.number, spec.workdir),
+                          every=min(5.0, max(0.5, self.s.stale_after / 4)))
         try:
             if result is None:  # else it ended before the last session could record it
+                beat.start()
                 result = (self.supervise(self.runner, spec, on_progress=on_progress, on_restart=on_restart)
                           if self.supervise is not None else self.runner.run(spec, on_progress=on_progress))
         except RunnerError as exc:  # the runner failed, not the trial: record it, go on
@@ -420,6 +508,15 @@ class TuneLoop:
                                   read_history(spec.workdir))
             self.bus.emit("trial_interrupted", trial=rec.number, reason=why)
             raise
+        finally:
+            beat.stop()
+        current = study.trial(rec.number)
+        if current is not None and current.owner not in (None, self.owner):
+            # this worker went silent for longer than stale_after and another took the trial
+            # over: that one records it; this copy's result is dropped, never counted twice
+            self.bus.emit("trial_interrupted", trial=rec.number,
+                          reason=f"taken over by {current.owner}; this worker's copy is dropped")
+            return current
         finished = study.finish_trial(rec.number, result.to_json())
         self.bus.emit("trial_finished", trial=rec.number, status=result.status, metric=result.metric,
                       epochs=result.epochs, seconds=result.seconds, reason=result.reason,
@@ -428,6 +525,36 @@ class TuneLoop:
             _drop_checkpoints(spec.workdir)
         self._keep_one_model(study.trials())
         return finished
+
+    def _beat(self, study: StudyStore, number: int, workdir: Path) -> None:
+        """Every few seconds while a trial runs: this worker is alive, still running it (an epoch
+        may take longer than another worker's patience), and stops it if another met the goal."""
+        study.heartbeat(number, self.owner)
+        self._elapsed(study)
+        if not self.exclusive:
+            self._stop_if_goal_met_elsewhere(study, workdir)
+            current = study.trial(number)
+            stop = Path(workdir) / "STOP"
+            if current is not None and current.owner not in (None, self.owner) and not stop.exists():
+                stop.write_text(f"stopped: taken over by {current.owner}\n", encoding="utf-8")
+
+    def _stop_if_goal_met_elsewhere(self, study: StudyStore, workdir: Path) -> None:
+        done = study.meta().get("finished")
+        stop = Path(workdir) / "STOP"
+        if isinstance(done, dict) and done.get("status") == "goal_met" and not stop.exists():
+            stop.write_text(f"stopped: trial {done.get('trial')} met the goal on another worker\n", encoding="utf-8")
+
+    def _reachable(self, rec: TrialRecord) -> bool:
+        """Whether this worker can resume ``rec`` where it was: its workdir (with the checkpoint)
+        is here, in this run directory or on a shared file system."""
+        workdir = Path(rec.workdir)
+        if not rec.workdir:
+            return False
+        try:
+            workdir.relative_to(self.run_dir)
+            return True  # our own run directory: resumed from its checkpoint if there is one
+        except ValueError:
+            return (workdir / "trial.json").is_file()
 
     def _keep_one_model(self, trials: list[TrialRecord]) -> None:
         """Keep the trained model of the best trial so far only (the winner's, in the end)."""
@@ -490,6 +617,34 @@ def _final_result(workdir: Path) -> TrialResult | None:
         return TrialResult.from_json(data)
     except TypeError:
         return None
+
+
+class _Heartbeat:
+    """Calls ``beat`` every ``every`` seconds in a thread until stopped (errors are reported once
+    and do not stop the trial: the database may be restarting)."""
+
+    def __init__(self, beat: Callable[[], None], every: float = 5.0):
+        import threading
+
+        self.beat = beat
+        self.every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mlops-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.beat()
+            except Exception:  # noqa: BLE001 - the store said why on stderr; the trial goes on
+                pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
 
 
 def _drop_checkpoints(workdir: Path) -> None:

@@ -15,9 +15,12 @@ from tuner.fmt import format_settings as fmt_settings
 class Progress:
     """An event listener. ``live=None`` picks rich's live status line when ``stream`` is a TTY."""
 
-    def __init__(self, stream: TextIO | None = None, live: bool | None = None):
+    def __init__(self, stream: TextIO | None = None, live: bool | None = None, prefix: str = "",
+                 outcome: bool = True):
         self.stream = stream or sys.stdout
-        self.live = self.stream.isatty() if live is None else live
+        self.prefix = prefix  # a worker's lines start with its name
+        self.outcome = outcome  # False for a worker: 'mlops run' writes and shows the outcome
+        self.live = (self.stream.isatty() and not prefix) if live is None else live
         self.max_trials = 0
         self.checks: dict[int, int] = {}  # confirmation trial -> the trial it confirms
         self.max_minutes = 0.0
@@ -34,10 +37,12 @@ class Progress:
             self._console = Console(file=self.stream, highlight=False)
 
     def _print(self, text: str) -> None:
+        text = self.prefix + text if self.prefix else text
         if self._console is not None:
             self._console.print(text, markup=False)
-        else:
-            print(text, file=self.stream, flush=True)
+        else:  # one write per line: workers share the console
+            self.stream.write(text + "\n")
+            self.stream.flush()
 
     def _time_left(self) -> str:
         left = self.max_minutes * 60 - (time.monotonic() - self.started)
@@ -69,6 +74,8 @@ class Progress:
             self.max_trials, self.max_minutes = d["max_trials"], d["max_minutes"]
             self.metric, self.goal = d["metric"], d["goal"]
             resumed = f", resuming {d['resumed_trials']} earlier trial(s)" if d.get("resumed_trials") else ""
+            if d.get("joined"):
+                resumed = f"; joined, {d.get('resumed_trials', 0)} trial(s) so far"
             self._print(f"mlops: tuning {d['script']} ({d['kind']}) until {self.metric} >= {self.goal:g} "
                         f"with '{d['strategy']}'; budget {self.max_trials} trials / {self.max_minutes:g} min{resumed}")
             self._print(f"mlops: search space: {d.get('space') or 'nothing to tune'}")
@@ -119,6 +126,8 @@ class Progress:
                 return
             run_dir = Path(summary.run_dir)
             self._print(f"mlops: {summary.status.replace('_', ' ')}: {summary.reason}")
+            if not self.outcome:
+                return
             if summary.best is not None:
                 self._print(f"mlops: best settings: {run_dir / 'best' / summary.script_name} "
                             f"(diff: {run_dir / 'best' / 'settings.diff'})")

@@ -29,6 +29,11 @@ from tuner.kinds import KINDS
 @click.option("--push/--no-push", "push", default=None,
               help="On goal met, commit the tuned script to a new branch mlops/tuned/<script>-<sha> and push it "
                    "[default: on in a Jenkins build].")
+@click.option("--storage", metavar="URL",
+              help="Study storage shared by workers: postgresql://user@host/db, journal:////shared/study.log, "
+                   "sqlite:////path/study.db [default: the run directory's study.db]. A password: use $MLOPS_STORAGE.")
+@click.option("--study", "study_name", metavar="NAME", help="Study name in the storage [default: the script's name].")
+@click.option("--workers", type=int, metavar="N", help="Trials side by side on this machine, one process each [default: 1].")
 @click.option("--fresh", is_flag=True, help="Start a new study; the old run directory is kept, renamed.")
 @click.option("--no-prune", is_flag=True, help="Let every trial run all its epochs.")
 @click.option("--no-watchdog", is_flag=True, help="Do not restart crashed or hung trials.")
@@ -36,8 +41,8 @@ from tuner.kinds import KINDS
 @click.option("--kind", type=click.Choice(KINDS), help="Skip classification.")
 def run(script: Path, goal: float | None, metric: str | None, strategy: str | None, max_trials: int | None,
         max_minutes: float | None, run_dir: Path | None, runner: str | None, trial_timeout: float | None,
-        seed: int | None, confirm: int | None, push: bool | None, fresh: bool, no_prune: bool,
-        no_watchdog: bool, no_mail: bool, kind: str | None) -> int:
+        seed: int | None, confirm: int | None, push: bool | None, storage: str | None, study_name: str | None,
+        workers: int | None, fresh: bool, no_prune: bool, no_watchdog: bool, no_mail: bool, kind: str | None) -> int:
     """Tune SCRIPT: rewrite its FC layers and learning rate and retrain until the held-out
     metric reaches the goal or the budget is spent. Exit 0 goal met, 1 not met, 2 bad input."""
     from tuner.assemble import build_tune
@@ -52,6 +57,7 @@ def run(script: Path, goal: float | None, metric: str | None, strategy: str | No
         "max_minutes": max_minutes, "runner": runner, "seed": seed, "trial_timeout_minutes": trial_timeout,
         "prune": False if no_prune else None, "watchdog.enabled": False if no_watchdog else None,
         "run_dir": str(run_dir) if run_dir else None, "confirm": confirm, "git.push": push,
+        "storage": storage, "study": study_name, "workers": workers,
     })
     progress = Progress()
     tune = build_tune(script, cfg, kind=kind, fresh=fresh, mail=not no_mail, listeners=[progress],

@@ -1,4 +1,5 @@
-"""``mlops study repair RUN_DIR``: rebuild a damaged or emptied study from its trial folders."""
+"""``mlops study repair RUN_DIR``: rebuild a damaged or emptied study from its trial folders;
+``mlops study convert RUN_DIR``: move a study of mlops 0.1 into Optuna's storage."""
 
 from __future__ import annotations
 
@@ -32,4 +33,24 @@ def repair(run_dir: Path) -> int:
                + (f", {len(report.resumable)} to resume ({', '.join(map(str, report.resumable))})"
                   if report.resumable else ""))
     click.echo("mlops: run the same 'mlops run' command again to go on")
+    return 0
+
+
+@study.command("convert")
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+def convert_cmd(run_dir: Path) -> int:
+    """Convert RUN_DIR/study.db, written by mlops 0.1 in its own schema, into Optuna's storage
+    (what runs now use): every trial, its history and status, the study id and the time spent
+    are kept; the old file stays beside it, renamed."""
+    from tuner.study import convert, lock_run_dir
+
+    lock = lock_run_dir(run_dir)
+    try:
+        report = convert(run_dir)
+    finally:
+        lock.close()
+    for path in report.backup:
+        click.echo(f"mlops: kept the old study file as {path}")
+    click.echo(f"mlops: converted {run_dir / 'study.db'}: {report.trials} trial(s); run the same 'mlops run' "
+               "command again to go on")
     return 0

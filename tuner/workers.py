@@ -1,0 +1,123 @@
+"""Several workers on one study: ``mlops run --workers N`` starts N-1 ``mlops worker`` processes
+beside itself, on the same study and run directory.
+
+Each worker is a whole tune loop (:class:`tuner.loop.TuneLoop`) that claims trials from the
+shared study (no trial runs twice: claims are atomic and within the global budget), proposes
+from every worker's trials, heartbeats while a trial runs and takes over a trial whose worker
+went silent. ``mlops run`` (worker 0) also writes the outcome and mails it once every worker
+has stopped. With GPUs listed (``CUDA_VISIBLE_DEVICES`` or ``docker.gpus``), worker *i* gets
+the *i*-th of them (round robin). A worker is stopped with its parent: SIGTERM when ``mlops
+run`` dies, Ctrl-C passes to all of them (one process group), and each records its running
+trial ``interrupted`` as a single ``mlops run`` would.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from tuner.events import Event
+
+STOP_GRACE = 60.0  # seconds a worker gets to record its trial after Ctrl-C or SIGTERM
+
+
+def gpu_split(n: int, env: Mapping[str, str], gpus: str | None) -> list[str | None]:
+    """The GPU each of ``n`` workers gets: ``CUDA_VISIBLE_DEVICES`` or ``docker.gpus`` device
+    ids dealt round robin; None for every worker when no ids are listed (CPU, or 'all')."""
+    listed = env.get("CUDA_VISIBLE_DEVICES") or ""
+    if not listed.strip() and gpus and gpus not in ("auto", "all", "none"):
+        listed = gpus
+    ids = [d.strip() for d in listed.split(",") if d.strip() and d.strip() != "-1"]
+    if not ids:
+        return [None] * n
+    return [ids[i % len(ids)] for i in range(n)]
+
+
+def worker_env(base: Mapping[str, str], gpu: str | None, storage: str) -> dict[str, str]:
+    """The environment of one worker process: its parent's, its GPU, the study's storage (which
+    may hold a password: it goes by the environment, never on a command line)."""
+    env = dict(base)
+    env["MLOPS_STORAGE"] = storage
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+        env["MLOPS_GPUS"] = gpu
+    return env
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the worker gets SIGTERM (it then records its trial interrupted) when ``mlops run``
+    dies, even by ``kill -9``."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class WorkerPool:
+    """Starts the other workers when the run starts (a subscriber of ``run_started``, emitted
+    once the study is open and the trials a dead session left were recovered), and waits for
+    them before the outcome is written (``wait``)."""
+
+    def __init__(self, script: Path, run_dir: Path, storage: str, study: str, count: int,
+                 gpus: list[str | None], *, echo: Callable[[str], Any] = print,
+                 env: Mapping[str, str] | None = None, python: str | None = None):
+        self.script = Path(script).resolve()
+        self.run_dir = Path(run_dir).resolve()
+        self.storage = storage
+        self.study = study
+        self.count = count  # workers besides this process
+        self.gpus = gpus
+        self.echo = echo
+        self.env = dict(os.environ if env is None else env)
+        self.python = python or sys.executable
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def __call__(self, event: Event) -> None:
+        if event.type == "run_started" and not self.procs:
+            self.start()
+
+    def command(self, index: int) -> list[str]:
+        return [self.python, "-m", "tuner", "worker", "--study", self.study, "--run-dir", str(self.run_dir),
+                "--joined", "--label", f"w{index}", "--", str(self.script)]
+
+    def start(self) -> None:
+        for i in range(1, self.count + 1):
+            env = worker_env(self.env, self.gpus[i] if i < len(self.gpus) else None, self.storage)
+            self.procs.append(subprocess.Popen(
+                self.command(i), env=env, stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None))
+        gpu_note = f"; GPUs {', '.join(g or '-' for g in self.gpus)}" if any(self.gpus) else ""
+        self.echo(f"mlops: {self.count + 1} workers on this study (this process and "
+                  f"{', '.join(str(p.pid) for p in self.procs)}){gpu_note}")
+
+    def wait(self) -> None:
+        """Wait for every worker to stop; stop them (SIGTERM, then SIGKILL) if this process is
+        interrupted while waiting."""
+        try:
+            for proc in self.procs:
+                proc.wait()
+        except KeyboardInterrupt:
+            self.stop()
+            raise
+        failed = [(p.pid, p.returncode) for p in self.procs if p.returncode not in (0, 1)]
+        for pid, code in failed:
+            self.echo(f"mlops: warning: worker {pid} exited with code {code}; its trials are in the study "
+                      "(a trial it left running was taken over or is resumed by the next run)")
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
