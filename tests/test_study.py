@@ -76,16 +76,22 @@ def _claim(url: str, n: int, queue: multiprocessing.Queue) -> None:
     queue.put(numbers)
 
 
-def test_claiming_is_atomic_across_processes(url, tmp_path):
-    open_store(url, name="race", meta=META).close()
+def in_processes(target: Callable[..., None], args: tuple, count: int) -> list:
+    """Run ``target(*args, queue)`` in ``count`` processes at once; what each put on the queue."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_claim, args=(url, 10, queue)) for _ in range(4)]
+    procs = [ctx.Process(target=target, args=(*args, queue)) for _ in range(count)]
     for p in procs:
         p.start()
-    got = [queue.get(timeout=60) for _ in procs]
+    got = [queue.get(timeout=90) for _ in procs]
     for p in procs:
         p.join(30)
+    return got
+
+
+def test_claiming_is_atomic_across_processes(url, tmp_path):
+    open_store(url, name="race", meta=META).close()
+    got = in_processes(_claim, (url, 10), 4)
     numbers = sorted(n for part in got for n in part)
     assert numbers == list(range(1, 41))  # 40 claims, 40 different numbers, none lost
     with open_store(url, name="race") as store:
@@ -142,14 +148,7 @@ def _claim_within(url: str, limit: int, queue: multiprocessing.Queue) -> None:
 
 def test_a_trial_budget_holds_across_processes_claiming_at_once(url, tmp_path):
     open_store(url, name="budget", meta=META).close()
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=_claim_within, args=(url, 7, queue)) for _ in range(3)]
-    for p in procs:
-        p.start()
-    got = [queue.get(timeout=90) for _ in procs]
-    for p in procs:
-        p.join(30)
+    got = in_processes(_claim_within, (url, 7), 3)
     assert sorted(n for part in got for n in part) == list(range(1, 8))  # exactly the budget: 7
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -19,16 +20,9 @@ def repair(run_dir: Path) -> int:
     """Set RUN_DIR/study.db aside (when it is damaged, empty or misses trials) and rebuild the
     study from RUN_DIR/trials/: finished trials keep their results and are never trained
     again; the others resume from their checkpoints at the next 'mlops run'."""
-    from tuner.study import lock_run_dir
     from tuner.study import repair as repair_study
 
-    lock = lock_run_dir(run_dir)
-    try:
-        report = repair_study(run_dir)
-    finally:
-        lock.close()
-    for path in report.backup:
-        click.echo(f"mlops: kept the old study file as {path}")
+    report = _locked(run_dir, repair_study)
     click.echo(f"mlops: rebuilt {run_dir / 'study.db'}: {len(report.finished)} finished trial(s) kept"
                + (f", {len(report.resumable)} to resume ({', '.join(map(str, report.resumable))})"
                   if report.resumable else ""))
@@ -42,15 +36,24 @@ def convert_cmd(run_dir: Path) -> int:
     """Convert RUN_DIR/study.db, written by mlops 0.1 in its own schema, into Optuna's storage
     (what runs now use): every trial, its history and status, the study id and the time spent
     are kept; the old file stays beside it, renamed."""
-    from tuner.study import convert, lock_run_dir
+    from tuner.study import convert
+
+    report = _locked(run_dir, convert)
+    click.echo(f"mlops: converted {run_dir / 'study.db'}: {report.trials} trial(s); run the same 'mlops run' "
+               "command again to go on")
+    return 0
+
+
+def _locked(run_dir: Path, change: Any) -> Any:
+    """``change(run_dir)`` while holding the run directory (no run may use it meanwhile); says
+    where the old study file was kept."""
+    from tuner.study import lock_run_dir
 
     lock = lock_run_dir(run_dir)
     try:
-        report = convert(run_dir)
+        report = change(run_dir)
     finally:
         lock.close()
     for path in report.backup:
         click.echo(f"mlops: kept the old study file as {path}")
-    click.echo(f"mlops: converted {run_dir / 'study.db'}: {report.trials} trial(s); run the same 'mlops run' "
-               "command again to go on")
-    return 0
+    return report
