@@ -282,6 +282,13 @@ def test_a_study_of_the_old_schema_is_refused_then_converted_with_every_record(t
         assert store.elapsed() == pytest.approx(42.0)
 
 
+def test_a_plain_postgresql_url_uses_the_installed_driver(request):
+    url = request.getfixturevalue("postgres_url")
+    plain = "postgresql://" + url.partition("://")[2]  # as users and docs write it
+    with open_store(plain, name="plain", meta=META) as store:
+        assert store.trials() == []
+
+
 def test_a_database_restart_is_waited_for(request, tmp_path):
     """PostgreSQL restarts under a running study: the next call waits and reconnects."""
     server = request.getfixturevalue("postgres_server")

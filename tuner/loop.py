@@ -320,6 +320,8 @@ class TuneLoop:
         mine = {key: getattr(self.s, key) for key in self._SHARED}
         if recorded != mine:
             study.set_meta(loop=mine)
+        if study.meta().get("finished") is not None:
+            study.set_meta(finished=None)  # decided again under this run's goal (met at once if it still is)
 
     def _elapsed(self, study: StudyStore) -> float:
         """Wall time the study was worked on, by every worker, this session included."""
@@ -574,7 +576,7 @@ class TuneLoop:
         if best is not None and best.metric is not None:
             best_epoch = (best.result or {}).get("best_epoch")
             best_trial = BestTrial(number=best.number, metric=best.metric, settings=self._delivered_settings(best),
-                                   workdir=os.path.relpath(best.workdir, self.run_dir),
+                                   workdir=_relative(best.workdir, self.run_dir),
                                    epochs=best_epoch if isinstance(best_epoch, int) else best.epochs,
                                    seconds=best.seconds, seed=best.seed,
                                    confirm=self._confirmation(best, trials).to_json() if self.s.confirm else None)
@@ -593,12 +595,18 @@ class TuneLoop:
 
 def _trial_summary(t: TrialRecord, run_dir: Path) -> TrialSummary:
     data = t.to_json()
-    data["workdir"] = os.path.relpath(t.workdir, run_dir)
+    data["workdir"] = _relative(t.workdir, run_dir)
     restarts = (t.result or {}).get("restart_log") or []
     resumed = [r.get("resumed_at_epoch") for r in restarts if isinstance(r, dict)]
     if resumed and all(isinstance(e, int) for e in resumed):
         data["resumed_at"] = resumed
     return TrialSummary(**{k: v for k, v in data.items() if k in TrialSummary.__dataclass_fields__ and v is not None})
+
+
+def _relative(workdir: str, run_dir: Path) -> str:
+    """A trial folder relative to the run directory; another worker's folder as it is."""
+    relative = os.path.relpath(workdir, run_dir)
+    return workdir if relative.startswith("..") else relative
 
 
 def _final_result(workdir: Path) -> TrialResult | None:

@@ -8,7 +8,8 @@ by ``***`` before the text reaches the disk or the wire.
 Known secrets: ``MLOPS_SMTP_PASSWORD``, ``JENKINS_API_TOKEN`` and ``MLOPS_GIT_TOKEN`` (or the files their
 ``*_FILE`` variables name), and the value of any environment variable whose name says it is
 one (``*PASSWORD*``, ``*TOKEN*``, ``*SECRET*``, ``*API_KEY*``, ``*CREDENTIAL*``) and that is at
-least 6 characters long (4 for the declared ones; shorter values would scrub ordinary words).
+least 6 characters long (4 for the declared ones; shorter values would scrub ordinary words);
+and the password of the study's storage URL (``MLOPS_STORAGE``, ``postgresql://user:PASSWORD@…``).
 """
 
 from __future__ import annotations
@@ -52,7 +53,19 @@ def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
     for name, value in env.items():
         if not name.endswith("_FILE") and _SECRET_NAME.search(name) and len(value) >= _MIN_LENGTH:
             found.add(value)
+    password = url_password(env.get("MLOPS_STORAGE") or "")
+    if password and len(password) >= _MIN_DECLARED:
+        found.add(password)
     return sorted(found, key=len, reverse=True)
+
+
+def url_password(url: str) -> str | None:
+    """The password in ``scheme://user:PASSWORD@host/…``, or None."""
+    auth = url.partition("://")[2].split("/", 1)[0]
+    if "@" not in auth:
+        return None
+    userinfo = auth.rsplit("@", 1)[0]
+    return userinfo.split(":", 1)[1] if ":" in userinfo else None
 
 
 def redact(text: str, env: Mapping[str, str] | None = None) -> str:

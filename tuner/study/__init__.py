@@ -46,12 +46,15 @@ def check_url(url: str) -> str:
     Raises:
         ConfigError: an unknown scheme or no path (the message lists the valid forms).
     """
+    from tuner.study.optuna_store import public_url
+
     scheme = url.partition("://")[0].split("+", 1)[0]
+    shown = public_url(url)  # never a password in a message
     if "://" not in url or scheme not in SCHEMES:
-        raise ConfigError(f"study URL {url!r}: unknown scheme '{scheme}'; valid: {_EXAMPLES}")
+        raise ConfigError(f"study URL {shown!r}: unknown scheme '{scheme}'; valid: {_EXAMPLES}")
     rest = url.partition("://")[2]
     if scheme in ("sqlite", "journal") and not rest.startswith("/"):
-        raise ConfigError(f"study URL {url!r}: no file; e.g. {scheme}:////abs/path")
+        raise ConfigError(f"study URL {shown!r}: no file; e.g. {scheme}:////abs/path")
     return url
 
 

@@ -401,7 +401,31 @@ def _make_storage(url: str) -> Any:
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
         kwargs = {"connect_args": {"timeout": 60}}
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    url = _with_driver(url)
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        except Exception as exc:  # noqa: BLE001 - only the race below is retried
+            # several workers creating the tables of a new database at once: one wins, the
+            # others see its types/tables appear midway (Optuna issue #1092); open it again
+            text = " ".join(str(e) for e in _chain(exc)).lower()
+            if attempt == 4 or not ("already exists" in text or "duplicate key" in text
+                                    or "pg_type_typname_nsp_index" in text):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _with_driver(url: str) -> str:
+    """``postgresql://`` with the driver that is installed: SQLAlchemy 2.1 defaults to psycopg 3,
+    the ``workers`` extra installs psycopg2."""
+    if not url.startswith("postgresql://"):
+        return url
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
 
 
 def _lock_path(url: str) -> str | None:
