@@ -6,7 +6,8 @@
 # workspace, else `python3 -m tuner` with the checkout on PYTHONPATH.
 # No secret is read or printed here: credentials reach the tools through the environment
 # (Jenkins credentials binding), never through arguments, and only in the steps that call
-# Jenkins or send mail; a step that trains refuses to run with one bound (refuse_secrets).
+# Jenkins, send mail or push; a step that trains refuses to run with one bound (refuse_secrets),
+# except for the study URL (MLOPS_STORAGE) around a tune loop: see refuse_secrets.
 #
 # The pushed repository is untrusted: it may hold a symlink named mlops-out or mlops-trial
 # (to /etc, to $HOME), a script named `--help` or `$(touch x).py`, names with spaces, tabs,
@@ -70,17 +71,59 @@ q() {
     fi
 }
 
-# refuse_secrets WHAT: a step that trains WHAT stops here when the Jenkins API token, the
-# SMTP password or the git token is in its environment. Jenkins binds them only around the
-# steps that call Jenkins (the tune loop in build-per-trial mode), send mail (notify) or push
-# the tuned code (deliver); a training script must never see them.
+# refuse_secrets WHAT [MLOPS_STORAGE]: a step that trains WHAT stops here when the Jenkins API
+# token, the SMTP password, the git token or the study URL is in its environment. Jenkins binds
+# them only around the steps that call Jenkins (the tune loop in build-per-trial mode), send mail
+# (notify), push the tuned code (deliver) or run a tune loop on a shared study; a training script
+# must never see them.
+# MLOPS_STORAGE (the study URL, e.g. postgresql+psycopg2://mlops:PASSWORD@db:5432/mlops: it holds the
+# database password) is the one exception, and only where a step passes MLOPS_STORAGE as the
+# second argument: jenkins-tune.sh and jenkins-worker.sh, whose tune loop (`mlops run`, `mlops
+# worker`) needs it to reach the study. There the training runs one level down, in trial processes
+# that get an allow-listed environment (tuner/runners/local.py trial_environment: no MLOPS_*, no
+# name that looks like a secret; a Docker trial gets only the harness variables), so the URL is
+# not handed to the training script (tests/test_secrets.py). That is not a wall against a hostile
+# script running as the same user beside the tune loop (RUNNER=local, as in the Jenkinsfile's
+# image): it could read the loop's /proc/<pid>/environ. Hence a database role that reaches the
+# mlops database alone, from the agents alone (docs/jenkins.md); RUNNER=docker puts each trial in
+# a container of its own, where the loop's processes are out of sight. Steps that run one trial
+# (jenkins-trial.sh, the resumed trial of jenkins-monitor.sh) need no study and refuse it like
+# the others. Only MLOPS_STORAGE can be let through; any other name asked for is a mistake in
+# the step and stops it.
 refuse_secrets() {
-    local name
-    for name in JENKINS_API_TOKEN MLOPS_SMTP_PASSWORD MLOPS_GIT_TOKEN MLOPS_GIT_TOKEN_FILE; do
+    local what=$1 allow_storage=0 name
+    shift
+    if [ $# -gt 0 ]; then
+        [ "$*" = MLOPS_STORAGE ] || die "refuse_secrets: only MLOPS_STORAGE may be let through, not $(q "$*")"
+        allow_storage=1
+    fi
+    for name in JENKINS_API_TOKEN MLOPS_SMTP_PASSWORD MLOPS_GIT_TOKEN MLOPS_GIT_TOKEN_FILE MLOPS_STORAGE; do
         if [ -n "${!name:-}" ]; then
-            die "$name is bound in a step that trains $(q "$1"); a training script must never see it: bind it only around the steps that call Jenkins, send mail or push the tuned code (run 'mlops jenkins sync' to update the jobs; see docs/jenkins.md)"
+            if [ "$name" = MLOPS_STORAGE ]; then
+                [ "$allow_storage" = 1 ] && continue
+                die "MLOPS_STORAGE is bound in a step that trains $(q "$what") and needs no study; the study URL may hold the database password: bind it only around scripts/jenkins-tune.sh or scripts/jenkins-worker.sh (the tune loop; see docs/jenkins.md)"
+            fi
+            die "$name is bound in a step that trains $(q "$what"); a training script must never see it: bind it only around the steps that call Jenkins, send mail or push the tuned code (run 'mlops jenkins sync' to update the jobs; see docs/jenkins.md)"
         fi
     done
+}
+
+# check_storage: MLOPS_STORAGE, when set, must be a study URL mlops reads. The value is never
+# shown (it may hold a password), not even in this error: mlops would quote a URL it cannot read.
+check_storage() {
+    case "${MLOPS_STORAGE:-}" in
+        "" | postgresql://?* | postgresql+*://?* | journal:///?* | sqlite:///?*) ;;
+        *) die "MLOPS_STORAGE is not a study URL (postgresql+psycopg2://USER:PASSWORD@HOST:5432/DB, journal:////shared/study.log, sqlite:////path/study.db); its value is not shown, it may hold a password: check the Secret text credential bound as MLOPS_STORAGE" ;;
+    esac
+}
+
+# run_name SCRIPT COMMIT: <script stem>-<first 12 hex of COMMIT>, the name of the run directory
+# (mlops-runs/<run_name>) and of the study in a shared storage (MLOPS_STORAGE): a rebuild of the
+# same commit resumes it, and every worker of a build (scripts/jenkins-worker.sh) joins the same one.
+run_name() {
+    local stem=${1##*/}
+    stem=${stem%.*}
+    printf '%s\n' "$stem-${2:0:12}"
 }
 
 # The Python half of the helpers: paths, descriptions, properties. One program, a subcommand

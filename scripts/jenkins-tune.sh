@@ -15,9 +15,18 @@
 # The run directory is copied to mlops-out/run (archived; report.html published from there),
 # without the symlinks a trial may have left in it. Neither mlops-runs nor mlops-out may be a
 # symlink (a pushed repository could hold one leading to $HOME): the step refuses to start.
+# Several workers, one study: with MLOPS_STORAGE set (the study URL, bound by Jenkins from a
+# Secret text credential: postgresql+psycopg2://mlops:PASSWORD@db:5432/mlops), the study lives there, named
+# --study=<script stem>-<commit 12> like the run directory, so that scripts/jenkins-worker.sh on
+# other agents joins it and a rebuild of the same commit resumes it; this build is its coordinator
+# and writes the outcome. WORKERS_PER_AGENT (default 1) tune loops run side by side here
+# (`mlops run --workers N`, single-build only). The URL is passed by the environment alone: never
+# on a command line, never printed (it may hold the password).
 # Secrets: single-build trains here, so it refuses to run with the Jenkins token, the SMTP
 # password or the git token bound; build-per-trial trains nothing here and is the one mode that
-# needs the Jenkins token.
+# needs the Jenkins token. MLOPS_STORAGE is allowed in both: the tune loop needs it, and the
+# trials it starts get an allow-listed environment without it (see refuse_secrets in
+# jenkins-lib.sh for why, and what that does not cover).
 # Always `mlops run --no-mail --no-push`: the mail goes out from mlops-notify (the Notify stage)
 # and the tuned code is pushed by scripts/jenkins-deliver.sh, in a step of its own with the git
 # credential bound around it alone (a step that trains never sees a secret).
@@ -34,17 +43,23 @@ mode=${TUNING_MODE:-single-build}
 case "$mode" in
     single-build)
         runner=${RUNNER:-docker}
-        refuse_secrets "$script"
+        refuse_secrets "$script" MLOPS_STORAGE
         ;;
     build-per-trial) runner=jenkins ;;
     *) die "TUNING_MODE=$(q "$mode") is not one of: single-build, build-per-trial" ;;
 esac
+check_storage
+per_agent=${WORKERS_PER_AGENT:-1}
+[[ $per_agent =~ ^[1-9][0-9]*$ ]] || die "WORKERS_PER_AGENT=$(q "$per_agent") is not a whole number of 1 or more"
+if [ "$per_agent" != 1 ] && [ "$mode" != single-build ]; then
+    die "WORKERS_PER_AGENT=$per_agent needs TUNING_MODE=single-build: in build-per-trial mode every trial is a build of its own already"
+fi
 
-# the run directory is named after the script and the commit (hex only: never a path)
+# the run directory (and the study in a shared storage) is named after the script and the
+# commit (hex only: never a path)
 commit=$(commit_id "${GIT_COMMIT:-HEAD}" || echo local)
-stem=${script##*/}
-stem=${stem%.*}
-run_rel="mlops-runs/$stem-${commit:0:12}"
+name=$(run_name "$script" "$commit")
+run_rel="mlops-runs/$name"
 check_path "run directory" "$run_rel" out
 check_path mlops-out mlops-out/run out
 run_dir="$PWD/$run_rel"
@@ -62,8 +77,15 @@ esac
 [ -n "${MAX_TRIALS:-}" ] && args+=(--max-trials "$MAX_TRIALS")
 [ -n "${MAX_MINUTES:-}" ] && args+=(--max-minutes "$MAX_MINUTES")
 [ -n "${STRATEGY:-}" ] && args+=(--strategy "$STRATEGY")
+# the URL stays in the environment (MLOPS_STORAGE, read by mlops run): only the study's name here
+where="in $(q "$run_dir")"
+if [ -n "${MLOPS_STORAGE:-}" ]; then
+    args+=("--study=$name")
+    where="$where, study $(q "$name") in the shared storage of MLOPS_STORAGE"
+fi
+[ "$per_agent" != 1 ] && args+=(--workers "$per_agent")
 
-echo "mlops: tuning $(q "$script") ($mode, runner $runner) in $(q "$run_dir")"
+echo "mlops: tuning $(q "$script") ($mode, runner $runner) $where"
 rc=0
 unmarked mlops "${args[@]}" -- "$script" || rc=$?
 

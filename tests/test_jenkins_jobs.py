@@ -40,6 +40,12 @@ def per_trial() -> jk.Rendered:
     return jk.render_jobs(JOBS_DIR, {"tuning-mode": "build-per-trial"})
 
 
+@pytest.fixture(scope="module")
+def shared() -> jk.Rendered:
+    """The jobs synced with study-storage: shared, workers: 2 (mlops-train binds the study URL)."""
+    return jk.render_jobs(JOBS_DIR, {"study-storage": "shared", "workers": "2"})
+
+
 def _xml(text: str) -> ET.Element:
     return ET.fromstring(text.encode("utf-8"))
 
@@ -54,17 +60,21 @@ def test_every_job_and_the_view_render(rendered: jk.Rendered) -> None:
     assert set(rendered.views) == {"mlops"}
 
 
-def test_golden_xml_matches(rendered: jk.Rendered) -> None:
+def test_golden_xml_matches(rendered: jk.Rendered, shared: jk.Rendered) -> None:
     outputs = {**rendered.jobs, **rendered.views}
+    # study-storage: shared changes mlops-train alone (test_a_shared_study_changes_only_the_train_job)
+    variants = {"study-shared/mlops-train": shared.jobs["mlops-train"]}
     if os.environ.get("UPDATE_GOLDEN") == "1":
         GOLDEN.mkdir(parents=True, exist_ok=True)
-        for old in GOLDEN.glob("*.xml"):
+        for old in [*GOLDEN.glob("*.xml"), *GOLDEN.glob("*/*.xml")]:
             old.unlink()
-        for name, text in outputs.items():
+        for name, text in {**outputs, **variants}.items():
+            (GOLDEN / f"{name}.xml").parent.mkdir(parents=True, exist_ok=True)
             (GOLDEN / f"{name}.xml").write_text(text, encoding="utf-8")
     expected = {p.stem for p in GOLDEN.glob("*.xml")}
     assert expected == set(outputs), "golden files and rendered jobs differ; UPDATE_GOLDEN=1 to regenerate"
-    for name, text in outputs.items():
+    assert {f"{p.parent.name}/{p.stem}" for p in GOLDEN.glob("*/*.xml")} == set(variants)
+    for name, text in {**outputs, **variants}.items():
         golden = (GOLDEN / f"{name}.xml").read_text(encoding="utf-8")
         assert text == golden, f"{name} differs from tests/fixtures/jobs/{name}.xml; UPDATE_GOLDEN=1 to regenerate"
 
@@ -266,6 +276,7 @@ def test_no_secret_in_jobs_or_rendered_xml(rendered: jk.Rendered, per_trial: jk.
     for name, text in texts.items():
         assert not _SECRET.search(text), f"{name}: {_SECRET.search(text).group(0)!r} looks like a secret"
         assert "<authToken>" not in text
+        assert not re.search(r"postgresql(?:\+\w+)?://[^:@\s]+:(?!PASSWORD@)[^@\s]+@", text), name  # an example, no password
     # credentials are referred to by id only
     ids = {}
     for mode, out in (("single-build", rendered), ("build-per-trial", per_trial)):
@@ -274,6 +285,7 @@ def test_no_secret_in_jobs_or_rendered_xml(rendered: jk.Rendered, per_trial: jk.
             ids[mode].update(e.text for e in _xml(text).iter("credentialsId"))
     assert ids["single-build"] == {"mlops-git", "mlops-smtp"}  # nothing calls Jenkins: no token at all
     assert ids["build-per-trial"] == {"mlops-git", "mlops-jenkins-api", "mlops-smtp"}
+    assert "mlops-study-db" not in "".join(rendered.jobs.values()) + "".join(per_trial.jobs.values())
 
 
 # -- credentials never sit around a step that trains ---------------------------------------------
@@ -288,8 +300,8 @@ def _bindings(root: ET.Element) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     for wrapper in root.iter("org.jenkinsci.plugins.credentialsbinding.impl.SecretBuildWrapper"):
         for binding in wrapper.find("bindings"):
-            for child in binding:
-                if child.tag.endswith("Variable") and child.text:
+            for child in binding:  # usernameVariable, passwordVariable; variable (Secret text)
+                if (child.tag.endswith("Variable") or child.tag == "variable") and child.text:
                     out.setdefault(child.text, set()).add(binding.findtext("credentialsId"))
     return out
 
@@ -304,21 +316,30 @@ def _trains(command: str) -> bool:
     return "scripts/jenkins-tune.sh" in command and "export TUNING_MODE='build-per-trial'" not in command
 
 
+@pytest.mark.parametrize("storage", ["run-dir", "shared"])
 @pytest.mark.parametrize("mode", ["single-build", "build-per-trial"])
-def test_training_never_runs_inside_a_credential_binding(mode: str, rendered: jk.Rendered,
+def test_training_never_runs_inside_a_credential_binding(mode: str, storage: str, rendered: jk.Rendered,
                                                          per_trial: jk.Rendered) -> None:
-    out = rendered if mode == "single-build" else per_trial
+    out = {"single-build": rendered, "build-per-trial": per_trial}[mode] if storage == "run-dir" else \
+        jk.render_jobs(JOBS_DIR, {"tuning-mode": mode, "study-storage": storage})
     training_jobs = set()
+    study = {"MLOPS_STORAGE": {"mlops-study-db"}}
     for name, text in out.jobs.items():
         root = _xml(text)
         bound = _bindings(root)
         shells = _shells(root)
+        if "MLOPS_STORAGE" in bound:  # the one exception: the tune loop of a shared study
+            assert name == "mlops-train" and storage == "shared", name
+            assert shells and all("scripts/jenkins-tune.sh" in cmd for cmd in shells)
         if any(_trains(cmd) for cmd in shells):
             training_jobs.add(name)
-            assert not bound, f"{name} trains with {sorted(bound)} bound"
+            # nothing but the study URL, around the tune loop of a shared study
+            assert bound == (study if storage == "shared" and name == "mlops-train" else {}), \
+                f"{name} trains with {sorted(bound)} bound"
         if "JENKINS_API_TOKEN" in bound:  # only the tune loop of build-per-trial calls Jenkins
             assert name == "mlops-train" and mode == "build-per-trial", name
-            assert bound == {"JENKINS_USER": {"mlops-jenkins-api"}, "JENKINS_API_TOKEN": {"mlops-jenkins-api"}}
+            assert bound == {"JENKINS_USER": {"mlops-jenkins-api"}, "JENKINS_API_TOKEN": {"mlops-jenkins-api"},
+                             **(study if storage == "shared" else {})}
             assert shells and all("export TUNING_MODE='build-per-trial'" in cmd for cmd in shells)
         if "MLOPS_SMTP_PASSWORD" in bound or "MLOPS_GIT_TOKEN" in bound:  # notify: deliver, then mail
             assert name == "mlops-notify", name
@@ -330,6 +351,61 @@ def test_training_never_runs_inside_a_credential_binding(mode: str, rendered: jk
     assert token_jobs == ({"mlops-train"} if mode == "build-per-trial" else set())
     assert {n for n, t in out.jobs.items() if "MLOPS_SMTP_PASSWORD" in _bindings(_xml(t))} == {"mlops-notify"}
     assert {n for n, t in out.jobs.items() if "MLOPS_GIT_TOKEN" in _bindings(_xml(t))} == {"mlops-notify"}
+    assert {n for n, t in out.jobs.items() if "MLOPS_STORAGE" in _bindings(_xml(t))} == \
+        ({"mlops-train"} if storage == "shared" else set())
+
+
+# -- several workers, one study: study-storage and workers -------------------------------------
+
+
+def test_the_default_study_storage_renders_exactly_the_jobs_of_before(rendered: jk.Rendered,
+                                                                      per_trial: jk.Rendered) -> None:
+    """study-storage: run-dir, workers: 1 (the defaults) is the XML of before, byte for byte (the
+    goldens): `mlops jenkins sync` changes nothing for an existing site."""
+    project = (JOBS_DIR / "project.yaml").read_text(encoding="utf-8")
+    assert re.search(r"^    study-storage: run-dir\b", project, re.M)
+    assert re.search(r"^    workers: '1'", project, re.M)
+    assert re.search(r"^    study-credentials-id: mlops-study-db\b", project, re.M)
+    explicit = jk.render_jobs(JOBS_DIR, {"study-storage": "run-dir", "workers": "1",
+                                         "study-credentials-id": "another-db"})
+    assert explicit.jobs == rendered.jobs and explicit.views == rendered.views
+    for name, text in rendered.jobs.items():
+        assert text == (GOLDEN / f"{name}.xml").read_text(encoding="utf-8"), name
+        assert "MLOPS_STORAGE" not in text and "WORKERS_PER_AGENT" not in text and "mlops-study-db" not in text, name
+    explicit = jk.render_jobs(JOBS_DIR, {"study-storage": "run-dir", "workers": "1",
+                                         "tuning-mode": "build-per-trial"})
+    assert explicit.jobs == per_trial.jobs
+    # workers counts only with a shared study (the run directory's study has one agent)
+    assert jk.render_jobs(JOBS_DIR, {"workers": "4"}).jobs == rendered.jobs
+
+
+def test_a_shared_study_binds_its_url_around_the_tune_loop_alone(shared: jk.Rendered, rendered: jk.Rendered) -> None:
+    root = _xml(shared.jobs["mlops-train"])
+    assert _bindings(root) == {"MLOPS_STORAGE": {"mlops-study-db"}}
+    binding = root.find(".//org.jenkinsci.plugins.credentialsbinding.impl.StringBinding")  # Secret text
+    assert binding.findtext("variable") == "MLOPS_STORAGE" and binding.findtext("credentialsId") == "mlops-study-db"
+    shells = _shells(root)
+    assert len(shells) == 1
+    assert "export TUNING_MODE='single-build' WORKERS_PER_AGENT='2'" in shells[0]
+    assert shells[0].rstrip().endswith("scripts/jenkins-tune.sh")
+    assert root.find("builders/hudson.tasks.Shell").findtext("unstableReturn") == "1"
+    # the URL is a credential: never a parameter, never in a command line
+    assert "MLOPS_STORAGE" not in shells[0] and "MLOPS_STORAGE" not in _params(root)
+    # only the train job changes; the retrain, monitor, notify jobs never see the study
+    assert {n for n in rendered.jobs if rendered.jobs[n] != shared.jobs[n]} == {"mlops-train"}
+    for name in ("mlops-retrain", "mlops-monitor", "mlops-notify", "mlops-download", "mlops-classify"):
+        assert "MLOPS_STORAGE" not in shared.jobs[name] and "mlops-study-db" not in shared.jobs[name]
+    # build-per-trial with a shared study: the token and the URL, in one credentials-binding wrapper
+    per_trial = _xml(jk.render_jobs(JOBS_DIR, {"study-storage": "shared", "tuning-mode": "build-per-trial",
+                                               "study-credentials-id": "team-db"}).jobs["mlops-train"])
+    assert _bindings(per_trial) == {"JENKINS_USER": {"mlops-jenkins-api"}, "JENKINS_API_TOKEN": {"mlops-jenkins-api"},
+                                    "MLOPS_STORAGE": {"team-db"}}
+    assert len(list(per_trial.iter("org.jenkinsci.plugins.credentialsbinding.impl.SecretBuildWrapper"))) == 1
+
+
+def test_a_study_storage_typo_fails_the_sync() -> None:
+    with pytest.raises(ConfigError, match="mlops-train-credentials-single-build-database|mlops-train-tune-database"):
+        jk.render_jobs(JOBS_DIR, {"study-storage": "database"})  # binds nothing by accident: the sync stops
 
 
 # -- the tuned code back to Git: a step of mlops-notify, before the mail ------------------------

@@ -31,6 +31,9 @@ from pathlib import Path
 args = sys.argv[1:]
 with open(os.environ["STUB_LOG"], "a") as fh:
     fh.write(json.dumps(args) + "\n")
+if os.environ.get("STUB_ENV_LOG"):  # what mlops got by the environment
+    with open(os.environ["STUB_ENV_LOG"], "a") as fh:
+        fh.write(json.dumps({"MLOPS_STORAGE": os.environ.get("MLOPS_STORAGE")}) + "\n")
 cmd = args[0]
 if os.environ.get("STUB_PRINT") and cmd in ("run", "train", "watch"):  # what a training script prints
     print(os.environ["STUB_PRINT"], flush=True)
@@ -76,6 +79,16 @@ elif cmd == "deliver":  # STUB_RC: 0 pushed, 1 the push failed, 2 bad input
     elif rc == 0:
         print("mlops: tuned code pushed branch mlops/tuned/models-a-0123456 of origin")
     sys.exit(rc)
+elif cmd == "worker":  # STUB_NOT_STARTED: the first N calls find no study yet
+    with open(os.environ["STUB_LOG"]) as fh:
+        n = sum(1 for line in fh if json.loads(line)[0] == "worker")
+    if n <= int(os.environ.get("STUB_NOT_STARTED", "0")):
+        study = next(a.split("=", 1)[1] for a in args if a.startswith("--study="))
+        print(f"mlops: error: study {study!r} has not been started: start it with 'mlops run SCRIPT --storage URL', "
+              "then join it with 'mlops worker'", file=sys.stderr)
+        sys.exit(2)
+    print("[worker] trial 3: val_accuracy 0.81", flush=True)
+    sys.exit(int(os.environ.get("STUB_RC", "0")))
 elif cmd == "watch":
     workdir = Path(args[-1])
     (workdir / "result.json").write_text(json.dumps({"status": "ok", "metric": 0.9, "metric_name": "val_accuracy",
@@ -273,6 +286,159 @@ def test_tune_never_pushes_and_refuses_the_git_token_while_it_trains(ws: Path) -
         bad = run(ws, "jenkins-tune.sh", TUNING_MODE="single-build", **env, **{name: "s3cret-token"})
         assert bad.returncode == 2 and f"{name} is bound in a step that trains" in bad.stderr
         assert "s3cret-token" not in bad.stdout + bad.stderr and calls(ws) == []
+
+
+# -- several workers, one study ------------------------------------------------------------------
+
+STORAGE = "postgresql://mlops:db-pw-7f3a9c@db.example.com:5432/mlops"
+_OTHER_SECRETS = ("JENKINS_API_TOKEN", "MLOPS_SMTP_PASSWORD", "MLOPS_GIT_TOKEN", "MLOPS_GIT_TOKEN_FILE")
+
+
+def env_calls(ws: Path) -> list[dict[str, str | None]]:
+    log = ws.parent / "env.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_tune_names_the_study_after_the_commit_when_a_storage_is_bound(ws: Path) -> None:
+    env = dict(SCRIPT="models/a.py", KIND="cnn", GIT_COMMIT="0123456789abcdef0123", STUB_RC="0", RUNNER="local",
+               STUB_ENV_LOG=str(ws.parent / "env.jsonl"))
+    proc = run(ws, "jenkins-tune.sh", TUNING_MODE="single-build", MLOPS_STORAGE=STORAGE, **env)
+    assert proc.returncode == 0, proc.stderr
+    run_dir = str(ws / "mlops-runs" / "a-0123456789ab")
+    # the study is named like the run directory (what jenkins-worker.sh joins); the URL is not an argument
+    assert calls(ws) == [["run", "--run-dir", run_dir, "--runner", "local", "--no-mail", "--no-push", "--kind", "cnn",
+                          "--study=a-0123456789ab", "--", "models/a.py"]]
+    assert env_calls(ws)[0] == {"MLOPS_STORAGE": STORAGE}  # it reaches mlops run by the environment alone
+    assert "study a-0123456789ab in the shared storage of MLOPS_STORAGE" in proc.stdout
+    assert "db-pw-7f3a9c" not in proc.stdout + proc.stderr and "db.example.com" not in proc.stdout + proc.stderr
+    # local tune loops side by side: WORKERS_PER_AGENT
+    (ws.parent / "calls.jsonl").unlink()
+    proc = run(ws, "jenkins-tune.sh", TUNING_MODE="single-build", MLOPS_STORAGE=STORAGE, WORKERS_PER_AGENT="3", **env)
+    assert proc.returncode == 0, proc.stderr
+    assert calls(ws)[0][-5:] == ["--study=a-0123456789ab", "--workers", "3", "--", "models/a.py"]
+    # no storage, one worker per agent: the command line of before (no --study, no --workers)
+    (ws.parent / "calls.jsonl").unlink()
+    proc = run(ws, "jenkins-tune.sh", TUNING_MODE="single-build", WORKERS_PER_AGENT="1", **env)
+    assert proc.returncode == 0, proc.stderr
+    assert not [a for a in calls(ws)[0] if a.startswith(("--study", "--workers"))]
+    for bad, why in (("0", "is not a whole number of 1 or more"), ("two", "is not a whole number of 1 or more")):
+        refused = run(ws, "jenkins-tune.sh", TUNING_MODE="single-build", WORKERS_PER_AGENT=bad, **env)
+        assert refused.returncode == 2 and why in refused.stderr
+    refused = run(ws, "jenkins-tune.sh", TUNING_MODE="build-per-trial", WORKERS_PER_AGENT="2", **env)
+    assert refused.returncode == 2 and "needs TUNING_MODE=single-build" in refused.stderr
+
+
+def test_tune_with_the_study_url_still_refuses_every_other_secret(ws: Path) -> None:
+    for name in _OTHER_SECRETS:
+        (ws.parent / "calls.jsonl").unlink(missing_ok=True)
+        bad = run(ws, "jenkins-tune.sh", SCRIPT="models/a.py", TUNING_MODE="single-build", GIT_COMMIT="0123456789abcdef",
+                  MLOPS_STORAGE=STORAGE, **{name: "s3cret-token"})
+        assert bad.returncode == 2 and f"{name} is bound in a step that trains" in bad.stderr, (name, bad.stderr)
+        assert "s3cret-token" not in bad.stdout + bad.stderr and "db-pw-7f3a9c" not in bad.stdout + bad.stderr
+        assert calls(ws) == []
+
+
+def test_worker_joins_the_coordinators_study_with_the_url_in_its_environment(ws: Path) -> None:
+    env = dict(SCRIPT="models/a.py", KIND="ann", GIT_COMMIT="0123456789abcdef0123", RUNNER="local", WORKER_ID="2",
+               MLOPS_STORAGE=STORAGE, STUB_ENV_LOG=str(ws.parent / "env.jsonl"))
+    proc = run(ws, "jenkins-worker.sh", **env)
+    assert proc.returncode == 0, proc.stderr
+    run_dir = ws / "mlops-runs" / "a-0123456789ab-worker-2"  # its own, beside the coordinator's
+    assert calls(ws) == [["worker", "--study=a-0123456789ab", "--run-dir", str(run_dir), "--runner", "local",
+                          "--label", "worker-2", "--kind", "ann", "--", "models/a.py"]]
+    assert run_dir.is_dir()
+    assert env_calls(ws) == [{"MLOPS_STORAGE": STORAGE}]
+    assert "[worker] trial 3: val_accuracy 0.81" in proc.stdout
+    assert "db-pw-7f3a9c" not in proc.stdout + proc.stderr and "db.example.com" not in proc.stdout + proc.stderr
+    assert not list(ws.glob("mlops-out/**/*"))  # a worker writes no outcome
+    # the exit code is mlops worker's: 1 budget spent, 3 internal error
+    for rc in ("1", "3"):
+        assert run(ws, "jenkins-worker.sh", STUB_RC=rc, **env).returncode == int(rc)
+    # defaults: the executor number names the run directory; trials in their own container
+    (ws.parent / "calls.jsonl").unlink()
+    proc = run(ws, "jenkins-worker.sh", SCRIPT="models/a.py", GIT_COMMIT="0123456789abcdef0123",
+               EXECUTOR_NUMBER="5", MLOPS_STORAGE="journal:////shared/mlops/study.log")
+    assert proc.returncode == 0, proc.stderr
+    assert calls(ws) == [["worker", "--study=a-0123456789ab", "--run-dir", str(ws / "mlops-runs" / "a-0123456789ab-worker-5"),
+                          "--runner", "docker", "--label", "worker-5", "--", "models/a.py"]]
+    # any name git can store reaches mlops as one argument after --
+    (ws / "models" / "--help $(x)\n.py").write_text("A = 1\n")
+    (ws.parent / "calls.jsonl").unlink()
+    odd = run(ws, "jenkins-worker.sh", **{**env, "SCRIPT": "models/--help $(x)\n.py"})
+    assert odd.returncode == 0, odd.stderr
+    assert calls(ws)[0][-2:] == ["--", "models/--help $(x)\n.py"]
+    assert calls(ws)[0][1] == "--study=--help $(x)\n-0123456789ab"
+
+
+def test_worker_refuses_to_run_without_the_study_url_or_with_another_secret(ws: Path) -> None:
+    base = dict(SCRIPT="models/a.py", GIT_COMMIT="0123456789abcdef0123", RUNNER="local")
+    proc = run(ws, "jenkins-worker.sh", **base)
+    assert proc.returncode == 2 and proc.stderr.startswith("mlops: error: MLOPS_STORAGE is not set: a worker joins")
+    assert "STUDY_CREDENTIALS_ID" in proc.stderr
+    for name in _OTHER_SECRETS:
+        bad = run(ws, "jenkins-worker.sh", MLOPS_STORAGE=STORAGE, **base, **{name: "s3cret-token"})
+        assert bad.returncode == 2 and f"{name} is bound in a step that trains" in bad.stderr, name
+        assert "s3cret-token" not in bad.stdout + bad.stderr and "db-pw-7f3a9c" not in bad.stdout + bad.stderr
+    # a URL mlops cannot read: refused, and not shown (mlops would quote it, password and all)
+    for url in ("postgres://mlops:db-pw-7f3a9c@db/mlops", "mlops:db-pw-7f3a9c@db", "journal:relative/db-pw-7f3a9c"):
+        bad = run(ws, "jenkins-worker.sh", MLOPS_STORAGE=url, **base)
+        assert bad.returncode == 2 and "MLOPS_STORAGE is not a study URL" in bad.stderr, url
+        assert "db-pw-7f3a9c" not in bad.stdout + bad.stderr
+    for name, value, why in (("RUNNER", "jenkins", "is not one of: local, docker"),
+                             ("WORKER_ID", "../x", "must be letters, digits"),
+                             ("SCRIPT", "../a.py", "must be a path inside the repository")):
+        bad = run(ws, "jenkins-worker.sh", **{**base, "MLOPS_STORAGE": STORAGE, name: value})
+        assert bad.returncode == 2 and why in bad.stderr, (name, bad.stderr)
+    assert calls(ws) == []
+
+
+def test_worker_refuses_a_symlinked_run_directory_and_touches_nothing_outside(ws: Path) -> None:
+    outside = ws.parent / "outside"
+    outside.mkdir()
+    (ws / "mlops-runs").symlink_to(outside)
+    proc = run(ws, "jenkins-worker.sh", SCRIPT="models/a.py", GIT_COMMIT="0123456789abcdef0123", MLOPS_STORAGE=STORAGE)
+    assert proc.returncode == 2 and "'mlops-runs' is a symlink" in proc.stderr
+    assert calls(ws) == [] and list(outside.iterdir()) == []
+
+
+def test_worker_waits_for_the_coordinator_to_start_the_study(ws: Path) -> None:
+    env = dict(SCRIPT="models/a.py", GIT_COMMIT="0123456789abcdef0123", MLOPS_STORAGE=STORAGE, STUDY_RETRY_SECONDS="1")
+    proc = run(ws, "jenkins-worker.sh", STUB_NOT_STARTED="2", STUDY_WAIT_SECONDS="30", **env)
+    assert proc.returncode == 0, proc.stderr
+    assert [c[0] for c in calls(ws)] == ["worker"] * 3
+    assert proc.stdout.count("has not been started yet (the coordinator's 'mlops run' starts it); trying again") == 2
+    # not for ever: after STUDY_WAIT_SECONDS, mlops worker's own error and exit code
+    (ws.parent / "calls.jsonl").unlink()
+    proc = run(ws, "jenkins-worker.sh", STUB_NOT_STARTED="5", STUDY_WAIT_SECONDS="0", **env)
+    assert proc.returncode == 2 and len(calls(ws)) == 1
+    assert "study 'a-0123456789ab' has not been started" in proc.stdout  # the console shows why
+
+
+def test_refuse_secrets_lets_the_study_url_through_only_where_asked(ws: Path) -> None:
+    def probe(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", "-c", f"source scripts/jenkins-lib.sh; {code}; echo passed"], cwd=ws,
+                              capture_output=True, text=True, timeout=30,
+                              env={"PATH": os.environ["PATH"], "PYTHON": sys.executable, **env})
+
+    assert probe("refuse_secrets x MLOPS_STORAGE", MLOPS_STORAGE=STORAGE).stdout == "passed\n"
+    refused = probe("refuse_secrets x", MLOPS_STORAGE=STORAGE)
+    assert refused.returncode == 2 and "MLOPS_STORAGE is bound in a step that trains x and needs no study" in refused.stderr
+    assert "db-pw-7f3a9c" not in refused.stderr
+    for name in _OTHER_SECRETS:
+        refused = probe("refuse_secrets x MLOPS_STORAGE", MLOPS_STORAGE=STORAGE, **{name: "s3cret-token"})
+        assert refused.returncode == 2 and f"{name} is bound" in refused.stderr, name
+    wrong = probe("refuse_secrets x JENKINS_API_TOKEN", JENKINS_API_TOKEN="s3cret-token")
+    assert wrong.returncode == 2 and "only MLOPS_STORAGE may be let through" in wrong.stderr
+    # the steps that run a single trial need no study: they refuse it
+    trial = ws / "upstream" / "mlops-out" / "run" / "trials" / "0001"
+    trial.mkdir(parents=True)
+    (trial / "settings.json").write_text("{}")
+    for step, args, env in (("jenkins-trial.sh", (), {"SETTINGS": "{}", "WORKDIR": "mlops-trial/x"}),
+                            ("jenkins-monitor.sh", ("upstream",), {})):
+        proc = run(ws, step, *args, SCRIPT="models/a.py", MLOPS_STORAGE=STORAGE, **env)
+        assert proc.returncode == 2 and "MLOPS_STORAGE is bound in a step that trains" in proc.stderr, (step, proc.stderr)
+        assert "db-pw-7f3a9c" not in proc.stdout + proc.stderr
+    assert calls(ws) == []
 
 
 def _summary(ws: Path, rel: str = "mlops-out/run", **extra: object) -> Path:

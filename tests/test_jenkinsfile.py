@@ -1,13 +1,17 @@
 """The Jenkinsfile, checked without a Jenkins.
 
-1. Structure (always): balanced blocks, pollSCM, stages Classify -> Tune -> Deliver -> Notify,
-   the Tune stage on a Docker agent with --gpus all (mlops run --no-push), archiveArtifacts +
-   publishHTML, the Deliver stage on the tuned commit, post success/failure, the scripts it calls
-   exist, no secret; credentials bound around exactly the sh steps that call Jenkins, push the
-   tuned code or send mail, never around one that trains; nothing archived, stashed or
-   unstashed through a symlink; descriptions only from the steps' escaped file.
+1. Structure (always): balanced blocks, pollSCM, stages Classify -> Tune (Coordinator | Workers)
+   -> Deliver -> Notify, the Coordinator on a Docker agent with --gpus all (mlops run --no-push),
+   archiveArtifacts + publishHTML, the Deliver stage on the tuned commit, post success/failure,
+   the scripts it calls exist, no secret; credentials bound around exactly the sh steps that call
+   Jenkins, push the tuned code or send mail, never around one that trains, but for the study URL
+   (MLOPS_STORAGE) around the tune loop and the workers when WORKERS > 1; nothing archived,
+   stashed or unstashed through a symlink; descriptions only from the steps' escaped file.
 2. Groovy (when `groovy` is installed: apt-get install groovy): the file compiles, and run
-   against a recording stand-in for the declarative DSL it has the same shape as in 1.
+   against a recording stand-in for the declarative DSL it has the same shape as in 1; run
+   against a stand-in for Jenkins (declarative stages, script blocks, parallel branches on
+   threads), it runs the sh steps it should, where it should, with what bound, for WORKERS=1
+   (exactly the single-build run of before) and WORKERS > 1 (the worker branches).
 3. The server's own linter (pipeline-model-converter) when the suite runs against a real
    Jenkins (JENKINS_URL, JENKINS_USER, JENKINS_API_TOKEN; see tests/jenkins_server.py).
 """
@@ -105,7 +109,12 @@ def test_poll_scm_and_stages_in_order(source: tuple[str, str]) -> None:
     assert re.search(r"pollSCM\('H/2 \* \* \* \*'\)", text[triggers[0]:triggers[1]])
     stages = _section(text, stripped, r"\bstages\s*\{", pipeline)
     names = re.findall(r"\bstage\('([^']+)'\)", text[stages[0]:stages[1]])
-    assert names == ["Classify", "Tune", "Deliver", "Notify"]
+    assert names == ["Classify", "Tune", "Coordinator", "Workers", "Deliver", "Notify"]
+    # Tune: the coordinator and the workers side by side; a coordinator that fails stops them
+    tune = _section(text, stripped, r"\bstage\('Tune'\)\s*\{")
+    parallel = _section(text, stripped, r"\bparallel\s*\{", tune)
+    assert re.findall(r"\bstage\('([^']+)'\)", text[parallel[0]:parallel[1]]) == ["Coordinator", "Workers"]
+    assert re.search(r"^\s*failFast true$", text[tune[0]:parallel[0]], re.M)
 
 
 def test_tune_stage_runs_in_the_image_for_the_kind_with_gpus(source: tuple[str, str]) -> None:
@@ -120,6 +129,13 @@ def test_tune_stage_runs_in_the_image_for_the_kind_with_gpus(source: tuple[str, 
     assert "scripts/jenkins-tune.sh" in body
     assert re.search(r"archiveArtifacts\s+artifacts:\s*'mlops-out/\*\*'.*followSymlinks:\s*false", body)
     assert re.search(r"publishHTML\(target:.*reportFiles:\s*'report.html'", body, re.S)
+    coordinator = _section(text, stripped, r"\bstage\('Coordinator'\)\s*\{", tune)
+    assert coordinator[0] < docker[0] < docker[1] < coordinator[1]
+    # each worker: an agent with the same label, the same image, --gpus all
+    workers = text[slice(*_section(text, stripped, r"\bstage\('Workers'\)\s*\{", tune))]
+    assert "node(params.AGENT_LABEL) {" in workers
+    assert "docker.image(env.MLOPS_IMAGE).inside('--gpus all') {" in workers
+    assert "scripts/jenkins-worker.sh" in workers and "scripts/jenkins-worker.sh" not in text[slice(*coordinator)]
     classify = text[slice(*_section(text, stripped, r"\bstage\('Classify'\)\s*\{"))]
     assert "env.MLOPS_IMAGE = " in classify and "env.KIND" in classify  # the image follows the kind
 
@@ -142,7 +158,7 @@ def test_the_scripts_it_calls_exist(source: tuple[str, str]) -> None:
     text, _ = source
     called = set(re.findall(r"scripts/[\w.-]+\.sh", text))
     assert called >= {"scripts/jenkins-download.sh", "scripts/jenkins-classify.sh", "scripts/jenkins-tune.sh",
-                      "scripts/jenkins-deliver.sh", "scripts/jenkins-notify.sh"}
+                      "scripts/jenkins-worker.sh", "scripts/jenkins-deliver.sh", "scripts/jenkins-notify.sh"}
     for rel in called:
         assert os.access(ROOT / rel, os.X_OK), f"{rel} is missing or not executable"
 
@@ -156,9 +172,13 @@ def test_no_secret_only_credential_ids(source: tuple[str, str]) -> None:
         assert m.group(1).strip().startswith("params."), m.group(0)
 
 
-# what trains: the tune step in single-build mode, a trial, a resumed trial
-_TRAINING = ("scripts/jenkins-trial.sh", "scripts/jenkins-monitor.sh", "mlops run", "mlops train", "mlops watch")
+# what trains: the tune step in single-build mode, a worker, a trial, a resumed trial
+_TRAINING = ("scripts/jenkins-trial.sh", "scripts/jenkins-monitor.sh", "scripts/jenkins-worker.sh", "mlops run",
+             "mlops train", "mlops watch", "mlops worker")
 _SH = re.compile(r"\bsh\s*(?:\(\s*(?:script:\s*)?)?'([^']*)'")
+# the one binding a step that trains may sit in: the study URL, around the tune loop of a shared study
+_STUDY = "withCredentials([string(credentialsId: params.STUDY_CREDENTIALS_ID, variable: 'MLOPS_STORAGE')]) "
+_STUDY_STEPS = ("TUNING_MODE=single-build scripts/jenkins-tune.sh", "scripts/jenkins-worker.sh")
 
 
 def _sh_steps(text: str, stripped: str) -> list[tuple[int, str]]:
@@ -184,14 +204,19 @@ def _bindings(text: str, stripped: str) -> list[tuple[str, int, int]]:
 def test_credentials_are_bound_only_around_the_steps_that_need_them(source: tuple[str, str]) -> None:
     text, stripped = source
     blocks = _bindings(text, stripped)
-    assert len(blocks) == 4  # the tune loop (build-per-trial), Deliver, Notify, post { failure }
+    # the tune loop (build-per-trial), the coordinator of a shared study (its run, its last pass),
+    # each worker, Deliver, Notify, post { failure }
+    assert len(blocks) == 7
     steps = _sh_steps(text, stripped)
     for offset, command in steps:
         around = [what for what, lo, hi in blocks if lo < offset < hi]
-        if _trains(command):
-            assert not around, f"{command!r} trains inside {around}"
+        if _trains(command):  # nothing but the study URL, and that only around a tune loop
+            assert all(what == _STUDY for what in around), f"{command!r} trains inside {around}"
+            assert not around or command in _STUDY_STEPS, command
         for what in around:
-            if "JENKINS_API_TOKEN" in what:  # the tune loop only: each trial is a mlops-retrain build
+            if "MLOPS_STORAGE" in what:  # the tune loop of a shared study: the coordinator, a worker
+                assert what == _STUDY and command in _STUDY_STEPS, (what, command)
+            elif "JENKINS_API_TOKEN" in what:  # the tune loop only: each trial is a mlops-retrain build
                 assert command == "TUNING_MODE=build-per-trial scripts/jenkins-tune.sh", command
             elif "MLOPS_GIT_TOKEN" in what:  # the push of the tuned code only
                 assert command == "scripts/jenkins-deliver.sh mlops-out/run", command
@@ -203,13 +228,30 @@ def test_credentials_are_bound_only_around_the_steps_that_need_them(source: tupl
         assert len(re.findall(r"\bsh\b", stripped[lo:hi])) == 1, what
         steps_in = re.findall(r"\b(?:sh|bat|powershell|node|dir|withEnv|script)\s*[({']", stripped[lo:hi])
         assert len(steps_in) == 1 and steps_in[0].startswith("sh"), what
-    # single-build trains in the Tune step, with nothing bound; build-per-trial binds the token
+    # single-build trains in the Tune step, with nothing bound (WORKERS=1) or the study URL alone
+    # (WORKERS > 1); build-per-trial binds the token
     tune = [(offset, c) for offset, c in steps if "scripts/jenkins-tune.sh" in c]
-    assert sorted(c for _, c in tune) == ["TUNING_MODE=build-per-trial scripts/jenkins-tune.sh",
-                                          "TUNING_MODE=single-build scripts/jenkins-tune.sh"]
+    assert sorted(c for _, c in tune) == ["TUNING_MODE=build-per-trial scripts/jenkins-tune.sh"] + [
+        "TUNING_MODE=single-build scripts/jenkins-tune.sh"] * 3
     branch = _section(text, stripped, r"if \(params\.TUNING_MODE == 'build-per-trial'\)\s*\{")
     token = [(lo, hi) for what, lo, hi in blocks if "JENKINS_API_TOKEN" in what]
     assert len(token) == 1 and branch[0] < token[0][0] < token[0][1] < branch[1]
+    # WORKERS=1: the single-build step of before, and nothing bound around it
+    alone = _section(text, stripped, r"else if \(env\.TUNE_WORKERS == '1'\)\s*\{")
+    inside = [c for offset, c in steps if alone[0] < offset < alone[1]]
+    assert inside == ["TUNING_MODE=single-build scripts/jenkins-tune.sh"]
+    assert not [b for b in blocks if alone[0] < b[1] < alone[1]]
+    # the study URL: around the coordinator's two tune steps (in the branch for WORKERS > 1) and
+    # the one worker step, in the Tune stage, nowhere else
+    study = [(lo, hi) for what, lo, hi in blocks if "MLOPS_STORAGE" in what]
+    assert len(study) == 3
+    several = _block(stripped, alone[1])  # the else: WORKERS > 1
+    assert stripped[alone[1]:several[0]].strip() == "else"
+    workers = _section(text, stripped, r"\bstage\('Workers'\)\s*\{")
+    assert [where for where in study if several[0] < where[0] < several[1]] == study[:2]
+    assert workers[0] < study[2][0] < study[2][1] < workers[1]
+    assert [c for offset, c in steps if any(lo < offset < hi for lo, hi in study)] == [
+        "TUNING_MODE=single-build scripts/jenkins-tune.sh"] * 2 + ["scripts/jenkins-worker.sh"]
     # nothing binds a credential for a whole stage or the pipeline
     assert not re.search(r"\bcredentials\s*\(", stripped)
     # the git token: around the one deliver step, in the Deliver stage, nowhere else
@@ -218,6 +260,27 @@ def test_credentials_are_bound_only_around_the_steps_that_need_them(source: tupl
     assert len(git) == 1 and deliver[0] < git[0][0] < git[0][1] < deliver[1]
     assert text.count("MLOPS_GIT_TOKEN") == 1
     assert [c for _, c in steps if "jenkins-deliver.sh" in c] == ["scripts/jenkins-deliver.sh mlops-out/run"]
+
+
+def test_workers_and_the_study_credential_are_parameters(source: tuple[str, str]) -> None:
+    text, stripped = source
+    params = text[slice(*_section(text, stripped, r"\bparameters\s*\{"))]
+    workers = re.search(r"string\(name: 'WORKERS', defaultValue: '1', description: '([^']*)'\)", params)
+    assert workers and "1 = this build alone" in workers.group(1)
+    cred = re.search(r"string\(name: 'STUDY_CREDENTIALS_ID', defaultValue: 'mlops-study-db', description: '([^']*)'\)",
+                     params)
+    assert cred and "Secret text" in cred.group(1) and "postgresql+psycopg2://" in cred.group(1)
+    assert not re.search(r"postgresql(?:\+\w+)?://[^:@']+:(?!PASSWORD@)[^@']+@", text)  # an example, never a password
+    # Classify checks WORKERS once; every later decision reads the checked value
+    classify = text[slice(*_section(text, stripped, r"\bstage\('Classify'\)\s*\{"))]
+    assert "env.TUNE_WORKERS = workers" in classify
+    assert "params.WORKERS" not in text.replace(classify, "")
+    workers_stage = text[slice(*_section(text, stripped, r"\bstage\('Workers'\)\s*\{"))]
+    when = workers_stage[workers_stage.index("when {"):workers_stage.index("steps {")]
+    assert "env.TUNE_WORKERS != '1'" in when  # no worker branch at all with WORKERS=1
+    assert "for (int i = 1; i < Integer.parseInt(env.TUNE_WORKERS); i++)" in workers_stage  # WORKERS-1 of them
+    # the study is named by the steps after the commit Classify read (a rebuild resumes it)
+    assert "sh 'git checkout -q --detach \"$TUNED_COMMIT\"'" in workers_stage
 
 
 def test_nothing_follows_a_symlink_out_of_the_workspace(source: tuple[str, str]) -> None:
@@ -400,13 +463,21 @@ def test_declarative_shape(recorded: dict[str, Any]) -> None:
     assert _one(_one(pipeline, "triggers"), "pollSCM")["args"] == ["H/2 * * * *"]
     stages = _kids(_one(pipeline, "stages"), "stage")
     assert [s["args"][0] for s in stages] == ["Classify", "Tune", "Deliver", "Notify"]
-    for stage in stages:
-        assert _kids(stage, "steps"), f"stage {stage['args'][0]} has no steps"
+    # Tune: a parallel of two stages (declarative: no agent, no steps of its own), failing fast
     tune = stages[1]
-    docker = _one(_one(tune, "agent"), "docker")
+    assert [c["name"] for c in tune["children"]] == ["when", "failFast", "parallel"]
+    assert _one(tune, "failFast")["args"] == ["true"]
+    coordinator, workers = _kids(_one(tune, "parallel"), "stage")
+    assert (coordinator["args"], workers["args"]) == (["Coordinator"], ["Workers"])
+    for stage in (*stages[:1], coordinator, workers, *stages[2:]):
+        assert _kids(stage, "steps"), f"stage {stage['args'][0]} has no steps"
+    assert not _kids(workers, "agent")  # each worker branch takes an agent of its own (node)
+    assert [c["name"] for c in _one(workers, "when")["children"]] == ["expression"]
+    assert [c["name"] for c in _one(workers, "steps")["children"]] == ["script"]
+    docker = _one(_one(coordinator, "agent"), "docker")
     assert _one(docker, "image")["args"] == ["${env.MLOPS_IMAGE}"]
     assert _one(docker, "args")["args"] == ["--gpus all"]
-    always = _one(_one(tune, "post"), "always")
+    always = _one(_one(coordinator, "post"), "always")
     assert {c["name"] for c in always["children"]} >= {"archiveArtifacts", "publishHTML", "stash"}
     assert always["children"][0] == {"name": "sh", "args": ["scripts/jenkins-guard.sh mlops-out"], "children": []}
     assert _one(always, "archiveArtifacts")["args"][0]["artifacts"] == "mlops-out/**"
@@ -442,6 +513,496 @@ def test_declarative_shape(recorded: dict[str, Any]) -> None:
         assert command.startswith("scripts/jenkins-notify.sh") or command == "scripts/jenkins-deliver.sh mlops-out/run"
     modes = [p for p in _kids(_one(pipeline, "parameters"), "choice") if p["args"][0]["name"] == "TUNING_MODE"]
     assert modes and modes[0]["args"][0]["choices"] == "[single-build, build-per-trial]"
+    strings = {p["args"][0]["name"]: p["args"][0]["defaultValue"] for p in _kids(_one(pipeline, "parameters"), "string")}
+    assert strings["WORKERS"] == "1" and strings["STUDY_CREDENTIALS_ID"] == "mlops-study-db"
+
+
+# -- 2b. run against a stand-in for Jenkins ------------------------------------------------------
+
+_SIMULATOR = r"""
+import groovy.json.JsonOutput
+import groovy.json.JsonSlurper
+import java.util.concurrent.locks.ReentrantLock
+
+// A stand-in for Jenkins that runs the Jenkinsfile: declarative stages (when, agent, environment,
+// steps, post, parallel) and what their script blocks do (env, params, node, docker.image().inside,
+// withCredentials, withEnv, catchError, waitUntil, scripted parallel on threads). As in Jenkins
+// (CPS), one branch runs Groovy code at a time: a global lock, released while a step "runs"
+// (sh, node allocation, waitUntil's pause, a parallel join). Every sh step is recorded with its
+// context: branch, node label, Docker image and args, the variables bound around it.
+
+class Failed extends RuntimeException {
+    Failed(String m) { super(m) }
+}
+
+class Ctx {
+    String branch = 'main'
+    String node = null
+    String image = null
+    String dockerArgs = null
+    List<String> bound = []
+    Map<String, String> env = [:]
+    Ctx copy() {
+        new Ctx(branch: branch, node: node, image: image, dockerArgs: dockerArgs, bound: new ArrayList(bound),
+                env: new LinkedHashMap(env))
+    }
+}
+
+class World {
+    ReentrantLock big = new ReentrantLock()
+    Map cfg
+    Map<String, String> env = Collections.synchronizedMap([:])
+    Map params = [:]
+    List trace = Collections.synchronizedList([])
+    List messages = Collections.synchronizedList([])
+    String result = 'SUCCESS'
+    String description = null
+    int seq = 0
+    Map<String, Integer> calls = [:]
+    ThreadLocal<Ctx> ctx = ThreadLocal.withInitial({ new Ctx() })
+
+    void worsen(String r) {
+        def order = ['SUCCESS', 'UNSTABLE', 'FAILURE', 'ABORTED']
+        if (order.indexOf(r) > order.indexOf(result)) result = r
+    }
+    Set<String> events = Collections.synchronizedSet(new HashSet<String>())
+    // a step that takes time: other branches may run meanwhile
+    void pause(long ms) {
+        big.unlock()
+        try { Thread.sleep(Math.max(ms, 1L)) } finally { big.lock() }
+    }
+    // a step that lasts until these events happened ("start:<branch>|<command>", "end:...")
+    void await(List names) {
+        long deadline = System.currentTimeMillis() + 20000L
+        while (!events.containsAll(names)) {
+            if (System.currentTimeMillis() > deadline) throw new IllegalStateException("never happened: ${names - events}")
+            pause(5)
+        }
+    }
+    List gate(String kind, String cmd) {
+        def table = cfg.get(kind) ?: [:]
+        def key = "${ctx.get().branch}|${cmd}".toString()
+        return (table.containsKey(key) ? table[key] : table[cmd]) ?: []
+    }
+    def lookup(String kind, String cmd) {
+        def table = cfg.get(kind) ?: [:]
+        def key = "${ctx.get().branch}|${cmd}".toString()
+        def v = table.containsKey(key) ? table[key] : table[cmd]
+        if (v instanceof List) {
+            def n = calls.get(kind + key, 0)
+            calls[kind + key] = n + 1
+            return v.isEmpty() ? null : v[Math.min(n, v.size() - 1)]
+        }
+        return v
+    }
+}
+
+class Steps {
+    World w
+    Steps(World w) { this.w = w }
+    Ctx getC() { w.ctx.get() }
+
+    def propertyMissing(String name) {
+        if (name == 'env') return new EnvView(w)
+        if (name == 'params') return w.params
+        if (name == 'currentBuild') return new Build(w)
+        if (name == 'docker') return new DockerDsl(this)
+        if (name == 'scm') return 'scm'
+        if (name in ['any', 'none']) return name
+        throw new MissingPropertyException(name, Steps)
+    }
+
+    def sh(Object arg) {
+        Map opts = arg instanceof Map ? (Map) arg : [script: arg.toString()]
+        String cmd = opts.script.toString()
+        int start = ++w.seq
+        w.events << "start:${c.branch}|${cmd}".toString()
+        w.pause((w.lookup('delay', cmd) ?: 0) as long)
+        w.await(w.gate('until', cmd))
+        int end = ++w.seq
+        w.events << "end:${c.branch}|${cmd}".toString()
+        def status = (w.lookup('status', cmd) ?: 0) as int
+        w.trace << [step: 'sh', cmd: cmd, branch: c.branch, node: c.node, image: c.image, args: c.dockerArgs,
+                    bound: new ArrayList(c.bound), home: c.env.HOME, runner: c.env.RUNNER, worker: c.env.WORKER_ID,
+                    start: start, end: end, status: status]
+        if (opts.returnStdout) return (w.lookup('stdout', cmd) ?: '') + '\n'
+        if (opts.returnStatus) return status
+        if (status != 0) throw new Failed("script returned exit code ${status}".toString())
+        return null
+    }
+    def echo(Object m) { w.messages << [echo: m.toString(), branch: c.branch] }
+    def error(Object m) { throw new Failed(m.toString()) }
+    def unstable(Object m) { w.messages << [unstable: m.toString(), branch: c.branch]; w.worsen('UNSTABLE') }
+    def readFile(Object f) { (w.cfg.files ?: [:])[f.toString()] ?: '' }
+    def fileExists(Object f) { (w.cfg.files ?: [:]).containsKey(f.toString()) }
+    def archiveArtifacts(Map m) { w.trace << [step: 'archiveArtifacts', branch: c.branch, node: c.node] }
+    def publishHTML(Map m) { w.trace << [step: 'publishHTML', branch: c.branch, node: c.node] }
+    def stash(Map m) { w.trace << [step: 'stash', branch: c.branch, node: c.node] }
+    def unstash(Object n) { w.trace << [step: 'unstash', branch: c.branch, node: c.node] }
+    def checkout(Object s) { w.trace << [step: 'checkout', branch: c.branch, node: c.node] }
+    def usernamePassword(Map m) { [m.usernameVariable, m.passwordVariable] }
+    def string(Map m) { m.containsKey('variable') ? [m.variable] : null }
+
+    def script(Closure body) { run(body) }
+    def run(Closure body) {
+        Closure b = (Closure) body.clone()
+        b.resolveStrategy = Closure.DELEGATE_FIRST
+        b.delegate = this
+        return b.call()
+    }
+    def within(Closure change, Closure body) {
+        Ctx saved = c
+        Ctx inner = saved.copy()
+        change(inner)
+        w.ctx.set(inner)
+        try { return run(body) } finally { w.ctx.set(saved) }
+    }
+    def withCredentials(List bindings, Closure body) {
+        within({ Ctx x -> bindings.each { x.bound.addAll(it as List) } }, body)
+    }
+    def withEnv(List pairs, Closure body) {
+        within({ Ctx x -> pairs.each { def kv = it.toString().split('=', 2); x.env[kv[0]] = kv[1] } }, body)
+    }
+    def node(Object label, Closure body) {
+        def fail = (w.cfg.nodeFails ?: []).contains(c.branch)
+        w.await((w.cfg.nodeUntil ?: [:])[c.branch] ?: [])
+        if (fail) throw new Failed("agent of ${c.branch} went offline".toString())
+        w.trace << [step: 'node', label: label.toString(), branch: c.branch]
+        within({ Ctx x -> x.node = label.toString(); x.image = null; x.dockerArgs = null
+                          x.env.WORKSPACE = "/ws/${c.branch.replace(' ', '-')}".toString() }, body)
+    }
+    def catchError(Map opts, Closure body) {
+        try { run(body) } catch (Failed e) {
+            w.messages << [caught: e.message, branch: c.branch, as: opts.buildResult]
+            w.worsen(opts.buildResult ?: 'FAILURE')
+        }
+    }
+    def waitUntil(Closure body) {
+        long deadline = System.currentTimeMillis() + ((w.cfg.waitLimit ?: 20000) as long)
+        while (!run(body)) {
+            if (System.currentTimeMillis() > deadline) throw new Failed('waitUntil never became true')
+            w.pause(20)
+        }
+        w.trace << [step: 'waitUntil', branch: c.branch, at: ++w.seq]
+    }
+    def parallel(Map branches) {
+        def errors = Collections.synchronizedList([])
+        def threads = branches.collect { name, body ->
+            Ctx start = c.copy()
+            start.branch = name.toString()
+            Thread.start {
+                w.big.lock()
+                try {
+                    w.ctx.set(start)
+                    run((Closure) body)
+                } catch (Throwable e) {
+                    errors << e
+                } finally {
+                    w.big.unlock()
+                }
+            }
+        }
+        w.big.unlock()
+        try { threads*.join() } finally { w.big.lock() }
+        if (errors) throw errors[0]
+    }
+}
+
+class EnvView {
+    World w
+    EnvView(World w) { this.w = w }
+    def getProperty(String n) { w.ctx.get().env.containsKey(n) ? w.ctx.get().env[n] : w.env[n] }
+    void setProperty(String n, Object v) { w.env[n] = v?.toString() }
+}
+
+class Build {
+    World w
+    Build(World w) { this.w = w }
+    def getProperty(String n) { n == 'description' ? w.description : null }
+    void setProperty(String n, Object v) { if (n == 'description') w.description = v?.toString() }
+}
+
+class DockerDsl {
+    Steps s
+    DockerDsl(Steps s) { this.s = s }
+    def image(Object name) { new DockerImage(s, name.toString()) }
+}
+
+class DockerImage {
+    Steps s
+    String name
+    DockerImage(Steps s, String name) { this.s = s; this.name = name }
+    def inside(Object args, Closure body) {
+        s.within({ Ctx x -> x.image = name; x.dockerArgs = args.toString() }, body)
+    }
+}
+
+// -- the declarative part -----------------------------------------------------------------------
+
+class Collect {
+    // collects the directives of a block: name -> [args...]; assignments (environment) in order
+    Map<String, List> calls = [:]
+    Map<String, Object> assigned = [:]
+    Steps steps
+    Collect(Steps steps) { this.steps = steps }
+    def methodMissing(String name, Object a) {
+        calls.computeIfAbsent(name, { [] }) << (a as List)
+        return null
+    }
+    def propertyMissing(String name) { steps.propertyMissing(name) }
+    void propertyMissing(String name, Object value) { assigned[name] = value }
+    static Collect of(Closure body, Steps steps) {
+        def c = new Collect(steps)
+        Closure b = (Closure) body.clone()
+        b.resolveStrategy = Closure.DELEGATE_FIRST
+        b.delegate = c
+        b.call()
+        return c
+    }
+}
+
+class Declarative {
+    World w
+    Steps s
+    Declarative(World w) { this.w = w; s = new Steps(w) }
+
+    void pipeline(Closure body) {
+        def top = Collect.of(body, s)
+        def params = Collect.of(top.calls.parameters[0][0], s)
+        params.calls.string.each { w.params[it[0].name] = it[0].defaultValue }
+        params.calls.choice.each { w.params[it[0].name] = it[0].choices[0] }
+        w.params.putAll(w.cfg.params ?: [:])
+        w.params.each { k, v -> w.env[k] = v?.toString() }  // parameters are environment variables too
+        Collect.of(top.calls.environment[0][0], s).assigned.each { k, v -> w.env[k] = v.toString() }
+        def stages = Collect.of(top.calls.stages[0][0], s).calls.stage
+        def post = Collect.of(top.calls.post[0][0], s)
+        try {
+            w.big.lock()
+            try {
+                stages.each { stage(it[0].toString(), (Closure) it[1]) }
+            } catch (Failed e) {
+                w.messages << [failed: e.message]
+                w.worsen('FAILURE')
+            }
+            def which = w.result == 'FAILURE' ? 'failure' : 'success'
+            if (w.result != 'UNSTABLE' && post.calls[which]) s.within({ Ctx x -> x.branch = "post ${which}".toString() },
+                                                                       (Closure) post.calls[which][0][0])
+        } finally {
+            w.big.unlock()
+        }
+    }
+
+    void stage(String name, Closure body) {
+        def d = Collect.of(body, s)
+        def when = d.calls.when ? Collect.of(d.calls.when[0][0], s) : null
+        if (when && !s.run((Closure) when.calls.expression[0][0])) {
+            w.trace << [step: 'skipped', stage: name]
+            return
+        }
+        w.trace << [step: 'stage', stage: name]
+        if (d.calls.parallel) {
+            def inner = Collect.of(d.calls.parallel[0][0], s).calls.stage
+            def branches = [:]
+            inner.each { st -> branches[st[0].toString()] = { -> stage(st[0].toString(), (Closure) st[1]) } }
+            s.parallel(branches)
+            return
+        }
+        Closure place = { Ctx x -> }
+        if (d.calls.agent) {
+            def a = d.calls.agent[0][0]
+            if (a instanceof Closure) {
+                def docker = Collect.of((Closure) Collect.of(a, s).calls.docker[0][0], s).calls
+                place = { Ctx x -> x.node = docker.label[0][0].toString(); x.image = docker.image[0][0].toString()
+                                   x.dockerArgs = docker.args[0][0].toString()
+                                   x.env.WORKSPACE = "/ws/${name}".toString() }
+            } else {
+                place = { Ctx x -> x.node = a.toString(); x.image = null; x.dockerArgs = null
+                                   x.env.WORKSPACE = "/ws/${name}".toString() }
+            }
+        }
+        s.within(place, {
+            if (d.calls.environment) {
+                Collect.of((Closure) d.calls.environment[0][0], s).assigned.each { k, v -> s.c.env[k] = v.toString() }
+            }
+            try {
+                s.run((Closure) d.calls.steps[0][0])
+            } finally {
+                if (d.calls.post) {
+                    def always = Collect.of((Closure) d.calls.post[0][0], s).calls.always
+                    if (always) s.run((Closure) always[0][0])
+                }
+            }
+        })
+    }
+}
+
+def scenarios = new JsonSlurper().parse(new File(args[1]))
+def out = []
+scenarios.each { cfg ->
+    def world = new World(cfg: cfg)
+    def binding = new Binding()
+    def d = new Declarative(world)
+    binding.setVariable('pipeline', { Closure c -> d.pipeline(c) })
+    new GroovyShell(binding).evaluate(new File(args[0]))
+    out << [name: cfg.name, result: world.result, description: world.description, trace: world.trace,
+            messages: world.messages, env: new HashMap(world.env)]
+}
+println JsonOutput.toJson(out)
+"""
+
+_OUT = {
+    "git rev-parse HEAD": "0123456789abcdef0123456789abcdef01234567",
+    "scripts/jenkins-download.sh --first": "models/a.py",
+    'scripts/jenkins-classify.sh --print-kind -- "$SCRIPT"': "cnn",
+    'python3 -c "import tuner; print(tuner.__version__)"': "0.3.0",
+}
+_TUNE = "TUNING_MODE=single-build scripts/jenkins-tune.sh"
+_WORKER = "scripts/jenkins-worker.sh"
+_SCENARIOS: list[dict[str, Any]] = [
+    {"name": "default"},
+    {"name": "workers=1", "params": {"WORKERS": " 1 "}},
+    {"name": "build-per-trial", "params": {"TUNING_MODE": "build-per-trial"}},
+    # the coordinator spends the budget while the workers still train their last trials (they end
+    # after it); the second pass, once they ended, finds the goal met by one of them
+    {"name": "workers=3", "params": {"WORKERS": "3", "AGENT_LABEL": "cuda"}, "status": {_TUNE: [1, 0], _WORKER: 0},
+     "until": {f"Coordinator|{_TUNE}": [f"start:worker 1|{_WORKER}", f"start:worker 2|{_WORKER}"],
+               _WORKER: [f"end:Coordinator|{_TUNE}"]},
+     "delay": {_WORKER: 50}},
+    # the goal is met at once: no second pass; worker 2 gets its agent only after that and does nothing
+    {"name": "goal met, late worker", "params": {"WORKERS": "3"}, "status": {_TUNE: 0},
+     "until": {f"Coordinator|{_TUNE}": [f"start:worker 1|{_WORKER}"]},
+     "nodeUntil": {"worker 2": [f"end:Coordinator|{_TUNE}"]}},
+    # worker 1 breaks (exit 3), worker 2 loses its agent: UNSTABLE, the coordinator's outcome stands
+    {"name": "workers fail", "params": {"WORKERS": "3"}, "status": {_TUNE: 0, "worker 1|" + _WORKER: 3},
+     "until": {f"Coordinator|{_TUNE}": [f"end:worker 1|{_WORKER}"]}, "nodeFails": ["worker 2"]},
+    {"name": "budget spent", "params": {"WORKERS": "2"}, "status": {_TUNE: 1, _WORKER: 1},
+     "until": {f"Coordinator|{_TUNE}": [f"start:worker 1|{_WORKER}"]}},
+    {"name": "workers=0", "params": {"WORKERS": "0"}},
+    {"name": "workers=two", "params": {"WORKERS": "two"}},
+    {"name": "workers with build-per-trial", "params": {"WORKERS": "2", "TUNING_MODE": "build-per-trial"}},
+]
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    env = _groovy_env()
+    if env is None:
+        pytest.skip("groovy is not installed (apt-get install groovy) — the Python checks above still ran")
+    folder = tmp_path_factory.mktemp("simulate")
+    (folder / "simulate.groovy").write_text(_SIMULATOR, encoding="utf-8")
+    scenarios = [{"stdout": _OUT, "files": {"mlops-out/description.txt": "val_accuracy 0.93"}, **sc}
+                 for sc in _SCENARIOS]
+    (folder / "scenarios.json").write_text(json.dumps(scenarios), encoding="utf-8")
+    proc = subprocess.run(["groovy", str(folder / "simulate.groovy"), str(JENKINSFILE), str(folder / "scenarios.json")],
+                          capture_output=True, text=True, timeout=90, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {run["name"]: run for run in json.loads(proc.stdout.strip().splitlines()[-1])}
+
+
+def _shells(run: dict[str, Any], branch: str | None = None) -> list[dict[str, Any]]:
+    return [t for t in run["trace"] if t["step"] == "sh" and (branch is None or t["branch"] == branch)]
+
+
+# every sh step the pipeline runs, by stage, with what is bound around it: the single-build run of before
+_BEFORE = [
+    ("main", "git rev-parse HEAD", []), ("main", "scripts/jenkins-download.sh --first", []),
+    ("main", 'scripts/jenkins-classify.sh --print-kind -- "$SCRIPT"', []),
+    ("main", 'python3 -c "import tuner; print(tuner.__version__)"', []),
+    ("Coordinator", "scripts/jenkins-guard.sh mlops-out mlops-runs .mlops-home", []),
+    ("Coordinator", _TUNE, []),
+    ("Coordinator", "scripts/jenkins-guard.sh mlops-out", []),
+    ("main", 'git checkout -q --detach "$TUNED_COMMIT"', []),
+    ("main", "scripts/jenkins-guard.sh mlops-out && rm -rf mlops-out", []),
+    ("main", "scripts/jenkins-deliver.sh mlops-out/run", ["MLOPS_GIT_USERNAME", "MLOPS_GIT_TOKEN"]),
+    ("main", "scripts/jenkins-guard.sh mlops-out", []),
+    ("main", "scripts/jenkins-guard.sh mlops-out", []),
+    ("main", "scripts/jenkins-notify.sh mlops-out/run", ["MLOPS_SMTP_USER", "MLOPS_SMTP_PASSWORD"]),
+]
+
+
+def test_simulated_workers_1_runs_exactly_the_single_build_of_before(simulated: dict[str, dict[str, Any]]) -> None:
+    for name in ("default", "workers=1"):
+        run = simulated[name]
+        assert run["result"] == "SUCCESS" and run["description"] == "val_accuracy 0.93", run["messages"]
+        assert [(t["branch"], t["cmd"], t["bound"]) for t in _shells(run)] == _BEFORE
+        assert {"step": "skipped", "stage": "Workers"} in run["trace"]
+        assert not [t for t in run["trace"] if t["step"] in ("node", "waitUntil")]
+        tune = [t for t in _shells(run) if t["cmd"] == _TUNE][0]
+        assert (tune["node"], tune["image"], tune["args"], tune["runner"]) == ("gpu", "mlops/cnn:0.3.0", "--gpus all",
+                                                                              "local")
+        assert run["env"]["TUNE_WORKERS"] == "1" and "TUNE_STUDY_CLOSED" not in run["env"]
+    per_trial = simulated["build-per-trial"]
+    assert [(t["cmd"], t["bound"]) for t in _shells(per_trial, "Coordinator") if "jenkins-tune.sh" in t["cmd"]] == [
+        ("TUNING_MODE=build-per-trial scripts/jenkins-tune.sh", ["JENKINS_USER", "JENKINS_API_TOKEN"])]
+
+
+def test_simulated_workers_run_on_their_own_agents_with_the_study_url_alone(simulated: dict[str, dict[str, Any]]) -> None:
+    run = simulated["workers=3"]
+    assert run["result"] == "SUCCESS", run["messages"]
+    for k in (1, 2):
+        shells = _shells(run, f"worker {k}")
+        assert [(t["cmd"], t["bound"], t["image"]) for t in shells] == [
+            ('git checkout -q --detach "$TUNED_COMMIT"', [], None),
+            ("scripts/jenkins-guard.sh mlops-runs .mlops-home", [], None),
+            (_WORKER, ["MLOPS_STORAGE"], "mlops/cnn:0.3.0")]
+        worker = shells[-1]
+        assert worker["node"] == "cuda" and worker["args"] == "--gpus all" and worker["runner"] == "local"
+        assert worker["worker"] == str(k) and worker["home"] == f"/ws/worker-{k}/.mlops-home"  # its own workspace
+    assert not _shells(run, "worker 3")  # WORKERS-1 of them
+    assert sorted(t["branch"] for t in run["trace"] if t["step"] == "node") == ["worker 1", "worker 2"]
+    # the coordinator binds the URL around its tune loop; the budget was spent while the workers
+    # trained: it waited for them, then wrote the outcome again (the goal, met by a worker)
+    tune = [t for t in _shells(run, "Coordinator") if "jenkins-tune.sh" in t["cmd"]]
+    assert [(t["cmd"], t["bound"], t["status"]) for t in tune] == [(_TUNE, ["MLOPS_STORAGE"], 1),
+                                                                 (_TUNE, ["MLOPS_STORAGE"], 0)]
+    workers_end = max(t["end"] for t in _shells(run) if t["cmd"] == _WORKER)
+    assert tune[0]["end"] < workers_end < tune[1]["start"]
+    assert not [m for m in run["messages"] if "unstable" in m]
+    assert [(t["branch"], t["cmd"]) for t in _shells(run) if t["bound"]] == [
+        (t["branch"], t["cmd"]) for t in _shells(run) if t["cmd"] in (_TUNE, _WORKER)] + [
+        ("main", "scripts/jenkins-deliver.sh mlops-out/run"), ("main", "scripts/jenkins-notify.sh mlops-out/run")]
+    # nothing else sees the study URL: not the guard, the archive, Deliver, Notify
+    for t in _shells(run):
+        assert ("MLOPS_STORAGE" in t["bound"]) == (t["cmd"] in (_TUNE, _WORKER)), t
+
+
+def test_simulated_goal_met_needs_no_second_pass_and_a_late_worker_does_nothing(
+        simulated: dict[str, dict[str, Any]]) -> None:
+    run = simulated["goal met, late worker"]
+    assert run["result"] == "SUCCESS", run["messages"]
+    assert [t["cmd"] for t in _shells(run, "Coordinator") if "jenkins-tune.sh" in t["cmd"]] == [_TUNE]
+    assert not [t for t in run["trace"] if t["step"] == "waitUntil"]
+    assert [t["cmd"] for t in _shells(run, "worker 1")][-1] == _WORKER
+    assert _shells(run, "worker 2") == []
+    assert {"echo": "mlops: worker 2: the study ended before this worker got an agent", "branch": "worker 2"} in \
+        run["messages"]
+    assert run["env"]["TUNE_WORKERS_STARTED"] == run["env"]["TUNE_WORKERS_ENDED"] == "1"
+
+
+def test_simulated_a_worker_that_fails_leaves_the_build_unstable_not_failed(simulated: dict[str, dict[str, Any]]) -> None:
+    run = simulated["workers fail"]
+    assert run["result"] == "UNSTABLE"
+    assert {"unstable": "worker 1: mlops worker exited with code 3; see its branch of the log",
+            "branch": "worker 1"} in run["messages"]
+    assert {"caught": "agent of worker 2 went offline", "branch": "worker 2", "as": "UNSTABLE"} in run["messages"]
+    # the coordinator's outcome stands: delivered and mailed
+    assert [t["cmd"] for t in _shells(run, "main")][-1] == "scripts/jenkins-notify.sh mlops-out/run"
+    assert "scripts/jenkins-deliver.sh mlops-out/run" in [t["cmd"] for t in _shells(run, "main")]
+    spent = simulated["budget spent"]  # budget spent everywhere: UNSTABLE, as with one agent
+    assert spent["result"] == "UNSTABLE"
+    assert [m["unstable"] for m in spent["messages"] if "unstable" in m] == ["the goal was not met: the budget is spent"]
+    assert [t["status"] for t in _shells(spent, "Coordinator") if t["cmd"] == _TUNE] == [1, 1]
+
+
+def test_simulated_bad_workers_values_stop_the_build_before_it_tunes(simulated: dict[str, dict[str, Any]]) -> None:
+    for name, why in (("workers=0", "WORKERS must be a whole number from 1 to 999"),
+                      ("workers=two", "WORKERS must be a whole number from 1 to 999"),
+                      ("workers with build-per-trial", "WORKERS > 1 needs TUNING_MODE=single-build")):
+        run = simulated[name]
+        assert run["result"] == "FAILURE", name
+        assert any(m.get("failed", "").startswith(why) for m in run["messages"]), run["messages"]
+        assert not [t for t in _shells(run) if "jenkins-tune.sh" in t["cmd"] or t["cmd"] == _WORKER]
+        assert "scripts/jenkins-notify.sh --failed" in _shells(run)[-1]["cmd"]  # post { failure } mails why
 
 
 # -- 3. a real Jenkins' linter ------------------------------------------------------------------

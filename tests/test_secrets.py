@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import email
 import json
+import os
+import shutil
+import subprocess
+import sys
 from email import policy
 from pathlib import Path
 
@@ -24,10 +28,14 @@ from tuner.runners.local import LocalRunner, trial_environment
 from tuner.runners.warm import WarmRunner
 from tuner.trial import TrialSpec
 
+pytest_plugins = ["tests.postgres"]
+ROOT = Path(__file__).resolve().parents[1]
+
 SMTP_PASSWORD = "smtp-pw-5e3d1c0a9b"
 JENKINS_TOKEN = "11a7c0ffee5ecret70ken"
 CLOUD_KEY = "AKIAcloudsecret4242"
 GIT_TOKEN = "ghp_gitpushtoken0042"
+DB_PASSWORD = "db-pw-4c1d2e3f"  # in the study URL, MLOPS_STORAGE: bound around the tune loop, never a trial
 
 ENV_DUMP = '''"""Writes the names and values of its environment into the workdir, and reports a score."""
 import json, os
@@ -48,6 +56,7 @@ def secrets_bound(monkeypatch, tmp_path):
     monkeypatch.setenv("JENKINS_API_TOKEN_FILE", str(token_file))
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CLOUD_KEY)
     monkeypatch.setenv("MLOPS_GIT_TOKEN", GIT_TOKEN)
+    monkeypatch.setenv("MLOPS_STORAGE", f"postgresql://mlops:{DB_PASSWORD}@db.example.com:5432/mlops")
     monkeypatch.setenv("MLOPS_SMTP_HOST", "mail.admin.example")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # allowed through: tuning, not a secret
 
@@ -66,10 +75,10 @@ def test_a_training_process_sees_no_secret(secrets_bound, tmp_path, runner_class
     assert result.status == "ok", (result.reason, result.log_tail)
     seen = json.loads((tmp_path / "w" / "env.json").read_text())
     text = json.dumps(seen)
-    for value in (SMTP_PASSWORD, JENKINS_TOKEN, CLOUD_KEY, GIT_TOKEN):
+    for value in (SMTP_PASSWORD, JENKINS_TOKEN, CLOUD_KEY, GIT_TOKEN, DB_PASSWORD, "db.example.com"):
         assert value not in text
     for name in ("MLOPS_SMTP_PASSWORD", "JENKINS_API_TOKEN_FILE", "AWS_SECRET_ACCESS_KEY", "MLOPS_SMTP_HOST",
-                 "MLOPS_GIT_TOKEN"):
+                 "MLOPS_GIT_TOKEN", "MLOPS_STORAGE"):
         assert name not in seen
     assert seen["OMP_NUM_THREADS"] == "1" and seen["PATH"] and seen["MLOPS_WORKDIR"] == str(tmp_path / "w")
 
@@ -83,6 +92,84 @@ def test_the_allow_list_keeps_what_training_needs_and_drops_secret_names():
     assert kept == {"PATH": "/bin", "LANG": "C.UTF-8", "CUDA_VISIBLE_DEVICES": "0",
                     "TF_NUM_INTEROP_THREADS": "2", "LC_ALL": "C", "https_proxy": "http://proxy:3128",
                     "PYTHONPATH": "/src"}
+
+
+ENV_PACED = '''"""Writes its environment into the workdir, then reports a score that grows with C (below 0.95)."""
+import json, math, os, time
+from pathlib import Path
+
+from sklearn.linear_model import LogisticRegression
+
+import tuner
+
+Path(os.environ["MLOPS_WORKDIR"], "env.json").write_text(json.dumps(dict(os.environ)))
+clf = LogisticRegression(C=0.001)
+time.sleep(1.5)
+tuner.report(accuracy=min(0.9, 0.5 + 0.4 * (math.log10(clf.get_params()["C"]) + 3) / 6))
+'''
+
+
+@pytest.fixture(params=["postgresql", "journal"])
+def study_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The study URL a Jenkins credential holds: PostgreSQL with a password (the private test
+    server trusts any), or a journal file whose path stands for a secret."""
+    if request.param == "journal":
+        return f"journal:///{tmp_path}/shared/{DB_PASSWORD}/study.log"
+    url = request.getfixturevalue("postgres_url")  # postgresql+psycopg2://postgres@127.0.0.1:PORT/db
+    return url.replace("postgresql+psycopg2://postgres@", f"postgresql+psycopg2://postgres:{DB_PASSWORD}@")
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(shutil.which("git") is None or shutil.which("bash") is None, reason="needs git and bash")
+def test_the_study_url_reaches_the_tune_loops_never_a_trial(tmp_path: Path, study_url: str) -> None:
+    """Several workers on one study as the Jenkinsfile runs them (WORKERS=2): scripts/jenkins-tune.sh
+    (the coordinator, `mlops run`) and scripts/jenkins-worker.sh (`mlops worker`, in a checkout of its
+    own) with the study URL bound as MLOPS_STORAGE around each, the real mlops, local trials. Every
+    trial, on either side, dumps its environment: neither MLOPS_STORAGE nor its password is in any;
+    nor in the consoles, the run directories or what is archived."""
+    origin = tmp_path / "ws"
+    (origin / "models").mkdir(parents=True)
+    shutil.copytree(ROOT / "scripts", origin / "scripts")
+    (origin / "models" / "env_paced.py").write_text(ENV_PACED)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "init", "-q"], cwd=origin, check=True, timeout=30)
+    subprocess.run([*git, "add", "."], cwd=origin, check=True, timeout=30)
+    subprocess.run([*git, "commit", "-qm", "one"], cwd=origin, check=True, timeout=30)
+    other = tmp_path / "ws-worker"  # the worker's agent: a workspace of its own
+    subprocess.run([*git, "clone", "-q", str(origin), str(other)], check=True, timeout=30)
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "JENKINS_", "GIT_", "SITE_"))}
+    base.update(MLOPS=f"{sys.executable} -m tuner", PYTHONPATH=str(ROOT), PYTHON=sys.executable,
+                MLOPS_STORAGE=study_url, SCRIPT="models/env_paced.py", KIND="regression", RUNNER="local",
+                MLOPS_WINNERS_FILE=str(tmp_path / "winners.json"), MLOPS_OUTBOX=str(tmp_path / "outbox"))
+    if study_url.startswith("journal:"):
+        Path(study_url[len("journal:///"):]).parent.mkdir(parents=True)
+    else:  # Optuna's tables, created once before the first build (docs/jenkins.md, PostgreSQL for it)
+        subprocess.run([sys.executable, "-c", 'import os, optuna; optuna.storages.RDBStorage(os.environ["MLOPS_STORAGE"])'],
+                       env=base, check=True, timeout=60)
+    # the worker first: it waits for the coordinator to start the study, as on a real agent
+    worker = subprocess.Popen(["bash", "scripts/jenkins-worker.sh"], cwd=other, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True,
+                              env={**base, "WORKER_ID": "1", "STUDY_RETRY_SECONDS": "1", "STUDY_WAIT_SECONDS": "120"})
+    coordinator = subprocess.run(["bash", "scripts/jenkins-tune.sh"], cwd=origin, capture_output=True, text=True,
+                                 timeout=240, env={**base, "TUNING_MODE": "single-build", "GOAL": "0.95",
+                                                   "MAX_TRIALS": "6", "MAX_MINUTES": "5", "STRATEGY": "random"})
+    worker_out, _ = worker.communicate(timeout=240)
+    consoles = coordinator.stdout + coordinator.stderr + worker_out
+    assert coordinator.returncode == 1, consoles  # the goal is out of reach: the budget is spent
+    assert worker.returncode == 1, consoles
+    assert "joins the study env_paced-" in worker_out and "[worker-1] trial " in worker_out
+
+    dumps = [*origin.glob("mlops-runs/*/trials/*/env.json"), *other.glob("mlops-runs/*-worker-1/trials/*/env.json")]
+    assert any("ws-worker" in str(p) for p in dumps) and any("ws-worker" not in str(p) for p in dumps)
+    for dump in dumps:  # every trial, the coordinator's and the worker's
+        seen = json.loads(dump.read_text())
+        assert "MLOPS_STORAGE" not in seen and not any(DB_PASSWORD in v for v in seen.values()), dump
+    summary = json.loads((origin / "mlops-out" / "run" / "summary.json").read_text())
+    assert len(summary["trials"]) == 6  # the outcome counts the worker's trials too
+    assert DB_PASSWORD not in consoles
+    for path in [*origin.rglob("*"), *other.rglob("*")]:
+        if path.is_file() and ".git" not in path.parts:
+            assert DB_PASSWORD.encode() not in path.read_bytes(), path
 
 
 LEAKY = '''"""Finds a secret where it should not (a file beside it), prints it and fails with it."""
