@@ -177,3 +177,30 @@ def test_the_dashboard_shows_a_study_mlops_run_wrote_with_its_curves(tmp_path):
         curve = dash.intermediate_values(shown[t["number"]])
         assert curve == pytest.approx({r["epoch"]: r["val_accuracy"] for r in t["history"]})
         assert shown[t["number"]]["state"] == "Complete"
+
+
+@pytest.mark.parametrize("ramp", [True, False])
+def test_a_worker_waits_rather_than_train_a_blind_guess_while_two_trials_run(tmp_path, monkeypatch, ramp):
+    """The ramp (workers.ramp): with two search trials running elsewhere and none finished, a
+    third worker starts nothing; it waits (here until the time budget is spent). Without the
+    ramp it starts a trial at once."""
+    from tests.fakes import FakeRunner, write_script
+    from tuner.loop import LoopSettings, TuneLoop
+
+    script = write_script(tmp_path)
+    run_dir = tmp_path / "run"
+    with open_store(run_dir, name="model") as study:
+        for owner in ("far-a:1", "far-b:2"):
+            study.claim_trial({"fc_layers": [len(owner)]}, lambda n: run_dir / "trials" / f"{n:04d}", owner)
+    monkeypatch.setattr("tuner.loop.time.sleep", lambda s: None)
+    clock = iter(range(0, 10**6, 30))
+    runner = FakeRunner()
+    settings = LoopSettings(goal=0.9, metric="val_accuracy", maximize=True, strategy="auto", max_trials=3,
+                            max_minutes=2, trial_timeout=None, seed=0, stale_after=10**6, ramp=ramp)
+    loop = TuneLoop(script, run_dir, settings, runner, kind="ann", exclusive=False, lock=False,
+                    clock=lambda: float(next(clock)))
+    outcome = loop.run()
+    if ramp:
+        assert runner.started == [] and outcome.status == "budget_spent" and "time budget" in outcome.reason
+    else:
+        assert len(runner.started) == 1  # the third trial of the budget, at once

@@ -133,6 +133,9 @@ SCHEMA: dict[str, Key] = {
                         "(default: the run directory's study.db)"),
     "study": Key(str, None, "MLOPS_STUDY", help="study name in the storage (default: the script's name)"),
     "workers": Key(int, 1, "MLOPS_WORKERS", check=_workers, help="trials run side by side on this machine"),
+    "workers.ramp": Key(bool, True, "MLOPS_WORKERS_RAMP",
+                        help="several workers: at most max(2, finished trials + 1) trials at once, so no "
+                             "worker trains a blind guess"),
     "workers.stale_after": Key(float, 120.0, "MLOPS_STALE_AFTER", check=_positive,
                                help="seconds without a heartbeat before another worker takes a trial over"),
     # what the tuner may change

@@ -74,6 +74,7 @@ class LoopSettings:
     space_overrides: dict[str, Any] = field(default_factory=dict)
     confirm: int = 0  # other seeds the winner is retrained with before the goal counts as met
     stale_after: float = 120.0  # a trial whose worker sent no heartbeat for this long is taken over
+    ramp: bool = True  # with several workers: at most max(2, finished + 1) search trials at once
 
     @classmethod
     def from_config(cls, cfg: Config) -> LoopSettings:
@@ -81,7 +82,8 @@ class LoopSettings:
                    max_trials=cfg.max_trials, max_minutes=cfg.max_minutes,
                    trial_timeout=cfg.trial_timeout_minutes * 60, seed=cfg.seed, prune=cfg.prune,
                    names=cfg.hparam_names(), space_overrides=dict(cfg["hparams.space"] or {}),
-                   confirm=int(cfg.confirm or 0), stale_after=float(cfg["workers.stale_after"]))
+                   confirm=int(cfg.confirm or 0), stale_after=float(cfg["workers.stale_after"]),
+                   ramp=bool(cfg["workers.ramp"]))
 
 
 @dataclass
@@ -302,7 +304,7 @@ class TuneLoop:
         return RunOutcome(status, reason, summary, self.run_dir)
 
     _SHARED = ("goal", "metric", "maximize", "strategy", "max_trials", "max_minutes", "seed", "prune", "confirm",
-               "trial_timeout", "stale_after")
+               "trial_timeout", "stale_after", "ramp")
 
     def _agree_on_settings(self, study: StudyStore) -> None:
         """One goal and one budget per study: the run that starts it (or resumes it with new
@@ -399,6 +401,12 @@ class TuneLoop:
             elapsed = self._elapsed(study)
             if elapsed >= budget_s:
                 return self._budget(best, f"the time budget of {self.s.max_minutes:g} minutes is spent")
+            running = [t for t in search if t.status in RESUMABLE]
+            if self.s.ramp and len(running) >= max(2, len(finished) + 1):
+                # a blind guess costs epochs and teaches nothing the running trials will not:
+                # more trials run side by side only as more have finished (at least two)
+                self._wait_for_others(study)
+                continue
             settings = strategy.ask(self._observations(study))
             if settings is None:
                 if any(t.status in RESUMABLE for t in search):  # others' trials may still change the picture
