@@ -34,22 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench._common import RESULTS, TASKS, PartialJson, TrialOut, median, space_for  # noqa: E402
+from bench._common import RESULTS, TASKS, PartialJson, TrialOut, median, parse_seeds, space_for  # noqa: E402
 
 ORDER = ["ladder", "random", "optuna_tpe", "kt_random", "kt_hyperband", "auto"]
 LABELS = {"ladder": "classic ladder", "random": "random search", "optuna_tpe": "Optuna TPE+median",
           "kt_random": "KerasTuner Random", "kt_hyperband": "KerasTuner Hyperband", "auto": "auto (default)"}
-
-
-def _seeds(text: str) -> list[int]:
-    out: list[int] = []
-    for part in text.split(","):
-        if "-" in part:
-            a, b = part.split("-")
-            out.extend(range(int(a), int(b) + 1))
-        elif part.strip():
-            out.append(int(part))
-    return out
 
 
 def summarize_run(task: str, method: str, seed: int, outs: list[TrialOut], started: float,
@@ -207,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--table", action="store_true", help="only print the table from the JSON")
     args = ap.parse_args(argv)
 
-    seeds = [0] if args.quick else _seeds(args.seeds)
+    seeds = [0] if args.quick else parse_seeds(args.seeds)
     if args.budget is None:
         args.budget = 8 if args.quick else 20
     if args.quick:

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench._common import METRIC, RESULTS, TASKS, Task, median, space_for  # noqa: E402
+from bench._common import METRIC, RESULTS, TASKS, Task, median, parse_seeds, space_for  # noqa: E402
 
 SIM_WORKERS = [1, 2, 4, 8, 16]
 BUDGET = 20                        # trials per run, as bench/tuning.py
@@ -51,17 +51,6 @@ VAL_SAMPLES = {"face": 50, "digits": 450, "breast": 143}  # one sample = the pru
 HEARTBEAT = 5.0                    # tuner.loop._Heartbeat: min(5, stale_after / 4) with stale_after 120 s
 POLL = 0.25                        # mean delay of the runner's 0.5-s poll (tuner.runners.base.follow)
 OUT = RESULTS / "workers.json"
-
-
-def _seeds(text: str) -> list[int]:
-    out: list[int] = []
-    for part in text.split(","):
-        if "-" in part:
-            a, b = part.split("-")
-            out.extend(range(int(a), int(b) + 1))
-        elif part.strip():
-            out.append(int(part))
-    return out
 
 
 def _key(settings: dict[str, Any]) -> str:
@@ -702,15 +691,15 @@ def main(argv: list[str] | None = None) -> int:
                  "simulation": {"heartbeat_s": HEARTBEAT, "poll_s": POLL, "val_samples": VAL_SAMPLES}},
     }
     t0 = time.monotonic()
-    sim = run_simulation(tasks, _seeds(args.sim_seeds), ns, args.budget, log=lambda s: print(s, flush=True))
-    data["simulated"] = {"tasks": tasks, "seeds": _seeds(args.sim_seeds), "workers": ns, **sim}
+    sim = run_simulation(tasks, parse_seeds(args.sim_seeds), ns, args.budget, log=lambda s: print(s, flush=True))
+    data["simulated"] = {"tasks": tasks, "seeds": parse_seeds(args.sim_seeds), "workers": ns, **sim}
     if args.simulate_only:
         if old.get("measured"):
             data["measured"] = old["measured"]
             data["meta"]["measured_command"] = old.get("meta", {}).get("measured_command") or old.get("meta", {}).get("command")
     else:
         data["meta"]["loadavg_before_measuring"] = [round(x, 2) for x in os.getloadavg()]
-        data["measured"] = run_measured(tasks, _seeds(args.seeds), args.budget, args.threads,
+        data["measured"] = run_measured(tasks, parse_seeds(args.seeds), args.budget, args.threads,
                                         log=lambda s: print(s, flush=True))
         data["meta"]["measured_command"] = data["meta"]["command"]
     data["pass"] = {"measured": (data.get("measured") or {}).get("summary", {}).get("target"),
