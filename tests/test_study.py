@@ -124,7 +124,7 @@ def test_heartbeats_decide_who_is_stale_and_one_worker_takes_over(url, tmp_path)
     with open_store(url, name="s", meta=META) as store:
         a = store.claim_trial({}, workdir_for(tmp_path), "worker-a:1")
         b = store.claim_trial({}, workdir_for(tmp_path), "worker-b:2")
-        store.heartbeat(b.number, "worker-b:2")
+        assert store.heartbeat(b.number, "worker-b:2")
         assert store.mark_stale(max_age=60) == []  # both heartbeated just now
         now = store.trial(a.number).heartbeat_at
         assert store.mark_stale(max_age=60, now=now + 61) == [a.number, b.number]
@@ -133,7 +133,7 @@ def test_heartbeats_decide_who_is_stale_and_one_worker_takes_over(url, tmp_path)
         assert store.resume_trial(a.number, "worker-c:3")  # the first to resume gets it
         assert not store.resume_trial(a.number, "worker-d:4")  # the second does not
         assert store.trial(a.number).owner == "worker-c:3" and store.trial(a.number).status == "running"
-        store.heartbeat(a.number, "worker-d:4")  # not the owner: changes nothing
+        assert not store.heartbeat(a.number, "worker-d:4")  # not the owner: changes nothing
         assert store.trial(a.number).owner == "worker-c:3"
 
 

@@ -261,9 +261,10 @@ class TuneLoop:
                 lock.close()
 
     def _run_locked(self, source: str, tunables: Any, space: SearchSpace) -> RunOutcome:
+        script_sha256 = hashlib.sha256(source.encode()).hexdigest()
         study = open_store(self.store_url or self.run_dir, name=self.study_name or self.script.stem, meta={
             "script_name": self.script.name,
-            "script_sha256": hashlib.sha256(source.encode()).hexdigest(),
+            "script_sha256": script_sha256,
             "kind": self.kind, "metric": self.s.metric,
         }, maximize=self.s.maximize)
         try:
@@ -295,7 +296,7 @@ class TuneLoop:
                 self.wait_for_peers()
                 status, reason = self._after_peers(study, status, reason)
             summary = self._summary(study, space, status, reason, first_started, tunables)
-            summary.script_sha256 = hashlib.sha256(source.encode()).hexdigest()
+            summary.script_sha256 = script_sha256
         finally:
             study.close()
         self.bus.emit("run_finished", summary=summary, status=status, reason=reason, run_dir=str(self.run_dir),
@@ -539,14 +540,13 @@ class TuneLoop:
     def _beat(self, study: StudyStore, number: int, workdir: Path) -> None:
         """Every few seconds while a trial runs: this worker is alive, still running it (an epoch
         may take longer than another worker's patience), and stops it if another met the goal."""
-        study.heartbeat(number, self.owner)
+        held = study.heartbeat(number, self.owner)
         self._elapsed(study)
         if not self.exclusive:
             self._stop_if_goal_met_elsewhere(study, workdir)
-            current = study.trial(number)
             stop = Path(workdir) / "STOP"
-            if current is not None and current.owner not in (None, self.owner) and not stop.exists():
-                stop.write_text(f"stopped: taken over by {current.owner}\n", encoding="utf-8")
+            if not held and not stop.exists():
+                stop.write_text("stopped: another worker took this trial over\n", encoding="utf-8")
 
     def _stop_if_goal_met_elsewhere(self, study: StudyStore, workdir: Path) -> None:
         done = study.meta().get("finished")

@@ -71,7 +71,7 @@ def open_store(url: str | Path, *, name: str | None = None, meta: dict[str, Any]
         StudyError: the store refuses the study: damaged, written by an earlier version (the
             message names ``mlops study convert``), another script, trials it does not know.
     """
-    from tuner.study.optuna_store import OptunaStore, public_url, reconnect_timeout
+    from tuner.study.optuna_store import OptunaStore, make_storage, public_url, reconnect_timeout
 
     text = str(url)
     if "://" not in text:
@@ -84,13 +84,15 @@ def open_store(url: str | Path, *, name: str | None = None, meta: dict[str, Any]
         _check_sqlite_file(local)
         if run_dir is None and local.name == STUDY_FILE:
             run_dir = local.parent
+    storage = make_storage(text)  # one storage (one engine) for the name checks and the store
     if name is None:
-        name = _only_study(text)
+        name = _only_study(storage, text)
     elif local is not None and local.name == STUDY_FILE:
-        names = _study_names(text)
+        names = _study_names(storage)
         if names and name not in names:
+            _dispose(storage)
             raise StudyError(f"{local}: holds the study {names[0]!r}, not {name!r}; use another --run-dir")
-    store = OptunaStore(text, name, maximize=maximize, reconnect_timeout=reconnect_timeout())
+    store = OptunaStore(text, name, maximize=maximize, reconnect_timeout=reconnect_timeout(), storage=storage)
     try:
         if run_dir is not None:
             check_trial_folders(Path(run_dir), {t.number for t in store.trials()},
@@ -141,26 +143,22 @@ def _check_sqlite_file(path: Path) -> None:
                          f"storage); nothing was changed. Convert it once with: {CONVERT_HINT.format(run_dir=path.parent)}")
 
 
-def _study_names(url: str) -> list[str]:
-    import optuna
-
-    from tuner.study.optuna_store import make_storage
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = make_storage(url)
-    try:
-        return [s.study_name for s in storage.get_all_studies()]
-    finally:
-        engine = getattr(storage, "engine", None)
-        if engine is not None:
-            engine.dispose()
+def _study_names(storage: Any) -> list[str]:
+    return [s.study_name for s in storage.get_all_studies()]
 
 
-def _only_study(url: str) -> str:
+def _dispose(storage: Any) -> None:
+    engine = getattr(storage, "engine", None)
+    if engine is not None:
+        engine.dispose()
+
+
+def _only_study(storage: Any, url: str) -> str:
     from tuner.study.optuna_store import public_url
 
-    names = _study_names(url)
+    names = _study_names(storage)
     if len(names) != 1:
+        _dispose(storage)
         raise StudyError(f"{public_url(url)} holds {len(names)} studies ({', '.join(names[:10]) or 'none'}); "
                          "name one with --study NAME")
     return names[0]

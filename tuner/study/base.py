@@ -116,8 +116,9 @@ class StudyStore(Protocol):
         -> ``running``). False when it is finished, gone, or another owner holds it and is not
         stale (only one of several resuming processes gets True)."""
 
-    def heartbeat(self, number: int, owner: str) -> None:
-        """``owner`` is alive and still running trial ``number``."""
+    def heartbeat(self, number: int, owner: str) -> bool:
+        """``owner`` is alive and still running trial ``number``; False (and nothing recorded)
+        when it no longer holds the trial: another worker took it over, or it is finished."""
 
     def record_history(self, number: int, history: list[dict[str, Any]]) -> None:
         """The trial's per-epoch records so far (replaces what was recorded)."""

@@ -65,12 +65,14 @@ class OptunaStore:
     """A :class:`~tuner.study.base.StudyStore` on an Optuna storage (see the module docstring)."""
 
     def __init__(self, url: str, study_name: str, *, reconnect_timeout: float = RECONNECT_TIMEOUT,
-                 maximize: bool = True):
+                 maximize: bool = True, storage: Any = None):
+        """``storage``: the Optuna storage of ``url`` when the caller already made one."""
         self.url = url
         self.study_name = study_name
         self.reconnect_timeout = reconnect_timeout
         self._warned = False
-        self._storage = self._retry(lambda: make_storage(url), "open")
+        self._metric: str | None = None  # the study's metric, read once: a study never changes it
+        self._storage = storage if storage is not None else self._retry(lambda: make_storage(url), "open")
         optuna = _optuna()
         try:
             self._study_id = self._retry(lambda: self._storage.get_study_id_from_name(study_name), "open")
@@ -201,6 +203,13 @@ class OptunaStore:
         except KeyError:
             return None
 
+    def _get(self, number: int) -> tuple[int, Any] | None:
+        """Trial ``number``'s Optuna id and ``FrozenTrial``, read once; None if there is none."""
+        trial_id = self._id(number)
+        if trial_id is None:
+            return None
+        return trial_id, self._retry(lambda: self._storage.get_trial(trial_id), "read")
+
     def _state(self, trial_id: int, state: str, values: list[float] | None = None) -> bool:
         optuna = _optuna()
         return self._retry(lambda: self._storage.set_trial_state_values(
@@ -211,11 +220,11 @@ class OptunaStore:
             self._retry(lambda k=key, v=value: self._storage.set_trial_user_attr(trial_id, k, v), "write")
 
     def resume_trial(self, number: int, owner: str) -> bool:
-        trial_id = self._id(number)
-        if trial_id is None:
+        got = self._get(number)
+        if got is None:
             return False
-        rec = self.trial(number)
-        if rec is None or rec.finished:
+        trial_id, rec = got[0], _record(got[1])
+        if rec.finished:
             return False
         if rec.status == "running":
             if rec.owner not in (None, owner):
@@ -233,20 +242,24 @@ class OptunaStore:
         if trial_id is not None:
             self._set(trial_id, workdir=workdir)
 
-    def heartbeat(self, number: int, owner: str) -> None:
-        trial_id = self._id(number)
-        if trial_id is None:
-            return
-        frozen = self._retry(lambda: self._storage.get_trial(trial_id), "read")
-        if frozen.system_attrs.get("owner") == owner and not frozen.state.is_finished():
-            self._retry(lambda: self._storage.set_trial_system_attr(trial_id, "heartbeat_at", time.time()), "write")
+    def heartbeat(self, number: int, owner: str) -> bool:
+        got = self._get(number)
+        if got is None:
+            return False
+        trial_id, frozen = got
+        if frozen.system_attrs.get("owner") != owner or frozen.state.is_finished():
+            return False
+        self._retry(lambda: self._storage.set_trial_system_attr(trial_id, "heartbeat_at", time.time()), "write")
+        return True
 
     def interrupt_trial(self, number: int, reason: str, history: list[dict[str, Any]]) -> None:
-        trial_id = self._id(number)
-        rec = self.trial(number)
-        if trial_id is None or rec is None or rec.finished:
+        got = self._get(number)
+        if got is None:
             return
-        self.record_history(number, history)
+        trial_id, rec = got[0], _record(got[1])
+        if rec.finished:
+            return
+        self._record_history(trial_id, got[1], history)
         self._set(trial_id, status="interrupted", reason=reason)
         self._retry(lambda: self._storage.set_trial_system_attr(trial_id, "owner", None), "write")
         if rec.status == "running":
@@ -267,20 +280,23 @@ class OptunaStore:
         return stale
 
     def restart_trial(self, number: int) -> None:
-        trial_id = self._id(number)
-        rec = self.trial(number)
-        if trial_id is not None and rec is not None:
-            self._set(trial_id, restarts=rec.restarts + 1)
+        got = self._get(number)
+        if got is not None:
+            self._set(got[0], restarts=_record(got[1]).restarts + 1)
 
     def record_history(self, number: int, history: list[dict[str, Any]]) -> None:
-        trial_id = self._id(number)
-        if trial_id is None:
-            return
-        frozen = self._retry(lambda: self._storage.get_trial(trial_id), "read")
+        got = self._get(number)
+        if got is not None:
+            self._record_history(*got, history)
+
+    def _record_history(self, trial_id: int, frozen: Any, history: list[dict[str, Any]]) -> None:
+        """The history as a user attribute, each new epoch's metric as an intermediate value."""
         if frozen.state.is_finished():
             return
         self._set(trial_id, history=history, epochs=len(history))
-        metric = self.meta().get("metric") or "val_accuracy"
+        if self._metric is None:
+            self._metric = str(self.meta().get("metric") or "val_accuracy")
+        metric = self._metric
         for rec in history:
             step, value = rec.get("epoch"), rec.get(metric)
             if isinstance(step, int) and _finite(value) and step not in frozen.intermediate_values:
@@ -288,15 +304,15 @@ class OptunaStore:
                             "write")
 
     def finish_trial(self, number: int, result: dict[str, Any]) -> TrialRecord:
-        trial_id = self._id(number)
-        rec = self.trial(number)
-        if trial_id is None or rec is None:
+        got = self._get(number)
+        if got is None:
             raise StudyError(f"{public_url(self.url)}: trial {number} does not exist; a trial is recorded finished once")
+        trial_id, rec = got[0], _record(got[1])
         if rec.finished:
             raise StudyError(f"{public_url(self.url)}: trial {number} is already finished ({rec.status}); "
                              "a trial is recorded finished once")
         history = result.get("history") or []
-        self.record_history(number, history)
+        self._record_history(trial_id, got[1], history)
         status = result["status"]
         self._set(trial_id, status=status, metric=result.get("metric"), epochs=result.get("epochs", len(history)),
                   seconds=result.get("seconds"), reason=result.get("reason"), result=result,
@@ -322,10 +338,8 @@ class OptunaStore:
                      started_at=rec.started_at, number=rec.number)
 
     def trial(self, number: int) -> TrialRecord | None:
-        trial_id = self._id(number)
-        if trial_id is None:
-            return None
-        return _record(self._retry(lambda: self._storage.get_trial(trial_id), "read"))
+        got = self._get(number)
+        return None if got is None else _record(got[1])
 
     def trials(self) -> list[TrialRecord]:
         frozen = self._retry(lambda: self._storage.get_all_trials(self._study_id, deepcopy=False), "read")
@@ -374,11 +388,6 @@ class OptunaStore:
 
 
 # -- helpers -------------------------------------------------------------------------------------
-def make_storage(url: str) -> Any:
-    """The Optuna storage for a study URL (see the module docstring)."""
-    return _make_storage(url)
-
-
 def reconnect_timeout() -> float:
     """How long calls wait for an unreachable database: ``$MLOPS_STUDY_RECONNECT_TIMEOUT`` seconds
     (default 300)."""
@@ -390,7 +399,8 @@ def reconnect_timeout() -> float:
     return value if math.isfinite(value) and value >= 0 else RECONNECT_TIMEOUT
 
 
-def _make_storage(url: str) -> Any:
+def make_storage(url: str) -> Any:
+    """The Optuna storage for a study URL (see the module docstring)."""
     optuna = _optuna()
     if url.startswith("journal://"):
         from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
