@@ -299,6 +299,19 @@ drop_symlinks() {
     fi
 }
 
+# copy_out WHAT SRC DEST: copy the folder SRC (a WHAT) to DEST under mlops-out, to be archived
+# and published: both paths checked again (training ran in between), DEST replaced whole, the
+# symlinks inside the copy dropped.
+copy_out() {
+    local what=$1 src=$2 dest=$3
+    check_path "$what" "$src" out
+    check_path mlops-out "$dest" out
+    rm -rf -- "$dest"
+    mkdir -p -- mlops-out
+    cp -a -- "$src" "$dest"
+    drop_symlinks "$dest"
+}
+
 # write_props FILE KEY VALUE [KEY VALUE ...]: a properties file for the Parameterized Trigger
 # plugin, every value escaped (a name with a newline cannot add a parameter, a $VAR in it is
 # not expanded by Jenkins, non-ASCII is \uXXXX). FILE is checked like an output path.

@@ -98,13 +98,7 @@ echo "mlops: resuming $(q "$workdir") (from $(q "$from")) from its last checkpoi
 rc=0
 unmarked mlops watch "${opts[@]}" -- "$workdir" || rc=$?
 
-# checked again (the trial ran in between)
-check_path "trial folder" "$workdir" out
-check_path mlops-out mlops-out/watch out
-rm -rf -- mlops-out/watch
-mkdir -p -- mlops-out
-cp -a -- "$workdir" mlops-out/watch
-drop_symlinks mlops-out/watch
+copy_out "trial folder" "$workdir" mlops-out/watch  # checked again: the trial ran in between
 if [ -f mlops-out/watch/result.json ]; then
     describe "resumed $from: $(mlops jenkins describe -- mlops-out/watch 2>/dev/null || echo "see result.json")"
 else

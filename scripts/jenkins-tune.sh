@@ -89,12 +89,6 @@ echo "mlops: tuning $(q "$script") ($mode, runner $runner) $where"
 rc=0
 unmarked mlops "${args[@]}" -- "$script" || rc=$?
 
-# checked again: the trials ran in between
-check_path "run directory" "$run_rel" out
-check_path mlops-out mlops-out/run out
-rm -rf -- mlops-out/run
-mkdir -p -- mlops-out
-cp -a -- "$run_dir" mlops-out/run
-drop_symlinks mlops-out/run
+copy_out "run directory" "$run_rel" mlops-out/run  # checked again: the trials ran in between
 describe_path mlops-out/run
 exit "$rc"
