@@ -96,7 +96,11 @@ def test_three_workers_one_killed_mid_trial_its_trial_is_taken_over_once(tmp_pat
     assert numbers == list(range(1, len(trials) + 1))  # none lost, none counted twice
     assert all(t.finished for t in trials), [(t.number, t.status) for t in trials]
     taken = next(t for t in trials if t.number == trial.number)
-    assert taken.status == "ok" and taken.metric is not None and not (taken.owner or "").endswith(f":{victim}")
+    # finished by the worker that took it over: trained to the end, or stopped at an epoch end
+    # because another trial met the goal first (which of the two depends on the machine's pace)
+    assert (taken.status == "ok" and taken.metric is not None) or (
+        taken.status == "pruned" and "met the goal" in (taken.reason or "")), (taken.status, taken.reason)
+    assert not (taken.owner or "").endswith(f":{victim}")
     # the killed worker's trial was taken over exactly once, after its heartbeat went silent
     seen = events(run_dir)
     again = [e for e in seen if e["type"] == "trial_started" and e["trial"] == trial.number
