@@ -90,11 +90,13 @@ def _print_table(file: str, found: Tunables) -> None:
     settings = found.settings
     if not settings:
         click.echo("  no tunable settings found")
-    rows = [(s.name, format_value(s.value), s.where) for s in settings.values()]
+    rows = [(s.name, format_value(s.value), s.where, s.how) for s in settings.values()]
     w1 = max((len(r[0]) for r in rows), default=0)
     w2 = max((len(r[1]) for r in rows), default=0)
-    for name, value, where in rows:
+    for name, value, where, how in rows:
         click.echo(f"  {name:<{w1}}  {value:<{w2}}  {where}")
+        if how:
+            click.echo(f"  {'':<{w1}}  {'':<{w2}}  -> {how}")
     if found.addable:
         click.echo(f"  can also set: {', '.join(found.addable)}")
     problems = found.problems

@@ -88,6 +88,7 @@ class Setting:
     value: Any
     line: int
     where: str
+    how: str = ""  # how a new value is written when not in place (see Site.how)
 
 
 @dataclass
@@ -144,7 +145,13 @@ class _Found:
                 n for n in self.sites if n not in CANONICAL
             ]
         settings = {
-            n: Setting(n, _copy(self.sites[n].value), self.sites[n].line, self.sites[n].where)
+            n: Setting(
+                n,
+                _copy(self.sites[n].value),
+                self.sites[n].line,
+                self.sites[n].where,
+                self.sites[n].how,
+            )
             for n in order
             if self.sites[n].listed
         }

@@ -55,6 +55,10 @@ class Site:
     write: Callable[[Any, Edits], None]
     target: cst.CSTNode | None = None  # the node rewritten (to avoid two settings sharing it)
     listed: bool = True  # False: writable but not shown as tunable (random_state, n_jobs)
+    #: How a new value is written when it is not the literal at ``where``: e.g. "rewrites the
+    #: binding `lr = float(sys.argv[1])` at train.py:12", "replaces `units * 4` in the call at
+    #: train.py:30", "rewrites the argparse default of --lr at train.py:8". "" = in place.
+    how: str = ""
 
 
 class Edits:
