@@ -74,3 +74,26 @@ def test_sklearn_space_comes_from_the_estimator_table():
 def test_a_script_with_nothing_tunable_has_an_empty_space():
     space = space_of("import keras\nmodel = keras.Sequential()\n")
     assert not space and get_strategy("random", space).ask([Observation(1, {}, "ok", 0.5)]) is None
+
+
+# a learning rate and epochs read from the command line: their values are known only at run time
+ARGV = ("import sys\nimport keras\nEPOCHS = int(sys.argv[2])\nFC_LAYERS = [32]\n"
+        "lr = float(sys.argv[1])\nopt = keras.optimizers.Adam(learning_rate=lr)\n")
+
+
+def test_a_value_known_only_at_run_time_is_searched_from_the_space():
+    space = space_of(ARGV)
+    assert space.baseline["learning_rate"] is None
+    assert "learning_rate" in space.params and "epochs" not in space.params
+
+
+@pytest.mark.parametrize("name", ["ladder", "random", "tpe", "auto"])
+def test_strategies_start_from_a_value_known_only_at_run_time(name):
+    space = space_of(ARGV)
+    steps = walk(get_strategy(name, space, seed=1), 12)
+    assert steps[0]["learning_rate"] is None  # the script as written
+    proposed = [s["learning_rate"] for s in steps[1:]]
+    rates = [v for v in proposed if v is not None]
+    # the ladder changes one thing a step (layers first); the others draw every value
+    assert len(rates) >= (3 if name == "ladder" else len(proposed)), proposed
+    assert all(space.params["learning_rate"].contains(v) for v in rates)

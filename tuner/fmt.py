@@ -33,6 +33,8 @@ def format_sci(value: float) -> str:
 
 
 def format_value(value: Any) -> str:
+    if value is None:  # a setting whose value the script decides when it runs (sys.argv, a file)
+        return "as written"
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(format_value(v) for v in value) + "]"
     if isinstance(value, float) and is_number(value):

@@ -90,7 +90,8 @@ def _print_table(file: str, found: Tunables) -> None:
     settings = found.settings
     if not settings:
         click.echo("  no tunable settings found")
-    rows = [(s.name, format_value(s.value), s.where, s.how) for s in settings.values()]
+    rows = [(s.name, "(at run time)" if s.value is None else format_value(s.value), s.where, s.how)
+            for s in settings.values()]
     w1 = max((len(r[0]) for r in rows), default=0)
     w2 = max((len(r[1]) for r in rows), default=0)
     for name, value, where, how in rows:

@@ -6,6 +6,12 @@ The optimizer given to the last ``compile`` wins: a call (``Adam(learning_rate=.
 has the Keras default, and setting one adds ``learning_rate=``. ``lr=`` is rewritten as
 ``learning_rate=`` (Keras 3 removed ``lr``). An optimizer string becomes a call of its class,
 named through an import the script already has, or a new import line.
+
+A learning rate, ``epochs`` or ``batch_size`` that is not a literal (a computed binding, a
+run-time read with a default, an argparse/click option, a schedule such as
+``ExponentialDecay(initial_learning_rate=...)``) is rewritten where it is decided: see
+:func:`tuner.hparams._sites.setting_site`. ``ReduceLROnPlateau`` and ``LearningRateScheduler``
+callbacks are left alone: the optimizer's own rate is what is tuned.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from collections.abc import Callable
 
 import libcst as cst
 
-from tuner.hparams._sites import all_calls, method_calls, value_site
+from tuner.hparams._sites import all_calls, method_calls, setting_site
 from tuner.hparams._source import KERAS_ROOTS, Edits, Script, Site, append_keyword, call_arg
 
 # Keras 3 defaults, used when an optimizer is built without a learning rate
@@ -103,7 +109,7 @@ def _call_site(
         ), None
     spelled = arg.keyword.value if arg.keyword is not None else None
     where = f"{shown}({spelled}=...) at line {line}" if spelled else f"{shown}(...) at line {line}"
-    return value_site(
+    return setting_site(
         script,
         "learning_rate",
         arg,
@@ -167,6 +173,6 @@ def fit_sites(
             if arg is None:
                 continue
             where = f"{script.code(call.func)}({name}=...) at line {script.line(call)}"
-            out[name] = value_site(script, name, arg, where, "count", claimed)
+            out[name] = setting_site(script, name, arg, where, "count", claimed)
             break
     return out

@@ -626,3 +626,63 @@ def _insert_imports(module: cst.Module, lines: list[str]) -> cst.Module:
             index = 1
     new = [cst.parse_statement(line + "\n") for line in lines]
     return module.with_changes(body=body[:index] + new + body[index:])
+
+
+# --------------------------------------------------------------------------- calls that give a value
+#: Calls that only give a value (convert it, or read it from the user, the environment or a
+#: file): a binding made of them may be rewritten, and an expression replaced, without
+#: changing anything else the script does. Any other call (``rates.pop(0)``, ``next(it)``, a
+#: function of the script) may do more, and is never removed.
+VALUE_CALLS = frozenset(
+    {
+        "float",
+        "int",
+        "str",
+        "bool",
+        "len",
+        "abs",
+        "min",
+        "max",
+        "round",
+        "input",
+        "open",
+        "os.environ.get",
+        "os.getenv",
+        "json.load",
+        "json.loads",
+        "yaml.safe_load",
+        "yaml.load",
+        "yaml.full_load",
+        "tomllib.load",
+        "tomllib.loads",
+    }
+)
+VALUE_METHODS = frozenset(
+    {"get", "read", "read_text", "readline", "strip", "lstrip", "rstrip", "split", "lower",
+     "upper", "replace", "startswith", "endswith", "isdigit", "isnumeric", "format"}
+)  # fmt: skip
+
+
+class _Calls(cst.CSTVisitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[cst.Call] = []
+
+    def visit_Call(self, node: cst.Call) -> None:
+        self.calls.append(node)
+
+
+def impure_call(script: Script, expr: cst.CSTNode) -> str | None:
+    """The first call in ``expr`` that may do more than give a value (``rates.pop``,
+    ``next``, a function of the script), shown as code; None when every call is in
+    :data:`VALUE_CALLS` / :data:`VALUE_METHODS` or ``math.*``."""
+    finder = _Calls()
+    expr.visit(finder)
+    for call in finder.calls:
+        origin = script.origin(call.func) or script.code(call.func)
+        if origin in VALUE_CALLS or origin.startswith("math."):
+            continue
+        if isinstance(call.func, cst.Attribute) and call.func.attr.value in VALUE_METHODS:
+            continue
+        return script.code(call.func)
+    return None

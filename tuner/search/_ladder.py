@@ -33,8 +33,11 @@ def _deepen(p: Param, fc: list[int]) -> list[int]:
 LR_GRID = sorted(float(f"{m}e{e}") for e in range(-7, 1) for m in (1, 3))
 
 
-def _move_lr(p: Param, lr: float) -> float:
-    """One step along the 1-3-10 grid toward 1e-3 (from 1e-3 itself: down to 3e-4)."""
+def _move_lr(p: Param, lr: float | None) -> float:
+    """One step along the 1-3-10 grid toward 1e-3 (from 1e-3 itself: down to 3e-4); from a
+    rate known only when the script runs (None), 1e-3 itself."""
+    if lr is None:
+        return p.clip(TARGET_LR)
     i = min(range(len(LR_GRID)), key=lambda k: abs(math.log10(LR_GRID[k]) - math.log10(lr)))
     t = LR_GRID.index(TARGET_LR)
     j = i + 1 if i < t else i - 1

@@ -35,6 +35,8 @@ def _encode(params: dict[str, Param], settings: dict[str, Any], dists: dict[str,
         if name not in settings:
             return None
         v = settings[name]
+        if v is None:  # known only when the script runs (e.g. read from sys.argv): not encoded
+            continue
         if p.kind == "fc":
             v = list(v or [])
             flat[f"{name}__n"] = len(v)

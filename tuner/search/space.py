@@ -242,8 +242,9 @@ def build_space(tunables: Any, overrides: Mapping[str, Any] | None = None) -> Se
         # keywords written in the script but not in the table: searched only with an override
     else:
         if "fc_layers" in found:
-            base = found["fc_layers"] or []
-            params["fc_layers"] = Param("fc_layers", "fc", 0 if not base else 1, 3, choices=FC_UNITS)
+            # no hidden layer written: the search may keep none; unknown until run (None): 1..3
+            fewest = 0 if found["fc_layers"] == [] else 1
+            params["fc_layers"] = Param("fc_layers", "fc", fewest, 3, choices=FC_UNITS)
         if "learning_rate" in found:
             params["learning_rate"] = Param("learning_rate", "float", 1e-4, 3e-2, log=True)
         if "epochs" in found and isinstance(found["epochs"], int):
