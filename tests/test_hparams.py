@@ -205,12 +205,27 @@ def test_no_framework_only_constants():
     assert found.values() == {"learning_rate": 0.1}
 
 
-def test_constant_problem_is_reported_not_raised():
-    source, _, path = _case("error_computed_constant")
+def test_a_constant_read_at_run_time_is_tuned_through_its_default():
+    source, _, path = _case("args_environ_epochs_constant")
     found = find_settings(source, path=path)
-    assert "epochs" not in found.settings
-    assert "EPOCHS at line 5 is computed" in found.problems["epochs"]
+    assert found.values()["epochs"] == 10  # the default the script falls back to
+    assert found.settings["epochs"].how.startswith(
+        'rewrites the default `"10"` of `EPOCHS = int(os.environ.get("EPOCHS", "10"))` at input.py:5'
+    )
     assert found.values()["learning_rate"] == 0.01  # SGD default, still tunable
+
+
+def test_a_value_computed_by_a_function_of_the_script_is_replaced_in_the_call():
+    src = (
+        "import keras\ndef pick():\n    return 7\nEPOCHS = pick()\n"
+        "model = keras.Sequential([keras.layers.Dense(8), keras.layers.Dense(1)])\n"
+        "model.compile(optimizer=keras.optimizers.SGD())\nmodel.fit(x, y, epochs=EPOCHS)\n"
+    )
+    found = find_settings(src, path="m.py")
+    assert found.values()["epochs"] is None  # known only when the script runs
+    assert "calls pick(), which must still run" in found.settings["epochs"].how
+    out = apply_settings(src, {"epochs": 3}, path="m.py")
+    assert "EPOCHS = pick()\n" in out and out.endswith("model.fit(x, y, epochs=3)\n")
 
 
 def test_unparseable_script_names_the_line():
@@ -248,10 +263,10 @@ def test_values_the_tuner_cannot_rewrite_are_problems():
         "    return m\n"
     )
     found = find_settings(src, path="m.py")
-    assert found.settings == {}
+    assert list(found.settings) == ["learning_rate"]  # the schedule's initial rate
+    assert found.values()["learning_rate"] == 0.01
     # `units` is a parameter of build(): not the module-level constant of the same name
     assert "has units `units`, not a number" in found.problems["fc_layers"]
-    assert "sched at line 2 is computed" in found.problems["learning_rate"]
     with pytest.raises(HParamsError) as info:
         apply_settings(src, {"fc_layers": [64]}, path="m.py")
     assert str(info.value).startswith("m.py:5: fc_layers: the Dense layer at line 5 has units")

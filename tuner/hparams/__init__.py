@@ -18,7 +18,11 @@ Where each one is looked for, first found wins:
 3. scikit-learn: the keywords of the estimator that is fitted (see :mod:`tuner.hparams._sklearn`).
 
 A value written as a bare name that is a constant assigned once (``Adam(learning_rate=LR0)``)
-is read from, and rewritten in, that constant.
+is read from, and rewritten in, that constant. The learning rate, epochs and batch size may
+also be computed, read at run time (``sys.argv``, ``os.environ.get``, ``input()``, a config
+file), come from an argparse/click option or a learning-rate schedule: they are rewritten at
+the place that decides them (:func:`tuner.hparams._sites.setting_site`), ``Setting.how`` says
+where, and a value known only at run time with no default in the code is ``None``.
 """
 
 from __future__ import annotations
@@ -190,7 +194,8 @@ def _analyze(source: str, path: str, names: dict[str, list[str]] | None) -> _Fou
     def take(name: str, site: Site | None, problem: str | None) -> None:
         if name in found.sites:
             return
-        if site is not None and site.check in ("fc", "lr", "count"):
+        # value None: only known when the script runs (see _sites.setting_site)
+        if site is not None and site.check in ("fc", "lr", "count") and site.value is not None:
             bad = check_found(site.check, site.value)
             if bad:
                 problem = Problem(

@@ -5,7 +5,15 @@ removed):
 
 * a list literal of layer calls, as passed to ``Sequential([...])``;
 * ``model.add(Layer(...))`` statements in one block;
-* functional chains, one ``x = Layer(...)(x)`` statement per layer in one block.
+* functional chains, one ``x = Layer(...)(x)`` statement per layer in one block;
+* in any of these, the hidden layers built by one ``for`` loop or one comprehension
+  (``*[Dense(u) for u in widths]``, ``[...] + [Dense(u) for u in widths] + [...]``): see
+  :mod:`tuner.hparams._loops`. Hidden layers partly in a loop and partly one per line are
+  refused.
+
+Units need not be literals: a name, an expression, a function parameter, a value read at run
+time are read and rewritten where they are decided (:mod:`tuner.hparams._units`; the site's
+``how`` says where). When a width is known only when the script runs, the value is None.
 
 The *output layer* is the last ``Dense`` of the chosen chain. The *hidden* layers are the
 ``Dense`` layers before it, walking back over Dense layers and the layers that attach to
@@ -27,6 +35,8 @@ from typing import Any
 
 import libcst as cst
 
+from tuner.hparams import _loops
+from tuner.hparams._loops import Loop
 from tuner.hparams._source import (
     KERAS_ROOTS,
     Edits,
@@ -36,9 +46,9 @@ from tuner.hparams._source import (
     append_keyword,
     call_arg,
     clone,
-    is_literal,
     strip_comment,
 )
+from tuner.hparams._units import UNKNOWN, Place, place
 
 ATTACHED = frozenset(
     {
@@ -113,12 +123,14 @@ def _dense_inside(script: Script, node: cst.CSTNode) -> cst.Call | None:
 @dataclass
 class Layer:
     index: int  # position in the container (list element or statement)
-    kind: str  # "dense" | "attached" | "boundary" | "opaque"
+    kind: str  # "dense" | "attached" | "boundary" | "opaque" | "loop"
     node: cst.CSTNode  # the element or the statement
     call: cst.Call | None = None  # the layer constructor, e.g. Dense(64, activation="relu")
     target: str | None = None  # functional: the name assigned
     source: str | None = None  # functional: the name the layer is applied to
     receiver: str | None = None  # model.add: the model name
+    loop: Loop | None = None  # "loop": Dense layers built in a for loop or a comprehension
+    problem: Problem | None = None  # "opaque": why the Dense layers inside cannot be rewritten
 
 
 @dataclass
@@ -133,12 +145,20 @@ class Chain:
     def hidden(self) -> list[Layer]:
         return [layer for layer in self.region if layer.kind == "dense"]
 
+    @property
+    def loops(self) -> list[Layer]:
+        return [layer for layer in self.region if layer.kind == "loop"]
+
 
 def _list_chains(script: Script, node: cst.List) -> Chain | None:
     layers: list[Layer] = []
     for i, el in enumerate(node.elements):
         value = el.value
-        if isinstance(el, cst.StarredElement):
+        if isinstance(el, cst.StarredElement) and isinstance(
+            value, (cst.ListComp, cst.GeneratorExp)
+        ):
+            layers.append(_comprehension_layer(script, value, i, el))
+        elif isinstance(el, cst.StarredElement):
             layers.append(Layer(i, "opaque", el))
         elif isinstance(value, cst.Call) and not isinstance(value.func, cst.Call):
             layers.append(Layer(i, _kind(script, value), el, call=value))
@@ -150,6 +170,8 @@ def _list_chains(script: Script, node: cst.List) -> Chain | None:
 
 
 def _statement_layer(script: Script, stmt: cst.CSTNode, index: int) -> Layer:
+    if isinstance(stmt, cst.For):
+        return _for_layer(script, stmt, index)
     if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1:
         small = stmt.body[0]
         # model.add(Layer(...))
@@ -193,17 +215,149 @@ def _statement_layer(script: Script, stmt: cst.CSTNode, index: int) -> Layer:
     return Layer(index, "opaque", stmt)
 
 
+def _for_layer(script: Script, stmt: cst.For, index: int) -> Layer:
+    """A for loop whose body adds layers (one of them Dense) to one model or one functional
+    chain, as one layer of the chain that stands for every layer it builds."""
+    inner = _dense_inside(script, stmt)
+    if inner is None:
+        return Layer(index, "opaque", stmt)
+    line = script.line(stmt)
+    header = f"for {script.short(stmt.target)} in {script.short(stmt.iter)}"
+    body = list(stmt.body.body) if isinstance(stmt.body, cst.IndentedBlock) else []
+    layers = [_statement_layer(script, b, i) for i, b in enumerate(body)]
+    odd = next((ly for ly in layers if ly.kind not in ("dense", "attached")), None)
+    dense = [ly for ly in layers if ly.kind == "dense"]
+    add = len({ly.receiver for ly in layers}) == 1 and layers[0].receiver is not None
+    var = {ly.target for ly in layers} | {ly.source for ly in layers}
+    functional = len(var) == 1 and None not in var
+    target = stmt.target.value if isinstance(stmt.target, cst.Name) else None
+
+    def refuse(message: str, at: int = line) -> Layer:
+        return Layer(index, "opaque", stmt, problem=Problem(message, at))
+
+    if odd is not None:
+        return refuse(
+            f"the loop `{header}` at line {line} also runs `{script.short(odd.node)}` (line "
+            f"{script.line(odd.node)}), which more or fewer layers would repeat or skip; keep "
+            "only the layers (model.add(...) or x = Layer(...)(x)) in the loop and move the rest "
+            "out of it",
+            script.line(odd.node),
+        )
+    if target is None:
+        return refuse(
+            f"the loop `{header}` at line {line} unpacks several names; loop over the widths "
+            "alone, e.g. `for units in [128, 64]:` adding `Dense(units)`"
+        )
+    if len(dense) != 1 or not (add or functional) or stmt.orelse is not None:
+        return refuse(
+            f"the loop `{header}` at line {line} is not one Dense layer (plus Dropout and the "
+            "like) added per pass to one model; write one loop over the widths, e.g. "
+            "`for units in [128, 64]:` adding `Dense(units)`, or write the layers one per line"
+        )
+    call = dense[0].call
+    assert call is not None
+    units = _units_arg(call)
+    if units is None:
+        return refuse(
+            f"the Dense layer at line {script.line(call)} has no units", script.line(call)
+        )
+    style = "add" if add else "functional"
+    loop = _loops.analyse(script, stmt, target, stmt.iter, call, units.value, "for", "loop")
+    if isinstance(loop, Problem):
+        return refuse(str(loop), loop.line or line)
+    loop.dense_at = dense[0].index
+    loop.call_of = lambda st: _stmt_call(st, style)
+    loop.with_call = lambda st, c: _stmt_with_call(st, style, c)
+    first = layers[0]
+    return Layer(
+        index, "loop", stmt, call=call, target=first.target, source=first.source,
+        receiver=first.receiver, loop=loop,
+    )  # fmt: skip
+
+
+def _comprehension_layer(
+    script: Script, comp: cst.ListComp | cst.GeneratorExp, index: int, node: cst.CSTNode
+) -> Layer:
+    """``[Dense(u) for u in widths]`` (as ``*[...]`` in a list, or an operand of ``+``)."""
+    inner = _dense_inside(script, comp)
+    if inner is None:
+        return Layer(index, "opaque", node)
+    line = script.line(comp)
+    f = comp.for_in
+    elt = comp.elt
+    if (
+        f.inner_for_in is not None
+        or f.ifs
+        or f.asynchronous is not None
+        or not isinstance(f.target, cst.Name)
+        or not _is_dense_call(script, elt)
+    ):
+        return Layer(index, "opaque", node, problem=Problem(
+            f"the comprehension at line {line} builds its Dense layers with more than one "
+            "`for` over widths; write it as `[Dense(units) for units in [128, 64]]`", line,
+        ))  # fmt: skip
+    assert isinstance(elt, cst.Call)
+    units = _units_arg(elt)
+    if units is None:
+        return Layer(index, "opaque", node, problem=Problem(
+            f"the Dense layer at line {script.line(elt)} has no units", script.line(elt)))  # fmt: skip
+    loop = _loops.analyse(
+        script, comp, f.target.value, f.iter, elt, units.value, "comp", "comprehension"
+    )
+    if isinstance(loop, Problem):
+        return Layer(index, "opaque", node, problem=loop)
+    return Layer(index, "loop", node, call=elt, loop=loop)
+
+
+def _concat_chain(script: Script, node: cst.BinaryOperation) -> Chain | None:
+    """``[Flatten()] + [Dense(u) for u in widths] + [Dense(10)]``: the operands in order."""
+    operands: list[cst.BaseExpression] = []
+
+    def flatten(expr: cst.BaseExpression) -> None:
+        if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.Add):
+            flatten(expr.left)
+            flatten(expr.right)
+        else:
+            operands.append(expr)
+
+    flatten(node)
+    if not any(isinstance(o, cst.ListComp) and _dense_inside(script, o) for o in operands):
+        return None
+    layers: list[Layer] = []
+    for o in operands:
+        if isinstance(o, cst.List):
+            for el in o.elements:
+                value = el.value
+                if (
+                    isinstance(el, cst.Element)
+                    and isinstance(value, cst.Call)
+                    and not isinstance(value.func, cst.Call)
+                ):
+                    layers.append(Layer(len(layers), _kind(script, value), el, call=value))
+                else:
+                    layers.append(Layer(len(layers), "opaque", el))
+        elif isinstance(o, cst.ListComp):
+            layers.append(_comprehension_layer(script, o, len(layers), o))
+        else:
+            layers.append(Layer(len(layers), "opaque", o))
+    return _walk_back("concat", node, layers, script)
+
+
 def _block_chains(script: Script, block: cst.CSTNode, body: list[cst.CSTNode]) -> list[Chain]:
     layers = [_statement_layer(script, stmt, i) for i, stmt in enumerate(body)]
     chains = []
     receivers = {ly.receiver for ly in layers if ly.receiver and ly.kind == "dense"}
     for recv in sorted(receivers):
-        view = [ly if ly.receiver == recv else Layer(ly.index, "opaque", ly.node) for ly in layers]
+        view = [
+            ly if ly.receiver == recv else Layer(ly.index, "opaque", ly.node, problem=ly.problem)
+            for ly in layers
+        ]
         chain = _walk_back("add", block, view, script)
         if chain:
             chains.append(chain)
     functional = [
-        ly if ly.target is not None else Layer(ly.index, "opaque", ly.node) for ly in layers
+        ly if ly.target is not None else Layer(ly.index, "opaque", ly.node, problem=ly.problem)
+        for ly in layers
     ]
     chain = _walk_back("functional", block, functional, script)
     if chain:
@@ -223,20 +377,30 @@ def _walk_back(
     for ly in reversed(layers[: output.index]):
         if style == "functional" and ly.kind != "opaque" and ly.target != current.source:
             break  # another branch of the graph: the chain starts here
-        if ly.kind in ("dense", "attached"):
+        if ly.kind in ("dense", "attached", "loop"):
             chain.region.insert(0, ly)
             current = ly
             continue
-        if ly.kind == "opaque":
+        if ly.kind == "opaque" and ly.problem is not None:
+            chain.problem = ly.problem
+        elif ly.kind == "opaque":
             inner = _dense_inside(script, ly.node)
             if inner is not None:
                 chain.problem = Problem(
-                    f"the Dense layer at line {script.line(inner)} is built in a loop, a condition "
-                    "or a nested call, which the tuner cannot rewrite; keep the units in a list "
-                    "named FC_LAYERS (or add its name to hparams.names.fc_layers in mlops.yaml)",
+                    f"the Dense layer at line {script.line(inner)} is built in a condition, a "
+                    "while loop or a nested call, which the tuner cannot rewrite; add the hidden "
+                    "layers one per line or in one `for` loop over their widths",
                     script.line(inner),
                 )
         break
+    if chain.loops and not chain.problem and (len(chain.loops) > 1 or chain.hidden):
+        lines = sorted(script.line(ly.node) for ly in [*chain.loops, *chain.hidden])
+        chain.problem = Problem(
+            f"the hidden Dense layers at lines {', '.join(map(str, lines))} are built partly in a "
+            "loop and partly one by one; build them all in one loop (or all one per line) so "
+            "the tuner can set them",
+            lines[0],
+        )
     return chain
 
 
@@ -245,8 +409,25 @@ class _ChainCollector(cst.CSTVisitor):
         super().__init__()
         self.script = script
         self.chains: list[Chain] = []
+        self.concat: set[int] = set()
+
+    def visit_BinaryOperation(self, node: cst.BinaryOperation) -> None:
+        parent = self.script.parent(node)
+        if not isinstance(node.operator, cst.Add) or (
+            isinstance(parent, cst.BinaryOperation) and isinstance(parent.operator, cst.Add)
+        ):
+            return
+        chain = _concat_chain(self.script, node)
+        if chain:
+            self.chains.append(chain)
+            self.concat.add(id(node))
 
     def visit_List(self, node: cst.List) -> None:
+        up = self.script.parent(node)
+        while isinstance(up, cst.BinaryOperation):
+            if id(up) in self.concat:
+                return  # read as part of the concatenation
+            up = self.script.parent(up)
         if any(_is_dense_call(self.script, el.value) for el in node.elements):
             chain = _list_chains(self.script, node)
             if chain:
@@ -275,13 +456,25 @@ def _units_arg(call: cst.Call) -> cst.Arg | None:
 
 
 def fc_site(script: Script) -> tuple[Site | None, str | None]:
-    """The hidden Dense layers as a site, or why there is none (None, None: no Dense at all)."""
+    """The hidden Dense layers as a site, or why there is none (None, None: no Dense at all).
+
+    The site's value is the list of units, or None when a width is known only when the script
+    runs (see :mod:`tuner.hparams._units`)."""
     chain = find_chain(script)
     if chain is None:
         return None, None
     if chain.problem:
         return None, chain.problem
-    units = []
+    if chain.loops:
+        return _loop_site(script, chain.loops[0].loop), None
+    if chain.style == "concat":
+        line = script.line(chain.output.call)
+        return None, Problem(
+            f"the Dense layers before the output Dense at line {line} are spread over lists "
+            "joined with `+`; write the hidden layers in one list or one comprehension",
+            line,
+        )
+    places: list[Place] = []
     for ly in chain.hidden:
         assert ly.call is not None
         arg = _units_arg(ly.call)
@@ -289,30 +482,46 @@ def fc_site(script: Script) -> tuple[Site | None, str | None]:
             return None, Problem(
                 f"the Dense layer at line {script.line(ly.call)} has no units", script.line(ly.call)
             )
-        value = script.literal(arg.value)
-        if not is_literal(value):
-            assignment, _ = script.resolve(arg.value)
-            value = script.literal(assignment.value) if assignment else value
-        if not is_literal(value) or not isinstance(value, int) or isinstance(value, bool):
+        p = place(script, arg.value)
+        if isinstance(p, Problem):
+            return None, p
+        if p.value is not UNKNOWN and (not isinstance(p.value, int) or isinstance(p.value, bool)):
             return None, Problem(
                 f"the Dense layer at line {script.line(ly.call)} has units "
                 f"`{script.short(arg.value)}`, not a number; write the units as a number",
                 script.line(ly.call),
             )
-        units.append(value)
+        places.append(p)
+    known = all(p.value is not UNKNOWN for p in places)
+    units: list[int] | None = [p.value for p in places] if known else None
     lines = [script.line(ly.call) for ly in chain.hidden]
     if not lines:
         where = f"no hidden Dense layer before the output Dense at line {script.line(chain.output.call)}"
         line = script.line(chain.output.call)
     elif len(lines) == 1:
         where, line = f"Dense layer at line {lines[0]}", lines[0]
+    elif lines[0] == lines[-1]:
+        where, line = f"Dense layers at line {lines[0]}", lines[0]
     else:
         where, line = f"Dense layers at lines {lines[0]}-{lines[-1]}", lines[0]
 
     def write(value: list[int], edits: Edits) -> None:
-        _rewrite_chain(script, chain, units, value, edits)
+        _rewrite_chain(script, chain, places, value, edits)
 
-    return Site("fc_layers", units, line, where, "fc", write, target=chain.container), None
+    how = "; ".join(p.how for p in places if p.how)
+    return Site("fc_layers", units, line, where, "fc", write, target=chain.container, how=how), None
+
+
+def _loop_site(script: Script, loop: Loop | None) -> Site:
+    assert loop is not None
+    line = script.line(loop.dense)
+    kind = "loop" if loop.style == "for" else "comprehension"
+    where = f"Dense layer at line {line}, built in the {kind} at line {script.line(loop.node)}"
+
+    def write(value: list[int], edits: Edits) -> None:
+        _loops.write(script, loop, value, edits)
+
+    return Site("fc_layers", loop.value, line, where, "fc", write, target=loop.node, how=loop.how)
 
 
 def _with_units(script: Script, call: cst.Call, units: int) -> cst.Call:
@@ -396,8 +605,13 @@ def _plan(chain: Chain, old: list[int], new: list[int]) -> _Plan:
 
 
 def _rewrite_chain(
-    script: Script, chain: Chain, old: list[int], new: list[int], edits: Edits
+    script: Script, chain: Chain, places: list[Place], new: list[int], edits: Edits
 ) -> None:
+    old = [p.value for p in places]
+    for i, p in enumerate(places[: len(new)]):
+        if not p.in_call and new[i] != p.value:
+            p.write(script, new[i], edits)  # at the binding or the default that decides it
+            old[i] = new[i]
     plan = _plan(chain, old, new)
     if chain.style == "list":
         edits.on(chain.container, lambda updated: _rewrite_list(script, chain, plan, updated))
