@@ -39,6 +39,18 @@ OPTIMIZER_DEFAULTS: dict[str, float] = {
     "Adafactor": 0.001,
 }
 OPTIMIZER_STRINGS = {name.lower(): name for name in OPTIMIZER_DEFAULTS}
+# TensorFlow 1 optimizers (tf.train.*, tf.compat.v1.train.*): their learning rate is the first
+# argument or learning_rate=, as in Keras
+TF1_OPTIMIZERS: dict[str, float] = {
+    "AdamOptimizer": 0.001,
+    "GradientDescentOptimizer": 0.01,
+    "RMSPropOptimizer": 0.001,
+    "MomentumOptimizer": 0.01,
+    "AdagradOptimizer": 0.001,
+    "AdadeltaOptimizer": 0.001,
+}
+#: What ``compile()`` without an optimizer trains with: Keras' default, ``"rmsprop"``
+COMPILE_DEFAULT = "RMSprop"
 
 
 # --------------------------------------------------------------------------- learning rate
@@ -51,6 +63,8 @@ def _optimizer_class(script: Script, call: cst.Call) -> str | None:
     if origin is None:
         return None
     parts = origin.split(".")
+    if parts[-1] in TF1_OPTIMIZERS and parts[0] == "tensorflow" and "train" in parts:
+        return parts[-1]
     if parts[-1] not in OPTIMIZER_DEFAULTS:
         return None
     if len(parts) == 1 or parts[0] in KERAS_ROOTS or "optimizers" in parts:
@@ -84,9 +98,37 @@ def lr_site(
     if chosen is None:
         optimizers = [c for c in all_calls(script) if _optimizer_class(script, c)]
         if not optimizers:
-            return None, None
+            bare = [c for c in method_calls(script, "compile") if _compiles_a_model(script, c)]
+            return (_compile_default_site(script, bare[-1]), None) if bare else (None, None)
         chosen = optimizers[-1]
     return _call_site(script, chosen, claimed)
+
+
+def _compiles_a_model(script: Script, call: cst.Call) -> bool:
+    """``model.compile(loss=...)`` without an optimizer (not ``re.compile(...)``: a method of
+    an object the script built, called with keywords only)."""
+    func = call.func
+    if not isinstance(func, cst.Attribute) or script.is_imported(func.value):
+        return False
+    return call_arg(call, "optimizer", 0) is None and all(a.keyword for a in call.args)
+
+
+def _compile_default_site(script: Script, call: cst.Call) -> Site:
+    """``compile()`` that names no optimizer trains with Keras' default (RMSprop at 1e-3);
+    setting a rate adds ``optimizer=RMSprop(learning_rate=...)`` to the call."""
+    line = script.line(call)
+
+    def write(value: float, edits: Edits) -> None:
+        ref = optimizer_reference(script, COMPILE_DEFAULT, edits)
+        new = cst.parse_expression(f"{ref}(learning_rate={script.format_value(value)})")
+        edits.on(call, lambda updated: append_keyword(updated, "optimizer", new))
+
+    where = f"{script.code(call.func)}() at line {line} (no optimizer: Keras' default RMSprop)"
+    return Site(
+        "learning_rate", OPTIMIZER_DEFAULTS[COMPILE_DEFAULT], line, where, "lr", write,
+        target=call, how=f"adds optimizer={COMPILE_DEFAULT}(learning_rate=...) to the call at "
+        f"{script.filename}:{line}",
+    )  # fmt: skip
 
 
 def _call_site(
@@ -104,9 +146,8 @@ def _call_site(
             )
 
         where = f"{shown}() at line {line} (Keras default learning rate)"
-        return Site(
-            "learning_rate", OPTIMIZER_DEFAULTS.get(cls, 0.001), line, where, "lr", add, target=call
-        ), None
+        default = OPTIMIZER_DEFAULTS.get(cls, TF1_OPTIMIZERS.get(cls, 0.001))
+        return Site("learning_rate", default, line, where, "lr", add, target=call), None
     spelled = arg.keyword.value if arg.keyword is not None else None
     where = f"{shown}({spelled}=...) at line {line}" if spelled else f"{shown}(...) at line {line}"
     return setting_site(

@@ -381,6 +381,9 @@ def _walk_back(
             chain.region.insert(0, ly)
             current = ly
             continue
+        chained = output.receiver if style == "add" else current.source
+        if style in ("add", "functional") and _aside(script, ly, chained):
+            continue  # `print(...)`, `i = 0`, `model.summary()` between layers: left in place
         if ly.kind == "opaque" and ly.problem is not None:
             chain.problem = ly.problem
         elif ly.kind == "opaque":
@@ -402,6 +405,46 @@ def _walk_back(
             lines[0],
         )
     return chain
+
+
+def _aside(script: Script, ly: Layer, receiver: str | None) -> bool:
+    """A statement between the layers that builds no layer and does not touch the model
+    (``receiver`` of ``model.add``, or the tensor the next functional layer reads), or only asks
+    it ``summary()``/``count_params()``: the layers above it are still the same chain, and a
+    rewrite leaves it where it is."""
+    if ly.kind != "opaque" or ly.problem is not None or receiver is None:
+        return False
+    if not isinstance(ly.node, cst.SimpleStatementLine) or _dense_inside(script, ly.node):
+        return False
+    reads = _NameReads(receiver)
+    ly.node.visit(reads)
+    return reads.harmless
+
+
+class _NameReads(cst.CSTVisitor):
+    """Whether ``name`` is used only as ``name.summary()`` / ``name.count_params()``."""
+
+    LOOKS = frozenset({"summary", "count_params"})
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+        self.harmless = True
+
+    def visit_Call(self, node: cst.Call) -> bool:
+        func = node.func
+        if (
+            isinstance(func, cst.Attribute)
+            and isinstance(func.value, cst.Name)
+            and func.value.value == self.name
+            and func.attr.value in self.LOOKS
+        ):
+            return False  # model.summary(): looks, changes nothing
+        return True
+
+    def visit_Name(self, node: cst.Name) -> None:
+        if node.value == self.name:
+            self.harmless = False
 
 
 class _ChainCollector(cst.CSTVisitor):
