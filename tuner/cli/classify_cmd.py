@@ -17,8 +17,11 @@ def classify(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
     """Tell which image each FILE needs: cnn, ann (Keras) or regression (scikit-learn).
 
     Reads the code (a .py script or a .ipynb notebook's code cells) without running it and
-    prints the kind with the names and lines that decided it. Every file is processed; the
-    exit code is 2 if any of them could not be classified, else 0.
+    prints the kind with the names and lines that decided it. Modules the script imports from
+    its own folder (import net, from models.net import build) are read too, never run; their
+    lines are shown as FILE:LINE. Notes (a module that is not beside the script, one too
+    large to read) go to stderr. Every file is processed; the exit code is 2 if any of them
+    could not be classified, else 0.
     """
     from tuner.classify import classify_file
 
@@ -40,4 +43,6 @@ def classify(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
             click.echo(json.dumps(result.to_json()))
         else:
             click.echo(f"{name}: {result.kind} ({result.summary()})")
+        for note in result.notes:
+            click.echo(f"mlops: note: {name}: {note}", err=True)
     ctx.exit(EXIT_BAD_INPUT if failed else EXIT_OK)
