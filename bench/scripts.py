@@ -143,10 +143,13 @@ def _literals(value: Any) -> set[str]:
 
 
 def _setting_words(found: dict[str, Any]) -> set[str]:
-    """Identifiers in the found settings' ``where`` (``constant LR``, ``Adam(learning_rate=...)``)."""
+    """Identifiers in the found settings' ``where`` (``constant LR``, ``Adam(learning_rate=...)``)
+    and in their ``how`` (the code that decides a value not written in place: ``neurons = 64``,
+    ``fc_input = int(sys.stdin.readline())``)."""
     words: set[str] = set()
     for s in found.values():
-        words.update(w for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", s.get("where", "")) if len(w) > 1)
+        text = s.get("where", "") + " " + " ".join(re.findall(r"`([^`]*)`", s.get("how", "")))
+        words.update(w for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text) if len(w) > 1)
     return words - {"constant", "line", "at", "in", "the", "of", "model", "layer", "layers", "call"}
 
 
@@ -156,6 +159,9 @@ def diff_lines(diff: str) -> list[str]:
 
 
 _LOOP_HEADER = re.compile(r"^(?:for\s.+\sin\s.+|while\s.+):\s*(?:#.*)?$")
+# a layer statement (model.add(Dropout(0.2)), x = Activation("relu")(x)): when a loop of layers is
+# written out, the layers built with each Dense are copied with it
+_LAYER_STATEMENT = re.compile(r"^(?:\w+\.add\(\w[\w.]*\(.*\)\)|\w+\s*=\s*\w[\w.]*\(.*\)\(\w+\))\s*(?:#.*)?$")
 
 
 def unrelated_lines(diff: str, texts: set[str], words: set[str]) -> list[str]:
@@ -169,7 +175,7 @@ def unrelated_lines(diff: str, texts: set[str], words: set[str]) -> list[str]:
         s = line.strip()
         if not s or s.startswith("#"):
             continue
-        if dense_changed and _LOOP_HEADER.match(s):
+        if dense_changed and (_LOOP_HEADER.match(s) or _LAYER_STATEMENT.match(s)):
             continue
         if _SETTING_WORDS.search(s) or any(w and re.search(rf"\b{re.escape(w)}\b", s) for w in words):
             continue
@@ -340,7 +346,7 @@ def hparams_one(path: Path) -> dict[str, Any]:
         for name in (*SETTINGS, "both"):
             rec["rewrite"][name] = {"ok": False, "stage": "crash", "message": msg, "where": _where(exc)}
         return rec
-    found = {n: {"value": s.value, "line": s.line, "where": s.where}
+    found = {n: {"value": s.value, "line": s.line, "where": s.where, "how": s.how}
              for n, s in tun.settings.items() if n in SETTINGS}
     rec["found"] = found
     rec["framework"] = tun.framework

@@ -9,7 +9,14 @@ removed):
 * in any of these, the hidden layers built by one ``for`` loop or one comprehension
   (``*[Dense(u) for u in widths]``, ``[...] + [Dense(u) for u in widths] + [...]``): see
   :mod:`tuner.hparams._loops`. Hidden layers partly in a loop and partly one per line are
-  refused.
+  refused, except a loop over ``range(...)`` whose count is 0 when read (``i = 0`` then
+  ``for i in range(i):``): it builds no layer and is left in place like any statement between
+  the layers (layers added go above it);
+* in ``model.add(...)``, a list or a functional chain, a call of a function of the script that
+  only returns a layer (``def dense1(): return Dense(128)`` and ``model.add(dense1())``): a
+  new width (or a layer copied from it) is written in place of the call, the function is left
+  as it is. A function taking arguments, or doing more than return the layer, is refused with
+  where the layer is built.
 
 Units need not be literals: a name, an expression, a function parameter, a value read at run
 time are read and rewritten where they are decided (:mod:`tuner.hparams._units`; the site's
@@ -46,9 +53,10 @@ from tuner.hparams._source import (
     append_keyword,
     call_arg,
     clone,
+    impure_call,
     strip_comment,
 )
-from tuner.hparams._units import UNKNOWN, Place, place
+from tuner.hparams._units import RUN_TIME, UNKNOWN, Place, binding, place
 
 ATTACHED = frozenset(
     {
@@ -102,21 +110,100 @@ def _is_dense_call(script: Script, node: cst.CSTNode) -> bool:
 
 
 class _DenseFinder(cst.CSTVisitor):
-    def __init__(self, script: Script):
+    def __init__(self, script: Script, follow: bool):
         super().__init__()
         self.script = script
+        self.follow = follow
         self.found: cst.Call | None = None
 
     def visit_Call(self, node: cst.Call) -> bool:
         if self.found is None and _is_dense_call(self.script, node):
             self.found = node
+        elif self.found is None and self.follow:
+            helper = _helper(self.script, node)
+            if helper is not None and _dense_inside(self.script, helper[0], follow=False):
+                self.found = node  # `dense1()`, a function of the script building a Dense
         return self.found is None
 
 
-def _dense_inside(script: Script, node: cst.CSTNode) -> cst.Call | None:
-    finder = _DenseFinder(script)
+def _dense_inside(script: Script, node: cst.CSTNode, follow: bool = True) -> cst.Call | None:
+    """The first Dense call in ``node``, or (``follow``) the first call of a function of the
+    script whose body builds one."""
+    finder = _DenseFinder(script, follow)
     node.visit(finder)
     return finder.found
+
+
+# --------------------------------------------------------------------------- helper functions
+def _helper(script: Script, call: cst.Call) -> tuple[cst.FunctionDef, cst.Call | None] | None:
+    """``dense1()`` calling a function of the script: the function, and the layer call it
+    returns when it is only ``return Layer(...)``, takes no arguments and is called without
+    any (else None). None when ``call`` is not a call of a function of the script."""
+    fn = _name_binding(script, call.func)
+    if not isinstance(fn, cst.FunctionDef):
+        return None
+    body = list(fn.body.body) if isinstance(fn.body, cst.IndentedBlock) else [fn.body]
+    stmts = [st for st in body if not _is_docstring(st)]
+    ret = None
+    if (
+        len(stmts) == 1
+        and isinstance(stmts[0], cst.SimpleStatementLine)
+        and len(stmts[0].body) == 1
+        and isinstance(stmts[0].body[0], cst.Return)
+    ):
+        ret = stmts[0].body[0].value
+    params = fn.params
+    plain = (
+        isinstance(ret, cst.Call)
+        and not isinstance(ret.func, cst.Call)
+        and _class_name(script, ret.func) is not None
+        and not isinstance(_name_binding(script, ret.func), cst.FunctionDef)  # a layer class
+        and not call.args
+        and not fn.decorators
+        and fn.asynchronous is None
+        and not [*params.posonly_params, *params.params, *params.kwonly_params]
+        and not isinstance(params.star_arg, cst.Param)
+        and params.star_kwarg is None
+    )
+    return fn, ret if plain else None  # type: ignore[return-value]
+
+
+def _name_binding(script: Script, func: cst.BaseExpression) -> cst.CSTNode | None:
+    """What a plain name refers to (a FunctionDef for a function of the script), else None."""
+    if not isinstance(func, cst.Name):
+        return None
+    b = binding(script, func)
+    return b.node if b is not None else None
+
+
+def _is_docstring(stmt: cst.CSTNode) -> bool:
+    return (
+        isinstance(stmt, cst.SimpleStatementLine)
+        and len(stmt.body) == 1
+        and isinstance(stmt.body[0], cst.Expr)
+        and isinstance(stmt.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
+    )
+
+
+def _layer(script: Script, index: int, node: cst.CSTNode, call: cst.Call, **names: Any) -> Layer:
+    """The layer built by ``call``: a layer constructor, or a function of the script that
+    returns one (``model.add(dense1())`` with ``def dense1(): return Dense(128)``): then the
+    layer's call is the one returned, and a new width is written in place of ``dense1()``."""
+    found = _helper(script, call)
+    if found is None:
+        return Layer(index, _kind(script, call), node, call=call, **names)
+    fn, ret = found
+    if ret is not None:
+        return Layer(index, _kind(script, ret), node, call=ret, helper=call, **names)
+    inner = _dense_inside(script, fn)
+    if inner is None:
+        return Layer(index, "boundary", node, call=call, **names)
+    line = script.line(call)
+    where = "the model.add call" if names.get("receiver") else "the statement that applies it"
+    return Layer(index, "opaque", node, problem=Problem(
+        f"the Dense layer at line {line} is built in function {fn.name.value}() at line "
+        f"{script.line(inner)}; write it in {where}", line,
+    ), **names)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- chains
@@ -131,6 +218,12 @@ class Layer:
     receiver: str | None = None  # model.add: the model name
     loop: Loop | None = None  # "loop": Dense layers built in a for loop or a comprehension
     problem: Problem | None = None  # "opaque": why the Dense layers inside cannot be rewritten
+    helper: cst.Call | None = None  # `dense1()` when ``call`` is returned by a function
+
+    @property
+    def site(self) -> cst.CSTNode | None:
+        """The call written where the layer is added (for its line)."""
+        return self.helper if self.helper is not None else self.call
 
 
 @dataclass
@@ -140,6 +233,7 @@ class Chain:
     output: Layer
     region: list[Layer] = field(default_factory=list)  # hidden + attached, in order
     problem: str | None = None
+    insert_at: int | None = None  # where added layers go (None: just before the output)
 
     @property
     def hidden(self) -> list[Layer]:
@@ -161,7 +255,7 @@ def _list_chains(script: Script, node: cst.List) -> Chain | None:
         elif isinstance(el, cst.StarredElement):
             layers.append(Layer(i, "opaque", el))
         elif isinstance(value, cst.Call) and not isinstance(value.func, cst.Call):
-            layers.append(Layer(i, _kind(script, value), el, call=value))
+            layers.append(_layer(script, i, el, value))
         elif isinstance(value, cst.Call):
             layers.append(Layer(i, "opaque", el))
         else:
@@ -187,9 +281,7 @@ def _statement_layer(script: Script, stmt: cst.CSTNode, index: int) -> Layer:
             and not isinstance(small.value.args[0].value.func, cst.Call)
         ):
             call = small.value.args[0].value
-            return Layer(
-                index, _kind(script, call), stmt, call=call, receiver=small.value.func.value.value
-            )
+            return _layer(script, index, stmt, call, receiver=small.value.func.value.value)
         # x = Layer(...)(y)
         if (
             isinstance(small, cst.Assign)
@@ -204,11 +296,11 @@ def _statement_layer(script: Script, stmt: cst.CSTNode, index: int) -> Layer:
             and isinstance(small.value.args[0].value, cst.Name)
         ):
             call = small.value.func
-            return Layer(
+            return _layer(
+                script,
                 index,
-                _kind(script, call),
                 stmt,
-                call=call,
+                call,
                 target=small.targets[0].target.value,
                 source=small.value.args[0].value.value,
             )
@@ -225,6 +317,8 @@ def _for_layer(script: Script, stmt: cst.For, index: int) -> Layer:
     header = f"for {script.short(stmt.target)} in {script.short(stmt.iter)}"
     body = list(stmt.body.body) if isinstance(stmt.body, cst.IndentedBlock) else []
     layers = [_statement_layer(script, b, i) for i, b in enumerate(body)]
+    reads = _per_pass_reads(script, layers)
+    layers = [ly for ly in layers if ly.index not in reads]
     odd = next((ly for ly in layers if ly.kind not in ("dense", "attached")), None)
     dense = [ly for ly in layers if ly.kind == "dense"]
     add = len({ly.receiver for ly in layers}) == 1 and layers[0].receiver is not None
@@ -256,6 +350,15 @@ def _for_layer(script: Script, stmt: cst.For, index: int) -> Layer:
         )
     call = dense[0].call
     assert call is not None
+    if dense[0].helper is not None:
+        fn = _helper(script, dense[0].helper)
+        assert fn is not None
+        return refuse(
+            f"the Dense layer at line {script.line(dense[0].helper)} is built in function "
+            f"{fn[0].name.value}() at line {script.line(call)}; write it in the loop's "
+            "model.add call",
+            script.line(dense[0].helper),
+        )
     units = _units_arg(call)
     if units is None:
         return refuse(
@@ -266,6 +369,12 @@ def _for_layer(script: Script, stmt: cst.For, index: int) -> Layer:
     if isinstance(loop, Problem):
         return refuse(str(loop), loop.line or line)
     loop.dense_at = dense[0].index
+    loop.drop = frozenset(reads)
+    if reads:
+        read = body[min(reads)]
+        dropped = f" (without the read `{script.short(read, 60)}` at line {script.line(read)})"
+        head, run_time, _ = loop.how.partition(RUN_TIME)
+        loop.how = head + dropped + run_time
     loop.call_of = lambda st: _stmt_call(st, style)
     loop.with_call = lambda st, c: _stmt_with_call(st, style, c)
     first = layers[0]
@@ -273,6 +382,35 @@ def _for_layer(script: Script, stmt: cst.For, index: int) -> Layer:
         index, "loop", stmt, call=call, target=first.target, source=first.source,
         receiver=first.receiver, loop=loop,
     )  # fmt: skip
+
+
+def _per_pass_reads(script: Script, layers: list[Layer]) -> set[int]:
+    """Statements of a loop body that only decide the units of its one Dense layer, read anew
+    each pass (``n = int(sys.stdin.readline())`` then ``model.add(Dense(n))``): a plain
+    assignment before the layer, of a value that calls nothing but value reads (see
+    :func:`tuner.hparams._source.impure_call`), whose name is read by the Dense units alone
+    (not elsewhere in the loop, nor after it). Their indices in the body."""
+    dense = [ly for ly in layers if ly.kind == "dense"]
+    if len(dense) != 1 or dense[0].call is None:
+        return set()
+    arg = _units_arg(dense[0].call)
+    if arg is None or not isinstance(arg.value, cst.Name):
+        return set()
+    b = binding(script, arg.value)
+    if b is None or b.kind != "assign" or b.uses != 1 or b.value is None:
+        return set()
+    for ly in layers:
+        node = ly.node
+        if (
+            ly.kind == "opaque"
+            and ly.index < dense[0].index
+            and isinstance(node, cst.SimpleStatementLine)
+            and len(node.body) == 1
+            and node.body[0] is b.node
+            and impure_call(script, b.value) is None
+        ):
+            return {ly.index}
+    return set()
 
 
 def _comprehension_layer(
@@ -376,6 +514,8 @@ def _walk_back(
     current = output
     for ly in reversed(layers[: output.index]):
         if style == "functional" and ly.kind != "opaque" and ly.target != current.source:
+            if _builds_nothing(ly):
+                continue  # an empty loop left aside when layers were added below it
             break  # another branch of the graph: the chain starts here
         if ly.kind in ("dense", "attached", "loop"):
             chain.region.insert(0, ly)
@@ -389,13 +529,18 @@ def _walk_back(
         elif ly.kind == "opaque":
             inner = _dense_inside(script, ly.node)
             if inner is not None:
+                helper = _helper(script, inner) if not _is_dense_call(script, inner) else None
+                returned = (
+                    f" (returned by {helper[0].name.value}())" if helper is not None else ""
+                )
                 chain.problem = Problem(
-                    f"the Dense layer at line {script.line(inner)} is built in a condition, a "
-                    "while loop or a nested call, which the tuner cannot rewrite; add the hidden "
-                    "layers one per line or in one `for` loop over their widths",
+                    f"the Dense layer at line {script.line(inner)}{returned} is built in a "
+                    "condition, a while loop or a nested call, which the tuner cannot rewrite; "
+                    "add the hidden layers one per line or in one `for` loop over their widths",
                     script.line(inner),
                 )
         break
+    _set_aside_empty_loops(chain)
     if chain.loops and not chain.problem and (len(chain.loops) > 1 or chain.hidden):
         lines = sorted(script.line(ly.node) for ly in [*chain.loops, *chain.hidden])
         chain.problem = Problem(
@@ -405,6 +550,25 @@ def _walk_back(
             lines[0],
         )
     return chain
+
+
+def _builds_nothing(ly: Layer) -> bool:
+    """A loop over ``range(...)`` whose count is 0 when read (``i = 0`` then
+    ``for i in range(i):``): it adds no layer."""
+    loop = ly.loop
+    return ly.kind == "loop" and loop is not None and loop.mode != "items" and loop.value == []
+
+
+def _set_aside_empty_loops(chain: Chain) -> None:
+    """Loops that build no layer, next to hidden layers built otherwise, are left in place
+    like any statement between the layers: the other layers are the chain, and layers added
+    go right after them (above the empty loop)."""
+    empty = [ly for ly in chain.region if _builds_nothing(ly)]
+    if not empty or len(empty) == len(chain.hidden) + len(chain.loops):
+        return  # nothing else builds a hidden layer: the loop is the setting
+    chain.region = [ly for ly in chain.region if not _builds_nothing(ly)]
+    if chain.region and any(ly.index > chain.region[-1].index for ly in empty):
+        chain.insert_at = chain.region[-1].index + 1
 
 
 def _aside(script: Script, ly: Layer, receiver: str | None) -> bool:
@@ -471,7 +635,11 @@ class _ChainCollector(cst.CSTVisitor):
             if id(up) in self.concat:
                 return  # read as part of the concatenation
             up = self.script.parent(up)
-        if any(_is_dense_call(self.script, el.value) for el in node.elements):
+        if any(
+            _is_dense_call(self.script, el.value) or _dense_inside(self.script, el.value)
+            for el in node.elements
+            if isinstance(el.value, cst.Call)
+        ):
             chain = _list_chains(self.script, node)
             if chain:
                 self.chains.append(chain)
@@ -489,7 +657,7 @@ def find_chain(script: Script) -> Chain | None:
     if not collector.chains:
         return None
     return max(
-        collector.chains, key=lambda c: (script.line(c.output.call), script.line(c.output.node))
+        collector.chains, key=lambda c: (script.line(c.output.site), script.line(c.output.node))
     )
 
 
@@ -511,7 +679,7 @@ def fc_site(script: Script) -> tuple[Site | None, str | None]:
     if chain.loops:
         return _loop_site(script, chain.loops[0].loop), None
     if chain.style == "concat":
-        line = script.line(chain.output.call)
+        line = script.line(chain.output.site)
         return None, Problem(
             f"the Dense layers before the output Dense at line {line} are spread over lists "
             "joined with `+`; write the hidden layers in one list or one comprehension",
@@ -528,6 +696,13 @@ def fc_site(script: Script) -> tuple[Site | None, str | None]:
         p = place(script, arg.value)
         if isinstance(p, Problem):
             return None, p
+        if ly.helper is not None:  # a new width is written in place of `dense1()`
+            fn = _helper(script, ly.helper)
+            assert fn is not None
+            p = Place(p.expr, p.value, p.expr, (
+                f"writes the layer {fn[0].name.value}() returns (line {script.line(ly.call)}) "
+                f"in its place at {script.filename}:{script.line(ly.helper)} when its units change"
+            ) + (RUN_TIME if p.value is UNKNOWN else ""))  # fmt: skip
         if p.value is not UNKNOWN and (not isinstance(p.value, int) or isinstance(p.value, bool)):
             return None, Problem(
                 f"the Dense layer at line {script.line(ly.call)} has units "
@@ -537,10 +712,10 @@ def fc_site(script: Script) -> tuple[Site | None, str | None]:
         places.append(p)
     known = all(p.value is not UNKNOWN for p in places)
     units: list[int] | None = [p.value for p in places] if known else None
-    lines = [script.line(ly.call) for ly in chain.hidden]
+    lines = [script.line(ly.site) for ly in chain.hidden]
     if not lines:
-        where = f"no hidden Dense layer before the output Dense at line {script.line(chain.output.call)}"
-        line = script.line(chain.output.call)
+        where = f"no hidden Dense layer before the output Dense at line {script.line(chain.output.site)}"
+        line = script.line(chain.output.site)
     elif len(lines) == 1:
         where, line = f"Dense layer at line {lines[0]}", lines[0]
     elif lines[0] == lines[-1]:
@@ -616,6 +791,7 @@ class _Plan:
     insert: list[int]  # units of the layers added before the output
     template: Layer | None
     move_input: list[cst.Arg]
+    insert_at: int = -1  # the index of the element / statement the added layers go before
 
 
 def _plan(chain: Chain, old: list[int], new: list[int]) -> _Plan:
@@ -642,9 +818,11 @@ def _plan(chain: Chain, old: list[int], new: list[int]) -> _Plan:
             and a.keyword.value in INPUT_KEYWORDS
             and a.keyword.value not in present
         ]
+    at = chain.output.index if chain.insert_at is None else chain.insert_at
     return _Plan(
-        set_units, remove, list(new[k:]) if n > k else [], hidden[-1] if hidden else None, move
-    )
+        set_units, remove, list(new[k:]) if n > k else [], hidden[-1] if hidden else None, move,
+        at,
+    )  # fmt: skip
 
 
 def _rewrite_chain(
@@ -668,27 +846,45 @@ def _with_moved_input(call: cst.Call, plan: _Plan) -> cst.Call:
     return call
 
 
+def _current_call(ly: Layer, written: cst.Call) -> cst.Call:
+    """The layer call to change: the one written in place, or for a layer a function of the
+    script returns (``dense1()``), a copy of the call it returns, which then takes its place."""
+    if ly.helper is None or ly.call is None:
+        return written
+    return clone(ly.call).with_changes(lpar=[], rpar=[])  # `return (Dense(64))`
+
+
 # ---- list literal
 def _rewrite_list(script: Script, chain: Chain, plan: _Plan, updated: cst.List) -> cst.List:
     els = list(updated.elements)
+    layers = {ly.index: ly for ly in [*chain.region, chain.output]}
     out: list[Any] = []
     for i, el in enumerate(els):
-        if i == chain.output.index:
+        if i == plan.insert_at:
             for units in plan.insert:
-                template = els[plan.template.index].value if plan.template else None
+                template = (
+                    _current_call(plan.template, els[plan.template.index].value)
+                    if plan.template
+                    else None
+                )
                 call = (
                     _copy_layer(script, template, units)
                     if template is not None
-                    else _fresh_layer(script, el.value, units)
+                    else _fresh_layer(
+                        script, _current_call(chain.output, els[chain.output.index].value), units
+                    )
                 )
                 _insert_element(out, cst.Element(value=call), updated)
-            if plan.move_input:
-                el = el.with_changes(value=_with_moved_input(el.value, plan))
+        if i == chain.output.index and plan.move_input:
+            el = el.with_changes(
+                value=_with_moved_input(_current_call(chain.output, el.value), plan)
+            )
         if i in plan.remove:
             _merge_comment_lines(out, el)
             continue
         if i in plan.set_units:
-            el = el.with_changes(value=_with_units(script, el.value, plan.set_units[i]))
+            call = _current_call(layers[i], el.value)
+            el = el.with_changes(value=_with_units(script, call, plan.set_units[i]))
         out.append(el)
     return updated.with_changes(elements=out)
 
@@ -775,17 +971,21 @@ def _stmt_with_names(
 
 def _rewrite_block(script: Script, chain: Chain, plan: _Plan, updated: Any) -> Any:
     body = list(updated.body)
-    region_indices = {ly.index for ly in chain.region} | {chain.output.index}
+    layers = {ly.index: ly for ly in [*chain.region, chain.output]}
+    region_indices = set(layers)
     out: list[tuple[Any, bool]] = []  # (statement, part of the chain)
     carry: list[cst.EmptyLine] = []
     for i, stmt in enumerate(body):
-        if i == chain.output.index:
+        if i == plan.insert_at:
+            output_stmt = body[chain.output.index]
             for units in plan.insert:
-                out.append((_new_statement(script, chain, plan, body, stmt, units), True))
-            if plan.move_input:
-                stmt = _stmt_with_call(
-                    stmt, chain.style, _with_moved_input(_stmt_call(stmt, chain.style), plan)
-                )
+                out.append((_new_statement(script, chain, plan, body, output_stmt, units), True))
+        if i == chain.output.index and plan.move_input:
+            stmt = _stmt_with_call(
+                stmt,
+                chain.style,
+                _with_moved_input(_current_call(chain.output, _stmt_call(stmt, chain.style)), plan),
+            )
         if i in plan.remove:
             carry.extend(stmt.leading_lines)
             continue
@@ -796,7 +996,11 @@ def _rewrite_block(script: Script, chain: Chain, plan: _Plan, updated: Any) -> A
             stmt = _stmt_with_call(
                 stmt,
                 chain.style,
-                _with_units(script, _stmt_call(stmt, chain.style), plan.set_units[i]),
+                _with_units(
+                    script,
+                    _current_call(layers[i], _stmt_call(stmt, chain.style)),
+                    plan.set_units[i],
+                ),
             )
         out.append((stmt, i in region_indices))
     if chain.style == "functional":
@@ -813,14 +1017,20 @@ def _new_statement(
             leading_lines=[], trailing_whitespace=strip_comment(template.trailing_whitespace)
         )
         stmt = _stmt_with_call(
-            stmt, chain.style, _copy_layer(script, _stmt_call(template, chain.style), units)
+            stmt,
+            chain.style,
+            _copy_layer(
+                script, _current_call(plan.template, _stmt_call(template, chain.style)), units
+            ),
         )
         if chain.style == "functional":
             target, source = plan.template.target, plan.template.source
             if target != source:
                 stmt = _stmt_with_names(stmt, script.unique_name(target or "hidden"), None)
         return stmt
-    call = _fresh_layer(script, _stmt_call(output_stmt, chain.style), units)
+    call = _fresh_layer(
+        script, _current_call(chain.output, _stmt_call(output_stmt, chain.style)), units
+    )
     if chain.style == "add":
         text = f"{chain.output.receiver}.add({script.code(call)})\n"
     else:

@@ -17,6 +17,17 @@ by its body once per layer (units as literals, the loop variable as its value in
 a comprehension is turned into one over the list of widths. The loop's body must only add
 layers to the one model (refused otherwise: fewer or more iterations would change the rest),
 and a loop variable read after the loop refuses the writing out.
+
+The body may also read each layer's units anew each pass before adding it
+(``n = int(sys.stdin.readline())`` then ``model.add(Dense(n))``) when that assignment only gives
+a value (calls nothing but value reads, see :func:`tuner.hparams._source.impure_call`) and its
+name is read by the Dense units alone: the widths are then known only at run time (None);
+equal widths rewrite the count and that assignment, other widths write the loop out without
+it. A count read at run time (``count = int(input())``) that a written-out loop no longer uses
+takes the number of layers written, so the script no longer waits for it.
+
+A count that a name takes just above the loop (``i = 0`` then ``for i in range(i):``, where
+the loop rebinds the name) is read from that assignment.
 """
 
 from __future__ import annotations
@@ -29,7 +40,15 @@ import libcst as cst
 
 from tuner.errors import HParamsError
 from tuner.hparams._source import Edits, Problem, Script, clone, strip_comment
-from tuner.hparams._units import UNKNOWN, Place, evaluate, impure_call, place, references
+from tuner.hparams._units import (
+    RUN_TIME,
+    UNKNOWN,
+    Place,
+    evaluate,
+    impure_call,
+    place,
+    references,
+)
 
 MAX_LAYERS = 1000  # a loop read as more layers than this is not a head the tuner rewrites
 
@@ -50,6 +69,9 @@ class Loop:
     width: Place | None = None  # count: the units
     call_of: Callable[[Any], cst.Call] | None = None  # body statement -> its layer call
     with_call: Callable[[Any, cst.Call], Any] | None = None
+    #: body statements that read the units anew each pass (``n = int(input())``): dropped
+    #: when the loop is written out as layers of known widths
+    drop: frozenset[int] = frozenset()
 
 
 def _range(script: Script, expr: cst.BaseExpression) -> tuple[int, cst.BaseExpression] | None:
@@ -113,7 +135,10 @@ def analyse(
     stop = place(script, stop_expr, f"the {label}")
     if isinstance(stop, Problem):
         return stop
-    n = stop.value - start if isinstance(stop.value, int) else UNKNOWN
+    stop_value = stop.value
+    if stop_value is UNKNOWN:
+        stop_value = _value_before(script, node, stop_expr)
+    n = stop_value - start if isinstance(stop_value, int) and not isinstance(stop_value, bool) else UNKNOWN
     if isinstance(n, int) and not 0 <= n <= MAX_LAYERS:
         return Problem(
             f"the {label} at line {line} builds {n} Dense layers; give it a count between 0 and "
@@ -143,7 +168,9 @@ def analyse(
         else:
             return _not_units(script, dense, units)
         parts = [count_how] + ([width.how] if width.how else []) + [written_out]
-        how = "; ".join(parts)
+        how = "; ".join(part.replace(RUN_TIME, "") for part in parts)
+        if any(RUN_TIME in part for part in parts):
+            how += RUN_TIME
         return Loop(node, style, "count", target, dense, 0, value, how, stop=stop, start=start,
                     width=width)  # fmt: skip
     bad = impure_call(script, units)
@@ -165,6 +192,41 @@ def analyse(
             return _not_units(script, dense, units)
     how = f"{count_how}; {written_out}"
     return Loop(node, style, "index", target, dense, 0, value, how, stop=stop, start=start)
+
+
+def _value_before(script: Script, node: cst.CSTNode, expr: cst.BaseExpression) -> Any:
+    """The value of the name ``expr`` where the loop starts, from the nearest statement above
+    it in the same block, when that statement is a plain ``name = value`` (``i = 0`` then
+    ``for i in range(i):``, where the name has another binding, the loop's own); else
+    UNKNOWN."""
+    if not isinstance(expr, cst.Name):
+        return UNKNOWN
+    name = expr.value
+    stmt: cst.CSTNode | None = node
+    while stmt is not None and not isinstance(
+        script.parent(stmt), (cst.Module, cst.IndentedBlock)
+    ):
+        stmt = script.parent(stmt)
+    block = script.parent(stmt) if stmt is not None else None
+    body = list(getattr(block, "body", []))
+    if stmt is None or stmt not in body:
+        return UNKNOWN
+    for prev in reversed(body[: body.index(stmt)]):
+        if not references(prev, name):
+            continue
+        small = prev.body[0] if isinstance(prev, cst.SimpleStatementLine) else None
+        if (
+            isinstance(prev, cst.SimpleStatementLine)
+            and len(prev.body) == 1
+            and isinstance(small, cst.Assign)
+            and len(small.targets) == 1
+            and isinstance(small.targets[0].target, cst.Name)
+            and small.targets[0].target.value == name
+            and not references(small.value, name)
+        ):
+            return evaluate(script, small.value)
+        return UNKNOWN
+    return UNKNOWN
 
 
 def _not_units(script: Script, dense: cst.Call, units: cst.BaseExpression) -> Problem:
@@ -313,19 +375,27 @@ def _write_out(script: Script, loop: Loop, new: list[int], edits: Edits) -> None
         )
     assert loop.call_of is not None and loop.with_call is not None
     call_of, with_call = loop.call_of, loop.with_call
+    stop = loop.stop
+    if stop is not None and stop.value is UNKNOWN and not stop.in_call:
+        # the count read at run time (`n = int(input())`) is no longer used by the layers:
+        # it takes the count written, so the script no longer waits for it
+        stop.write(script, loop.start + len(new), edits)
 
     def unroll(updated: cst.For) -> Any:
         body = list(updated.body.body)  # type: ignore[attr-defined]
         out: list[Any] = []
         for j, units in enumerate(new):
+            kept = [k for k in range(len(body)) if k not in loop.drop]
             for k, stmt in enumerate(body):
+                if k not in kept:
+                    continue
                 copy = clone(stmt)
                 if k == loop.dense_at:
                     copy = with_call(copy, _with_units(script, call_of(copy), units))
                 if references(copy, loop.target):
                     copy = copy.visit(_Substitute(loop.target, loop.start + j))
                 lines = list(copy.leading_lines) if j == 0 else []
-                if j == 0 and k == 0:
+                if j == 0 and k == kept[0]:
                     lines = [*updated.leading_lines, *lines]
                 copy = copy.with_changes(leading_lines=lines)
                 if j > 0:

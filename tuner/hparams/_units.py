@@ -9,6 +9,10 @@ A value in the layer code is one of:
   nothing outside the setting changes;
 * a function parameter (``def build_model(units=64)``): its default is rewritten when no call
   of the function passes it and the layer is its only use, else it is replaced in the call;
+  a parameter without a default that the one call of its function in the script passes
+  (``train(64)``, ``train(units=int(sys.argv[1]))``, ``train(width)``) is decided there: the
+  argument is rewritten (or the binding of the name passed, as above); with several calls it
+  is refused;
 * any other expression (``units * 4``, ``d["unit1"][0]``, ``int(sys.argv[1])``,
   ``os.environ.get("UNITS", 64)``): replaced in the call by the tuned literal.
 
@@ -23,7 +27,7 @@ known only at run time takes its written default when there is one:
 ``os.environ.get("UNITS", 64)``, ``os.getenv("UNITS", "64")``, ``x if cond else 64`` /
 ``sys.argv[1] if len(sys.argv) > 1 else 64`` (the branch that is a constant),
 ``os.environ.get("UNITS") or 64``. Without a default (``int(sys.argv[1])``, ``input()``, a file
-read, ``args.units``) it is :data:`UNKNOWN`, and ``fc_layers`` is then reported as ``None``
+read, ``args.units``, a name a loop around the read rebinds) it is :data:`UNKNOWN`, and ``fc_layers`` is then reported as ``None``
 as a whole (never a list holding ``None``): the search reads a missing baseline as "no layers
 known" (``found["fc_layers"] or []`` in the search space, ``s.get("fc_layers") or []`` in the
 ladder, ``v or []`` in TPE), and applying ``None`` back is "as written" (nothing changes).
@@ -99,12 +103,41 @@ def binding(script: Script, name: cst.Name) -> Binding | None:
     node = getattr(ref, "node", None)
     if node is None:
         return None
+    if _rebound_in_loop(script, name, node, scope):
+        return None
     uses = len(ref.references)
     reads = tuple(a.node for a in ref.references)
     b = _binding(script, node, uses)
     if b is not None:
         b.reads = reads
     return b
+
+
+_SCOPE_NODES = (cst.Module, cst.FunctionDef, cst.ClassDef, cst.Lambda)
+
+
+def _rebound_in_loop(script: Script, name: cst.Name, bound: cst.CSTNode, scope: Any) -> bool:
+    """Whether a loop around the read ``name`` also binds it elsewhere (``n = 16`` then
+    ``while ...: build(n); n = n + n``): the read takes the value of the last pass, which
+    the scope analysis (by position) does not see."""
+    loops = []
+    up = script.parent(name)
+    while up is not None and not isinstance(up, _SCOPE_NODES):
+        if isinstance(up, (cst.For, cst.While)):
+            loops.append(up)
+        up = script.parent(up)
+    if not loops:
+        return False
+    for assignment in scope.assignments[name.value]:
+        other = getattr(assignment, "node", None)
+        if other is None or other is bound:
+            continue
+        up = script.parent(other)
+        while up is not None and not isinstance(up, _SCOPE_NODES):
+            if any(up is loop for loop in loops):
+                return True
+            up = script.parent(up)
+    return False
 
 
 def _binding(script: Script, node: cst.CSTNode, uses: int) -> Binding | None:
@@ -393,6 +426,9 @@ def place(script: Script, expr: cst.BaseExpression, what: str = "the call") -> P
         assert isinstance(param, cst.Param)
         fn = b.function.name.value
         if b.value is None:
+            passed_in = _single_caller(script, b, expr, line)
+            if passed_in is not None:
+                return passed_in
             return Problem(
                 f"the Dense layer at line {line} has units `{expr.value}`, not a number: a "
                 f"parameter of {fn}() without a default, decided by its callers; give it a "
@@ -416,9 +452,12 @@ def place(script: Script, expr: cst.BaseExpression, what: str = "the call") -> P
     return _known(Place(expr, value, expr, f"replaces `{expr.value}` in {what} at {at}{why}"))
 
 
+RUN_TIME = "; its current value is only known when the script runs"
+
+
 def _known(p: Place) -> Place:
     if p.value is UNKNOWN:
-        p.how += "; its current value is only known when the script runs"
+        p.how += RUN_TIME
     return p
 
 
@@ -445,6 +484,65 @@ def _runtime_default(script: Script, expr: cst.BaseExpression) -> cst.BaseExpres
     return None
 
 
+def _single_caller(
+    script: Script, b: Binding, expr: cst.Name, line: int
+) -> Place | Problem | None:
+    """A parameter without a default, given by the one call of its function in the script
+    (``def train(neurons): ... Dense(neurons)`` and ``train(64)``): the place that decides the
+    argument passed there (the literal, the expression, or the binding of the name passed);
+    when the layer is not the parameter's only use, the name is replaced in the layer call
+    instead. None when there is not exactly one call, or it does not pass the parameter."""
+    assert isinstance(b.node, cst.Param) and b.function is not None
+    fn = b.function.name.value
+    sites = call_sites(script, b.function)
+    if len(sites) != 1 or not passes(sites[0], b.function, b.node):
+        return None
+    call = sites[0]
+    up: cst.CSTNode | None = call
+    while up is not None:
+        if up is b.function:
+            return None  # the function calls itself: its callers are elsewhere
+        up = script.parent(up)
+    arg = _passed_arg(call, b.function, b.node)
+    if arg is None:
+        return None  # passed in *args / **kwargs
+    at = f"{script.filename}:{script.line(call)}"
+    if b.uses > 1:
+        value = evaluate(script, arg.value)
+        other = b.other_read(script, expr)
+        return _known(Place(
+            expr, value, expr,
+            f"replaces `{expr.value}` in the call at {script.filename}:{line} (`{expr.value}`, "
+            f"passed by the call of {fn}() at {at}, is also used at line {other})",
+        ))  # fmt: skip
+    inner = place(script, arg.value, f"the call of {fn}()")
+    if isinstance(inner, Problem):
+        return inner
+    shown = script.short(arg.value)
+    if not inner.how:
+        how = f"rewrites the argument `{shown}` of the call of {fn}() at {at}"
+    elif inner.in_call:
+        how = f"replaces the argument `{shown}` of the call of {fn}() at {at}"
+    else:
+        how = inner.how
+    return _known(Place(expr, inner.value, inner.node, how.replace(RUN_TIME, "")))
+
+
+def _passed_arg(call: cst.Call, function: cst.FunctionDef, param: cst.Param) -> cst.Arg | None:
+    """The argument ``call`` passes as ``param`` (by keyword or position), else None."""
+    for a in call.args:
+        if a.keyword is not None and a.keyword.value == param.name.value:
+            return a
+    params = [*function.params.posonly_params, *function.params.params]
+    if param not in params:
+        return None
+    positional = [a for a in call.args if a.keyword is None]
+    index = _index(call, params, param)
+    if len(positional) <= index or any(a.star for a in positional[: index + 1]):
+        return None
+    return positional[index]
+
+
 def _passed_value(script: Script, b: Binding, default: Any) -> Any:
     """A parameter's value: the default, unless a call passes another (then: the value passed
     when every call passes the same constant, else UNKNOWN)."""
@@ -455,17 +553,9 @@ def _passed_value(script: Script, b: Binding, default: Any) -> Any:
         return default
     if len(passing) != len(sites):
         return UNKNOWN
-    params = [*b.function.params.posonly_params, *b.function.params.params]
     values = set()
     for c in passing:
-        arg = next(
-            (a for a in c.args if a.keyword is not None and a.keyword.value == b.node.name.value),
-            None,
-        )
-        if arg is None and b.node in params:
-            positional = [a for a in c.args if a.keyword is None and not a.star]
-            index = _index(c, params, b.node)
-            arg = positional[index] if len(positional) > index else None
+        arg = _passed_arg(c, b.function, b.node)
         if arg is None:
             return UNKNOWN
         v = evaluate(script, arg.value)
