@@ -445,6 +445,7 @@ def load_config(
             raise ConfigError(f"unknown setting '{key}'")
         values[key] = _coerce(key, SCHEMA[key], raw, f"--{key.replace('_', '-')}")
         origins[key] = "flag"
+    _metric_defaults(values, origins, script)
     in_jenkins = bool(env.get("JENKINS_URL") and env.get("BUILD_URL"))
     for key, (jenkins_default, default) in JENKINS_DEFAULTS.items():
         if values[key] is None:
@@ -509,9 +510,29 @@ def _check_guarded(key: str, value: Any, current: Any, path: Path, admin: Path |
                           f"set it with {_admin_way(key, admin)}")
 
 
+def _metric_defaults(values: dict[str, Any], origins: dict[str, str], script: Any) -> None:
+    """The metric as people write it, in its canonical name (``acc`` -> ``val_accuracy``,
+    :func:`tuner.metrics.canonical_metric`); by default ``r2`` for a scikit-learn script that
+    builds a regressor (read, never run)."""
+    from tuner.metrics import canonical_metric, script_metric_default
+
+    values["metric"] = canonical_metric(str(values["metric"]))
+    if "metric" in origins or script is None or not Path(script).is_file():
+        return
+    try:
+        from tuner.files import read_text
+
+        default = script_metric_default(read_text(Path(script), what="training script"))
+    except (ConfigError, OSError):  # unreadable here: the classifier reports it with its own message
+        return
+    if default is not None:
+        values["metric"] = default
+        origins["metric"] = "default (a scikit-learn regressor)"
+
+
 def _check_together(values: dict[str, Any], origins: dict[str, str]) -> None:
     """Checks that need more than one key: the goal must lie in the metric's range."""
-    from tuner.metrics import in_unit_interval, never_negative
+    from tuner.metrics import in_unit_interval, is_error_metric, metric_family, never_negative
 
     metric = str(values["metric"])
     goal = values["goal"]
@@ -521,6 +542,13 @@ def _check_together(values: dict[str, Any], origins: dict[str, str]) -> None:
         raise ConfigError(f"{where} is outside the range of {values['metric']} (above 0, at most 1){hint}")
     if never_negative(metric) and goal < 0:
         raise ConfigError(f"{where}: {values['metric']} is never below 0")
+    if metric_family(metric) == "r2" and goal > 1:
+        hint = f"; did you mean {goal / 100:g}?" if goal <= 100 else ""
+        raise ConfigError(f"{where}: {metric} is at most 1 (a perfect fit){hint}")
+    if is_error_metric(metric) and "goal" not in origins:
+        raise ConfigError(f"goal: {metric} is an error in the units of what the model predicts (lower is better), "
+                          f"so the default goal {goal:g} means nothing for it; set the goal with --goal "
+                          f"(e.g. --goal 40 stops once {metric} <= 40), or goal: in mlops.yaml")
     outbox = values.get("mail.outbox")
     if outbox and Path(outbox).expanduser().exists() and not Path(outbox).expanduser().is_dir():
         raise ConfigError(f"mail.outbox: {outbox} from {origins.get('mail.outbox')} is a file, not a folder; "

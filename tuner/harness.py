@@ -14,8 +14,13 @@
     ``heartbeat`` file while batches run, and stops at the end of an epoch when the loop or
     the watchdog writes a ``STOP`` file;
 
+  Each epoch's record also carries the configured metric under its own name when Keras logged
+  it under another (``val_accuracy`` from ``val_acc`` for ``metrics=['acc']``:
+  :func:`tuner.metrics.resolve_metric`);
 * scripts that are not Keras report a held-out score with :func:`tuner.report` or print a
-  line such as ``accuracy: 0.93``.
+  line such as ``accuracy: 0.93``; for a scikit-learn regressor the harness measures ``r2``,
+  ``mae``, ``rmse`` and ``mse`` on the held-out data the script scores (``model.score``,
+  ``r2_score``, ``mean_absolute_error``, ...) and adds them to ``reported.json``.
 
 Nothing here imports TensorFlow unless the script is a Keras script.
 """
@@ -110,6 +115,28 @@ def _jsonable(logs: dict[str, Any] | None) -> dict[str, float]:
     return out
 
 
+def _epoch_record(epoch: int, logs: dict[str, Any] | None) -> dict[str, Any]:
+    """One ``metrics.jsonl`` line: what Keras logged at the end of ``epoch``, plus the configured
+    metric under its own name when Keras logged it under another (``val_accuracy`` copied from
+    ``val_acc`` for ``metrics=['acc']``), so the loop, the live progress and the chart read it as
+    configured. The first epoch says in the log which key it is, or what to use instead."""
+    from tuner.metrics import missing_metric_message, resolve_metric
+
+    record = {"epoch": epoch, **_jsonable(logs)}
+    name = _GOAL["metric"]
+    key = resolve_metric(name, record)
+    if key is not None and key != name and name not in record:
+        record[name] = record[key]
+    if not _GOAL.get("told"):
+        _GOAL["told"] = True
+        if key is None:
+            _warn(missing_metric_message(name, record, keras=True) + " (unless the script reports it with tuner.report)")
+        elif key != name:
+            _info(f"{name} is read from the logged {key}")
+    record["time"] = time.time()
+    return record
+
+
 def _read_history(workdir: Path) -> list[dict[str, Any]]:
     from tuner.trial import read_history
 
@@ -190,7 +217,7 @@ def _make_callbacks(keras: Any, workdir: Path, fit_index: int, epoch_offset: int
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
             self._current_epoch = epoch + 1
             self._last_batch_seen = 0
-            record = {"epoch": epoch_offset + epoch + 1, **_jsonable(logs), "time": time.time()}
+            record = _epoch_record(epoch_offset + epoch + 1, logs)
             self.history = [h for h in self.history if h["epoch"] < record["epoch"]] + [record]
             self._save_model()
 
@@ -277,8 +304,8 @@ def _make_callbacks(keras: Any, workdir: Path, fit_index: int, epoch_offset: int
                 touch_heartbeat(workdir, {"epoch": epoch_offset + self.epoch + 1, "batch": batch + 1, "fit": fit_index})
 
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-            record = self.checkpoint.history[-1] if self.checkpoint.history else {
-                "epoch": epoch_offset + epoch + 1, **_jsonable(logs), "time": time.time()}
+            record = (self.checkpoint.history[-1] if self.checkpoint.history
+                      else _epoch_record(epoch_offset + epoch + 1, logs))
             history = _read_history(workdir)  # read once per epoch: dedup and pruning both use it
             if all(r["epoch"] != record["epoch"] for r in history):
                 _append_metrics(workdir, record)
@@ -290,7 +317,7 @@ def _make_callbacks(keras: Any, workdir: Path, fit_index: int, epoch_offset: int
                            _RUN["seed"], _RUN["data"])
             if _meets_goal(record):
                 _info(f"goal reached at epoch {record['epoch']}: {_GOAL['metric']} "
-                      f"{record[_GOAL['metric']]:.4f}; training stops here")
+                      f"{_metric_of(record):.4f}; training stops here")
                 self.model.stop_training = True
                 _GOAL["reached"] = True
             elif self.policy is not None and (why := self._policy().check(history)):
@@ -306,10 +333,16 @@ def _make_callbacks(keras: Any, workdir: Path, fit_index: int, epoch_offset: int
     return [ckpt, Recorder(ckpt)]
 
 
+def _metric_of(record: dict[str, Any]) -> float | None:
+    from tuner.metrics import metric_value
+
+    return metric_value(record, _GOAL["metric"])
+
+
 def _meets_goal(record: dict[str, Any]) -> bool:
     from tuner.pruning import meets_goal
 
-    return meets_goal(record.get(_GOAL["metric"]), _GOAL["goal"], _GOAL["maximize"])
+    return meets_goal(_metric_of(record), _GOAL["goal"], _GOAL["maximize"])
 
 
 def _checkpoint_reached_goal(folder: Path) -> int | None:
@@ -376,6 +409,8 @@ def restore_history(history: Any, restored: list[dict[str, Any]]) -> None:
         return
     trained = dict(history.history)
     names = [k for k in restored[0] if k not in ("epoch", "time")]
+    if trained and _GOAL["metric"] not in trained and _GOAL["metric"] in names:
+        names.remove(_GOAL["metric"])  # the copy _epoch_record made, not something Keras logs
     names += [k for k in trained if k not in names]
     merged: dict[str, list[Any]] = {}
     for name in names:
@@ -385,6 +420,134 @@ def restore_history(history: Any, restored: list[dict[str, Any]]) -> None:
     history.history = merged
     done = len(restored)
     history.epoch = list(range(done)) + [e for e in (getattr(history, "epoch", None) or []) if e >= done]
+
+
+# (y_true, y_pred, the estimator when model.score said) of the regression scores the script
+# computed (sklearn.metrics, model.score)
+_SCORED: list[tuple[Any, Any, Any]] = []
+_REGRESSION_FUNCTIONS = ("r2_score", "mean_absolute_error", "mean_squared_error", "root_mean_squared_error")
+_ORIGINAL: dict[str, Any] = {}
+
+
+def track_regression_scores() -> None:
+    """Remember what the script scores a regressor on: every ``r2_score``, ``mean_absolute_error``,
+    ``mean_squared_error`` and ``root_mean_squared_error`` it calls, and ``model.score(x, y)`` (which
+    calls ``r2_score``). Wraps them in ``sklearn.metrics`` before the script imports them; the
+    scorers of ``cross_val_score`` and ``GridSearchCV`` keep the originals (they score training
+    folds, not the held-out data)."""
+    import functools
+
+    try:
+        import sklearn.metrics as sm
+    except ImportError:
+        return
+    busy = [0]
+
+    def wrap(original: Any) -> Any:
+        @functools.wraps(original)
+        def wrapper(y_true: Any, y_pred: Any, *args: Any, **kwargs: Any) -> Any:
+            busy[0] += 1
+            try:
+                out = original(y_true, y_pred, *args, **kwargs)
+            finally:
+                busy[0] -= 1
+            if busy[0] == 0:
+                _note_scored(y_true, y_pred)
+            return out
+
+        wrapper._mlops = True  # type: ignore[attr-defined]
+        return wrapper
+
+    for name in _REGRESSION_FUNCTIONS:
+        original = getattr(sm, name, None)
+        if original is None or getattr(original, "_mlops", False):
+            continue
+        _ORIGINAL[name] = original
+        setattr(sm, name, wrap(original))
+    # model.score names the estimator (a warm worker imported the estimators before the harness
+    # could watch their fit, and a script's main() takes its variables with it)
+    from sklearn.base import RegressorMixin
+
+    score = RegressorMixin.score
+    if getattr(score, "_mlops", False):
+        return
+
+    @functools.wraps(score)
+    def scored(self: Any, *args: Any, **kwargs: Any) -> Any:
+        before = len(_SCORED), (_SCORED[-1] if _SCORED else None)
+        out = score(self, *args, **kwargs)
+        if _SCORED and (len(_SCORED), _SCORED[-1]) != before:
+            t, p, _ = _SCORED[-1]
+            _SCORED[-1] = (t, p, self)
+        return out
+
+    scored._mlops = True  # type: ignore[attr-defined]
+    RegressorMixin.score = scored  # type: ignore[method-assign]
+
+
+def _note_scored(y_true: Any, y_pred: Any) -> None:
+    try:
+        import numpy as np
+
+        t = np.array(y_true, dtype=float).reshape(len(y_true), -1)
+        p = np.array(y_pred, dtype=float).reshape(len(y_pred), -1)
+    except (TypeError, ValueError):
+        return
+    if t.shape == p.shape and t.size:
+        del _SCORED[:-9]  # the last ten are plenty
+        _SCORED.append((t, p, None))
+
+
+def score_regressor(workdir: Path, namespace: dict[str, Any]) -> dict[str, float] | None:
+    """When the script fitted a scikit-learn regressor (``sklearn.base.is_regressor``), its held-out
+    ``r2``, ``mae``, ``rmse`` and ``mse`` into ``reported.json`` (names the script reported itself
+    are kept): from the last regression score the script computed on data other than what it
+    fitted on (by sample count; when the fit was not seen, not the largest of the sets it scored,
+    which is the training set). A regressor scored on nothing held out gets a warning instead."""
+    import math
+
+    from tuner.artifact import _LAST_FIT, find_estimator, is_fitted_estimator
+
+    try:
+        from sklearn.base import is_regressor
+    except ImportError:
+        return None
+    estimator = _LAST_FIT.get("estimator")
+    fitted = dict(_LAST_FIT.get("data") or {}) if estimator is not None else {}
+    if estimator is None or not is_fitted_estimator(estimator):
+        found = find_estimator(namespace)
+        estimator, fitted = (found[1], {}) if found else (None, {})
+    if estimator is None:  # the estimator model.score scored, else: a script that computes r2 is a regression
+        estimator = next((e for _, _, e in reversed(_SCORED) if e is not None), None)
+    try:
+        regressor = bool(is_regressor(estimator)) if estimator is not None else bool(_SCORED)
+    except Exception:  # a third-party estimator whose tags cannot be read
+        regressor = False
+    if not regressor:
+        return None
+    name = type(estimator).__name__ if estimator is not None else "the model"
+    sizes = {t.shape[0] for t, _, _ in _SCORED}
+    train = fitted.get("train_samples") or (max(sizes) if len(sizes) > 1 else None)
+    held_out = [(t, p) for t, p, _ in _SCORED if t.shape[0] != train]
+    if not held_out:
+        _warn(f"{name} is a regressor, but the script scored no held-out data; score it with "
+              "model.score(x_val, y_val) or r2_score(y_val, model.predict(x_val)) (or call tuner.report(r2=...))")
+        return None
+    y, pred = held_out[-1]
+    mse = float(_ORIGINAL["mean_squared_error"](y, pred))
+    scores = {"r2": float(_ORIGINAL["r2_score"](y, pred)), "mae": float(_ORIGINAL["mean_absolute_error"](y, pred)),
+              "rmse": math.sqrt(mse) if mse >= 0 else float("nan"), "mse": mse}
+    scores = {k: v for k, v in scores.items() if math.isfinite(v)}
+    path = workdir / REPORTED_FILE
+    try:
+        mine = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        mine = {}
+    mine = mine if isinstance(mine, dict) else {}
+    _atomic_write(path, json.dumps({**scores, **mine}, sort_keys=True))
+    _info(f"{name} is a regressor: held-out " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
+          + f" ({y.shape[0]} samples)")
+    return scores
 
 
 def seed_everything(seed: int | None, keras_too: bool) -> None:
@@ -433,6 +596,7 @@ def main(argv: list[str] | None = None) -> int:
         install_keras_hooks(workdir)
     else:
         track_sklearn_fits()
+        track_regression_scores()
     extra_path = os.environ.get("MLOPS_SCRIPT_DIR")
     sys.path.insert(0, extra_path or str(script.parent))
     sys.argv = [str(script)]
@@ -443,6 +607,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         code = exc.code
         if code in (None, 0) and not keras_script:
+            score_regressor(workdir, namespace)
             save_estimator(workdir, namespace, seed, _GOAL["metric"], None)
         if code is None:
             return 0
@@ -454,6 +619,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
     if not keras_script:
+        score_regressor(workdir, namespace)
         save_estimator(workdir, namespace, seed, _GOAL["metric"], None)
     return 0
 

@@ -537,8 +537,10 @@ def _predict_keras(model: Any, info: dict[str, Any], x: np.ndarray) -> dict[str,
         classes = out.argmax(axis=1)
         return {"predictions": classes.tolist(), "probabilities": _floats(out.max(axis=1)),
                 "kind": "class"}
-    metric = str(info.get("metric") or "").lower()
-    if (out.ndim == 2 and "acc" in metric and np.all(np.isfinite(out))
+    from tuner.metrics import metric_family
+
+    classifier_metric = metric_family(str(info.get("metric") or "")) in ("accuracy", "auc")
+    if (out.ndim == 2 and classifier_metric and np.all(np.isfinite(out))
             and out.min() >= 0.0 and out.max() <= 1.0):
         p = out[:, 0].astype(np.float64)
         classes = (p > 0.5).astype(int)

@@ -112,16 +112,17 @@ class PrunePolicy:
     def check(self, history: list[dict[str, Any]]) -> str | None:
         if not history:
             return None
+        history, peers = _slim(history, self.metric), [_slim(h, self.metric) for h in self.peers]
         value = history[-1].get(self.metric)
         if meets_goal(value, self.goal, self.maximize):
             return None
-        return (MedianPruner(maximize=self.maximize).should_prune(self.metric, history, self.peers, self.margin)
+        return (MedianPruner(maximize=self.maximize).should_prune(self.metric, history, peers, self.margin)
                 or GoalPruner(goal=self.goal, maximize=self.maximize).should_prune(
                     self.metric, history, self.planned, self.margin))
 
     def write(self, workdir: Path) -> None:
         Path(workdir).mkdir(parents=True, exist_ok=True)
-        slim = [[{"epoch": r.get("epoch"), self.metric: r.get(self.metric)} for r in h] for h in self.peers]
+        slim = [_slim(h, self.metric) for h in self.peers]
         data = {**asdict(self), "peers": slim}
         tmp = Path(workdir) / f".{PRUNE_FILE}.tmp"
         tmp.write_text(json.dumps(data), encoding="utf-8")
@@ -136,9 +137,23 @@ class PrunePolicy:
             return None
 
 
+def _slim(history: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """Each epoch's ``metric`` under that name, read from the key the trial logged it under
+    (``val_acc`` for ``val_accuracy``: :func:`tuner.metrics.metric_value`)."""
+    from tuner.metrics import metric_value
+
+    slim = []
+    for r in history:
+        value = metric_value(r, metric)
+        slim.append({"epoch": r.get("epoch")} if value is None else {"epoch": r.get("epoch"), metric: value})
+    return slim
+
+
 def sample_resolution(metric: str, val_samples: Any) -> float | None:
     """One validation sample's worth of an accuracy-like metric (1 / samples), else None."""
-    if "acc" not in metric.lower() or not isinstance(val_samples, int) or isinstance(val_samples, bool) \
+    from tuner.metrics import metric_family
+
+    if metric_family(metric) != "accuracy" or not isinstance(val_samples, int) or isinstance(val_samples, bool) \
             or val_samples <= 0:
         return None
     return 1.0 / val_samples
@@ -150,7 +165,7 @@ def measured_noise(peers: list[list[dict[str, Any]]], metric: str) -> float:
     flattened and what is left is noise). 0 until a curve has four epochs."""
     changes: list[float] = []
     for history in peers:
-        values = [r.get(metric) for r in history]
+        values = [r.get(metric) for r in _slim(history, metric)]
         values = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
         if len(values) < 4:
             continue

@@ -73,7 +73,7 @@ class TrialSpec:
 class TrialResult:
     status: str
     metric: float | None
-    metric_name: str
+    metric_name: str  # the configured metric (what users see), e.g. val_accuracy
     settings: dict[str, Any]
     seconds: float
     epochs: int = 0
@@ -83,6 +83,9 @@ class TrialResult:
     reason: str | None = None
     log_tail: str = ""
     restarts: int = 0
+    # the key the metric was read from (val_acc for metrics=['acc'], r2 for a scikit-learn
+    # regressor, accuracy when reported); None without a metric
+    metric_key: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -220,37 +223,76 @@ def parse_printed_metrics(log_text: str) -> dict[str, float]:
 
 def metric_from(history: list[dict[str, Any]], reported: dict[str, Any], name: str,
                 maximize: bool = True, printed: dict[str, Any] | None = None) -> float | None:
-    """The score that counts, and :func:`best_epoch` says at which epoch.
+    """The score that counts (:func:`score`), without where it came from."""
+    return score(history, reported, name, maximize, printed)[0]
 
-    In order: what the script reported with ``tuner.report`` for ``name`` (or ``name`` without
-    its ``val_`` prefix: reported scores are held-out by contract); else the best epoch's value
-    in the per-epoch history (as Keras Tuner scores a trial: the epoch the delivered script
-    stops at); else a score the script printed (``val_accuracy: 0.93``)."""
+
+def score(history: list[dict[str, Any]], reported: dict[str, Any], name: str, maximize: bool = True,
+          printed: dict[str, Any] | None = None) -> tuple[float | None, str | None, int | None]:
+    """The score that counts, the key it was logged under, and the epoch it comes from (None
+    when it was reported or printed, not per epoch).
+
+    In order: what the script reported with ``tuner.report`` for ``name``; else the best epoch's
+    held-out value in the per-epoch history (as Keras Tuner scores a trial: the epoch the
+    delivered script stops at); else a score the script printed (``val_accuracy: 0.93``). Each
+    source is read with :func:`tuner.metrics.resolve_metric`: ``val_accuracy`` is ``val_acc``
+    when the script compiled ``metrics=['acc']``, and ``accuracy`` when it reported that
+    (reported scores are held-out by contract)."""
+    from tuner.metrics import metric_value, resolve_metric
+
     for source in (reported, None, printed or {}):
         if source is None:
             epoch = best_epoch(history, name, maximize)
             if epoch is not None:
-                return float(next(r[name] for r in history if r.get("epoch") == epoch))
+                rec = next(r for r in history if r.get("epoch") == epoch)
+                return metric_value(rec, name), logged_key(history, name), epoch
             continue
-        bare = name[4:] if name.startswith("val_") else name
-        for key in (name, bare):
-            v = source.get(key)
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                return float(v)
-    return None
+        key = resolve_metric(name, source.keys(), per_epoch=False)
+        v = source.get(key) if key is not None else None
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            return float(v), key, None
+    return None, None, None
+
+
+def history_key(history: list[dict[str, Any]], name: str) -> str | None:
+    """The per-epoch key that means ``name`` (:func:`tuner.metrics.resolve_metric` over every
+    key the epochs logged)."""
+    from tuner.metrics import resolve_metric
+
+    keys: dict[str, None] = {}
+    for rec in history:
+        keys.update(dict.fromkeys(k for k in rec if isinstance(k, str)))
+    return resolve_metric(name, keys)
+
+
+def logged_key(history: list[dict[str, Any]], name: str) -> str | None:
+    """The key Keras logged ``name`` under: :func:`history_key`, or the key the harness copied
+    ``name`` from (``val_acc``, when the script compiled ``metrics=['acc']``)."""
+    from tuner.metrics import resolve_metric
+
+    key = history_key(history, name)
+    keys = {k for rec in history for k in rec if isinstance(k, str) and k != name}
+    source = resolve_metric(name, keys) if key == name else None
+    if source is not None and all(rec.get(source) == rec[name] for rec in history if name in rec):
+        return source
+    return key
 
 
 def best_epoch(history: list[dict[str, Any]], name: str, maximize: bool = True) -> int | None:
-    """The epoch whose ``name`` is best (the first of equals: the shortest training that scores
-    it), or None when no epoch recorded a finite ``name``."""
+    """The epoch whose ``name`` (the held-out key that means it: :func:`history_key`) is best
+    (the first of equals: the shortest training that scores it), or None when no epoch recorded
+    a finite one."""
+    key = history_key(history, name)
+    if key is None:
+        return None
     best: tuple[float, int] | None = None
     for rec in history:
-        v, epoch = rec.get(name), rec.get("epoch")
+        v, epoch = rec.get(key), rec.get("epoch")
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or not isinstance(epoch, int):
             continue
-        key = v if maximize else -v
-        if best is None or key > best[0]:
-            best = (key, epoch)
+        k = v if maximize else -v
+        if best is None or k > best[0]:
+            best = (k, epoch)
     return None if best is None else best[1]
 
 
@@ -295,9 +337,7 @@ def collect_result(
     log_path = workdir / LOG_FILE
     redact_file(log_path)
     printed = parse_printed_metrics(read_trial_text(log_path, 1024 * 1024, tail=True) or "")
-    metric = metric_from(history, reported, spec.metric, spec.maximize, printed)
-    scored_epoch = (best_epoch(history, spec.metric, spec.maximize)
-                    if not any(k in reported for k in (spec.metric, spec.metric.removeprefix("val_"))) else None)
+    metric, metric_key, scored_epoch = score(history, reported, spec.metric, spec.maximize, printed)
     stop_reason = None
     stop_text = read_trial_text(workdir / STOP_FILE, 4096)
     if stop_text is not None:
@@ -308,13 +348,12 @@ def collect_result(
         elif returncode == 0 and metric is not None:
             status = "ok"
         elif returncode == 0:
+            from tuner.kinds import KERAS_KINDS
+            from tuner.metrics import missing_metric_message
+
             status = "failed"
-            seen = sorted({k for rec in history for k in rec if k not in ("epoch", "time")})
-            reason = (
-                f"the script finished but reported no '{spec.metric}'"
-                + (f" (it recorded: {', '.join(seen)})" if seen else "")
-                + "; give model.fit validation data, or call tuner.report(accuracy=...)"
-            )
+            seen = [*dict.fromkeys(k for rec in history for k in rec), *reported, *printed]
+            reason = missing_metric_message(spec.metric, seen, keras=spec.kind in KERAS_KINDS or bool(history))
         else:
             status = "killed" if returncode is not None and returncode < 0 else "failed"
             reason = reason or _exit_reason(returncode, log_path)
@@ -322,6 +361,7 @@ def collect_result(
         status=status,
         metric=metric if status in ("ok", "pruned") else None,
         metric_name=spec.metric,
+        metric_key=metric_key if status in ("ok", "pruned") else None,
         settings=dict(spec.settings),
         seconds=round(seconds, 3),
         epochs=len(history),
