@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import http.server
 import json
 import os
 import re
 import subprocess
+import threading
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -300,21 +304,30 @@ def test_trials_frame_flattens_settings():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_page_is_self_contained(name):
+    """Nothing is fetched from elsewhere, nothing runs, and no style is inline (Jenkins' CSP
+    blocks it): the one resource the page loads is report.css beside it."""
     html = report.render_report(load(name))
     page = parse(html)
     external = re.compile(r"^\s*(https?:)?//", re.I)
+    links = [attrs for tag, attrs in page.tags if tag == "link"]
+    assert links == [{"rel": "stylesheet", "href": "report.css"}]
     for tag, attrs in page.tags:
-        assert tag not in ("script", "link", "iframe", "object", "embed", "img"), f"<{tag}> in the report"
+        assert tag not in ("script", "style", "iframe", "object", "embed", "img", "base"), f"<{tag}> in the report"
         for attr, value in attrs.items():
             if attr in ("src", "srcset", "href", "xlink:href", "data", "action", "poster", "background"):
                 if tag == "a" and attr == "href":
                     continue  # a link the reader may follow, not a resource the page loads
                 assert not external.match(value or ""), f"<{tag} {attr}={value}> loads an external resource"
         assert not any(a.startswith("on") for a in attrs), f"event handler on <{tag}>"
-    css = "\n".join(page.styles)
-    assert css, "the stylesheet should be inline"
-    assert "@import" not in css and "@font-face" not in css and "url(" not in css
+        assert "style" not in attrs, f"inline style on <{tag}>: {attrs['style']}"
+    assert not page.styles and "<style" not in html.lower()
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+
+
+def test_the_stylesheet_loads_nothing_else():
+    css = report.stylesheet()
+    assert ":root" in css and ".outcome-ok" in css
+    assert "@import" not in css and "@font-face" not in css and "url(" not in css and "expression(" not in css
 
 
 # ----------------------------------------------------------------------------- files
@@ -326,7 +339,9 @@ def test_write_report_reads_summary_json_and_writes_atomically(tmp_path):
     path = report.write_report(tmp_path)
     assert path == tmp_path / "report.html"
     assert path.read_text(encoding="utf-8") == report.render_report(summary)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "summary.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.css", "report.html", "summary.json"]
+    assert (tmp_path / "report.css").read_text(encoding="utf-8") == report.stylesheet()
+    assert report.REPORT_FILES == ("report.html", "report.css")
     # an explicit summary wins over the file
     path = report.write_report(tmp_path, load("zero_trials"))
     assert "clean_data.py" in path.read_text(encoding="utf-8")
@@ -365,7 +380,7 @@ def test_missing_or_broken_summary_is_a_one_line_error(tmp_path):
     (tmp_path / "summary.json").write_text("{broken", encoding="utf-8")
     with pytest.raises(MlopsError, match=r"summary\.json:1: not valid JSON"):
         report.write_report(tmp_path)
-    assert not (tmp_path / "report.html").exists()
+    assert not (tmp_path / "report.html").exists() and not (tmp_path / "report.css").exists()
 
 
 def test_tuner_report_function_is_not_shadowed_by_the_report_module(capsys, monkeypatch):
@@ -423,3 +438,72 @@ def test_chromium_screenshot_is_not_blank(tmp_path, rendered):
     assert most < 0.9 * 1200 * 900, "one colour covers nearly the whole screenshot"
     # the stylesheet applied: the goal-met banner's green (#dafbe1) is on screen
     assert any(colour == (0xDA, 0xFB, 0xE1) for _, colour in colours)
+
+
+# Jenkins' default Content-Security-Policy for files it serves from a build (the HTML
+# Publisher's reports, archived artifacts): hudson.model.DirectoryBrowserSupport.CSP
+JENKINS_CSP = "sandbox; default-src 'none'; img-src 'self'; style-src 'self';"
+OK_BANNER = (0xDA, 0xFB, 0xE1)  # .outcome-ok's background (--ok-bg), from report.css
+
+
+@contextlib.contextmanager
+def served_with_csp(folder: Path) -> Iterator[str]:
+    """``folder`` on http://127.0.0.1:<port>/, every answer carrying Jenkins' CSP header."""
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(folder), **kwargs)
+
+        def end_headers(self):
+            self.send_header("Content-Security-Policy", JENKINS_CSP)
+            self.send_header("X-Content-Type-Options", "nosniff")
+            super().end_headers()
+
+        def log_message(self, format, *args):  # noqa: A002 - keep the tests quiet
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def screenshot_colours(tmp_path: Path, url: str, name: str) -> set[tuple[int, int, int]]:
+    from PIL import Image
+
+    png = tmp_path / f"{name}.png"
+    run_chromium(tmp_path, f"--screenshot={png}", "--window-size=1200,900", url)
+    with Image.open(png) as image:
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
+    assert colours is not None
+    return {colour for _, colour in colours}
+
+
+def test_chromium_applies_the_stylesheet_under_jenkins_csp(tmp_path, rendered):
+    """Served as Jenkins serves a published report (same origin, its default CSP), report.css
+    applies: the goal-met banner is green. The same page with the stylesheet inline, as it
+    was, gets no style at all under that policy: the check can tell the two apart."""
+    run_dir = rendered.parent
+    assert (run_dir / "report.css").is_file()
+    inline = run_dir / "inline.html"
+    inline.write_text(rendered.read_text(encoding="utf-8").replace(
+        '<link rel="stylesheet" href="report.css">', f"<style>\n{report.stylesheet()}</style>"), encoding="utf-8")
+    with served_with_csp(run_dir) as base:
+        page = requests_get(base + "report.html")
+        assert page.headers["Content-Security-Policy"] == JENKINS_CSP
+        assert requests_get(base + "report.css").headers["Content-Type"].startswith("text/css")
+        assert OK_BANNER in screenshot_colours(tmp_path, base + "report.html", "linked")
+        assert OK_BANNER not in screenshot_colours(tmp_path, base + "inline.html", "inline")
+
+
+def requests_get(url: str):
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - a local test server
+        resp.read()
+        return resp

@@ -108,7 +108,7 @@ def test_a_run_is_one_parent_with_one_child_per_trial(tmp_path, mlflow_uri, monk
                                   "max_trials": "3", "max_minutes": str(summary["budget"]["max_minutes"])}
     assert parent.data.metrics[SCORE] == pytest.approx(summary["best"]["metric"])
     top = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"summary.json", "report.html", "best"} <= top
+    assert {"summary.json", "report.html", "report.css", "best"} <= top
     best = {a.path for a in client.list_artifacts(parent.info.run_id, "best")}
     assert best == {f"best/{p.name}" for p in (run_dir / "best").iterdir() if p.is_file()}
     assert {"best/wine_report.py", "best/settings.diff"} <= best

@@ -105,6 +105,9 @@ def test_a_confirmed_winner_is_saved_predicts_as_reported_and_goes_back_to_git(c
     message = git("--git-dir", str(bare), "log", "-1", "--format=%B", delivery["branch"])
     assert f"{best['metric']:.4f}" in message and "learning_rate" in message and f"{confirm['mean']:.4f}" in message
     assert git("--git-dir", str(bare), "rev-parse", "refs/heads/main") == commit  # main untouched
+    # the report goes with the stylesheet it links (it renders under Jenkins' default CSP)
+    css = git("--git-dir", str(bare), "show", f"{delivery['branch']}:models/mlops-tuned/face_cnn/report.css")
+    assert css == (run_dir / "report.css").read_text().rstrip("\n")
     assert snapshot(work) == before
     assert delivery["branch"] in out and delivery["branch"] in (run_dir / "report.html").read_text()
 

@@ -1,11 +1,14 @@
-"""The HTML report of a tuning run: ``report.html`` in the run directory.
+"""The HTML report of a tuning run: ``report.html`` and its stylesheet ``report.css``, side by
+side in the run directory.
 
-One self-contained file (no scripts, fonts, stylesheets or images fetched from anywhere), so
-Jenkins' HTML Publisher, a mail attachment or a browser opened on the file all show the same
-page. It is rendered from ``summary.json`` (see docs/architecture.md) with jinja2, autoescape
-on; the validation-curve chart is inline SVG computed here, with its colours in SVG
-attributes rather than CSS, so it still draws under Jenkins' default Content-Security-Policy
-(which blocks the page's ``<style>``; the page then falls back to plain, readable HTML).
+No scripts, no inline style, nothing fetched from elsewhere: the page links its one stylesheet,
+``report.css`` (:data:`STYLESHEET_FILE`, from ``tuner/templates/report.css``), so that it renders
+under Jenkins' default Content-Security-Policy (``sandbox; default-src 'none'; img-src 'self';
+style-src 'self';``: a stylesheet from the same server applies, a ``<style>`` element or a
+``style`` attribute does not). Whoever copies ``report.html`` somewhere copies ``report.css``
+with it (:data:`REPORT_FILES`); without it the page still reads, as plain HTML. It is rendered
+from ``summary.json`` (see docs/architecture.md) with jinja2, autoescape on; the
+validation-curve chart is inline SVG computed here, its colours in SVG attributes.
 
 Output is deterministic: the same summary always gives the same bytes (no "generated at").
 """
@@ -40,6 +43,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 REPORT_FILE = "report.html"
+STYLESHEET_FILE = "report.css"  # linked by report.html, written beside it
+REPORT_FILES = (REPORT_FILE, STYLESHEET_FILE)  # what a copy of the report takes along
 TEMPLATE = "report.html.j2"
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
@@ -79,7 +84,9 @@ def format_settings(settings: dict[str, Any] | None) -> str:
 
 
 def write_report(run_dir: Path, summary: RunSummary | dict[str, Any] | None = None) -> Path:
-    """Render ``run_dir/report.html`` (atomically, secrets masked) and return its path.
+    """Render ``run_dir/report.html`` (atomically, secrets masked) with its stylesheet
+    ``run_dir/report.css`` beside it (written first, so the page never links a missing one);
+    return the page's path.
 
     ``summary`` defaults to ``run_dir/summary.json``. Everything shown comes from the summary:
     no trial folder is opened.
@@ -95,11 +102,17 @@ def write_report(run_dir: Path, summary: RunSummary | dict[str, Any] | None = No
         summary = RunSummary.read(run_dir)
     html = redact(render_report(summary))
     path = run_dir / REPORT_FILE
-    try:
-        write_text_atomic(path, html)
-    except OSError as exc:
-        raise MlopsError(f"{path}: cannot write the report ({exc.strerror}); check the run directory") from exc
+    for target, text in ((run_dir / STYLESHEET_FILE, stylesheet()), (path, html)):
+        try:
+            write_text_atomic(target, text)
+        except OSError as exc:
+            raise MlopsError(f"{target}: cannot write the report ({exc.strerror}); check the run directory") from exc
     return path
+
+
+def stylesheet() -> str:
+    """The report's stylesheet, the text of ``report.css``."""
+    return (TEMPLATES_DIR / STYLESHEET_FILE).read_text(encoding="utf-8")
 
 
 def render_report(summary: RunSummary | dict[str, Any]) -> str:
@@ -525,20 +538,25 @@ def curves_svg(
 
 
 def _series(trial: dict[str, Any], metric: str) -> list[tuple[int, float]]:
+    """The trial's per-epoch ``metric``, read from the key it was logged under (``val_acc`` for
+    ``val_accuracy``: :func:`tuner.metrics.metric_value`)."""
+    from tuner.metrics import metric_value
+
     pts = []
     for rec in trial.get("history") or []:
         if not isinstance(rec, dict):
             continue
-        epoch, value = rec.get("epoch"), rec.get(metric)
-        if is_number(epoch) and is_number(value) and math.isfinite(value):
-            pts.append((int(epoch), float(value)))
+        epoch, value = rec.get("epoch"), metric_value(rec, metric)
+        if is_number(epoch) and value is not None:
+            pts.append((int(epoch), value))
     return sorted(dict(pts).items())
 
 
 def _bounded_metric(metric: str, ys: list[float], goal: float | None) -> bool:
+    from tuner.metrics import in_unit_interval
+
     values = ys + ([goal] if goal is not None else [])
-    words = ("accuracy", "acc", "auc", "f1", "precision", "recall")
-    return any(w in metric.lower() for w in words) and all(0 <= v <= 1 for v in values)
+    return in_unit_interval(metric) and all(0 <= v <= 1 for v in values)
 
 
 def _nice_ticks(lo: float, hi: float, bounded: bool = False, target: int = 5) -> list[float]:

@@ -117,12 +117,14 @@ def delivery_files(summary: RunSummary, script: Path) -> dict[str, bytes]:
     """What goes on the branch, by path relative to the script's folder: the tuned script in
     place of the original, its diff and the report under ``mlops-tuned/<script stem>/``."""
     from tuner.files import read_bytes
+    from tuner.html_report import REPORT_FILES  # report.html and the report.css it links
 
     run_dir = Path(summary.run_dir)
     best_dir = run_dir / BEST_DIR
     extra = f"mlops-tuned/{script.stem}"
     files = {script.name: read_bytes(best_dir / summary.script_name, what="tuned script")}
-    for name, source in (("settings.diff", best_dir / "settings.diff"), ("report.html", run_dir / "report.html")):
+    sources = [("settings.diff", best_dir / "settings.diff")] + [(n, run_dir / n) for n in REPORT_FILES]
+    for name, source in sources:
         if source.is_file():
             files[f"{extra}/{name}"] = read_bytes(source, what=name)
     return files

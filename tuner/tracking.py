@@ -243,7 +243,9 @@ class MlflowTracker:
         self._log(self.parent_id, metrics=metrics,
                   tags={k: _text(v, _TAG_MAX) for k, v in tags.items() if v is not None})
         run_dir = Path(str(getattr(summary, "run_dir", None) or data.get("run_dir") or self.run_dir or "."))
-        for name in ("summary.json", "report.html"):
+        from tuner.html_report import REPORT_FILES  # report.html and the report.css it links
+
+        for name in ("summary.json", *REPORT_FILES):
             if _regular(run_dir / name):
                 self.client.log_artifact(self.parent_id, str(run_dir / name))
         best_dir = run_dir / "best"
