@@ -290,8 +290,10 @@ def test_metric_mae_minimizes_a_random_forest(tmp_path):
     cfg = load_config(script, env={}, overrides={"metric": "mae", "goal": 1.0})
     settings = LoopSettings(goal=cfg.goal, metric=cfg.metric, maximize=cfg.maximize, strategy="random",
                             max_trials=3, max_minutes=10, trial_timeout=None, seed=0, prune=False)
-    summary = run_tune(script, tmp_path / "run", settings, LocalRunner(), kind="regression").summary.to_json()
+    outcome = run_tune(script, tmp_path / "run", settings, LocalRunner(), kind="regression")
+    summary = outcome.summary.to_json()
     assert summary["metric"] == "mae" and summary["maximize"] is False
+    assert outcome.status == "budget_spent" and "above the goal 1" in outcome.reason, outcome.reason
     maes = [t["metric"] for t in summary["trials"] if t["status"] == "ok"]
     assert len(maes) == 3 and all(m > 1 for m in maes)
     assert summary["best"]["metric"] == min(maes), "the lowest error wins"

@@ -394,7 +394,7 @@ class TuneLoop:
                 return "failed", (f"{consecutive_failures} trials in a row failed; the last: {tail[-1].reason}")
             if finished and not space:
                 return "nothing_to_tune", (
-                    f"{self.script.name} is below the goal ({self._fmt(finished[0].metric)} < {self.s.goal:g}) "
+                    f"{self.script.name} {self._short_of_goal(finished[0].metric)} "
                     "and declares nothing the tuner may change: add FC_LAYERS / LEARNING_RATE constants, "
                     "Dense layers and an optimizer learning rate, or estimator keywords (see mlops hparams)")
             if len(search) >= self.s.max_trials:
@@ -439,8 +439,15 @@ class TuneLoop:
     def _fmt(self, v: float | None) -> str:
         return "no metric" if v is None else f"{v:.4f}"
 
+    def _short_of_goal(self, v: float | None) -> str:
+        """``is below the goal (0.8100 < 0.9)``; for a metric that goes down (a loss, mae),
+        ``is above the goal (47.1 > 30)``."""
+        word, sign = ("below", "<") if self.s.maximize else ("above", ">")
+        return f"is {word} the goal ({self._fmt(v)} {sign} {self.s.goal:g})"
+
     def _budget(self, best: TrialRecord | None, why: str) -> tuple[str, str]:
-        tail = (f"; best {self.s.metric} {best.metric:.4f} in trial {best.number}, below the goal {self.s.goal:g}"
+        word = "below" if self.s.maximize else "above"
+        tail = (f"; best {self.s.metric} {best.metric:.4f} in trial {best.number}, {word} the goal {self.s.goal:g}"
                 if best is not None and best.metric is not None and not self._meets_goal(best.metric)
                 else f"; best {self.s.metric} {best.metric:.4f} in trial {best.number}, not confirmed"
                 if best is not None and best.metric is not None else "; no trial produced a metric")
