@@ -107,6 +107,8 @@ def test_three_workers_one_killed_mid_trial_its_trial_is_taken_over_once(tmp_pat
              and e.get("resumed")]
     finished = [e for e in seen if e["type"] == "trial_finished" and e["trial"] == trial.number]
     assert len(again) == 1 and len(finished) == 1, out
+    # released at once by the process that started the worker, not after the heartbeat silence
+    assert f"worker {victim} died (SIGKILL); its trial {trial.number} is released" in out, out
     # no settings were tried twice, and the budget held for every worker together
     keys = [json.dumps(t.settings, sort_keys=True) for t in trials if t.confirms is None]
     assert len(keys) == len(set(keys)) and len(keys) <= 10

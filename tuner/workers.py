@@ -5,7 +5,9 @@ Each worker is a whole tune loop (:class:`tuner.loop.TuneLoop`) that claims tria
 shared study (no trial runs twice: claims are atomic and within the global budget), proposes
 from every worker's trials, heartbeats while a trial runs and takes over a trial whose worker
 went silent. ``mlops run`` (worker 0) also writes the outcome and mails it once every worker
-has stopped. With GPUs listed (``CUDA_VISIBLE_DEVICES`` or ``docker.gpus``), worker *i* gets
+has stopped. A worker it started that dies (killed, out of memory) has its running trial
+released at once (``interrupted``, for the next claim to take over), without waiting for
+its heartbeat to go silent. With GPUs listed (``CUDA_VISIBLE_DEVICES`` or ``docker.gpus``), worker *i* gets
 the *i*-th of them (round robin). A worker is stopped with its parent: SIGTERM when ``mlops
 run`` dies, Ctrl-C passes to all of them (one process group), and each records its running
 trial ``interrupted`` as a single ``mlops run`` would.
@@ -15,8 +17,10 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -78,6 +82,8 @@ class WorkerPool:
         self.env = dict(os.environ if env is None else env)
         self.python = python or sys.executable
         self.procs: list[subprocess.Popen[bytes]] = []
+        self._stopping = False
+        self._watchers: list[threading.Thread] = []
 
     def __call__(self, event: Event) -> None:
         if event.type == "run_started" and not self.procs:
@@ -93,9 +99,30 @@ class WorkerPool:
             self.procs.append(subprocess.Popen(
                 self.command(i), env=env, stdin=subprocess.DEVNULL,
                 preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None))
+        for proc in self.procs:
+            watcher = threading.Thread(target=self._watch, args=(proc,), name=f"mlops-worker-{proc.pid}",
+                                       daemon=True)
+            watcher.start()
+            self._watchers.append(watcher)
         gpu_note = f"; GPUs {', '.join(g or '-' for g in self.gpus)}" if any(self.gpus) else ""
         self.echo(f"mlops: {self.count + 1} workers on this study (this process and "
                   f"{', '.join(str(p.pid) for p in self.procs)}){gpu_note}")
+
+    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
+        """Release the trial of a worker that died without recording it (a stopped worker
+        records its own trial: exit 0, 1, or after SIGTERM from :meth:`stop`)."""
+        code = proc.wait()
+        if code in (0, 1) or self._stopping:
+            return
+        try:
+            released = release_trials_of(self.storage, self.study, proc.pid, code)
+        except Exception as exc:  # noqa: BLE001 - the heartbeat silence still frees it later
+            self.echo(f"mlops: warning: worker {proc.pid} died (exit {code}) and its trial could not be "
+                      f"released now ({exc}); it is taken over once its heartbeat is silent")
+            return
+        for number in released:
+            self.echo(f"mlops: worker {proc.pid} died ({_exit_text(code)}); its trial {number} is released "
+                      "for another worker to resume")
 
     def wait(self) -> None:
         """Wait for every worker to stop; stop them (SIGTERM, then SIGKILL) if this process is
@@ -106,12 +133,15 @@ class WorkerPool:
         except KeyboardInterrupt:
             self.stop()
             raise
+        for watcher in self._watchers:
+            watcher.join(timeout=60)  # a released trial is in the study before the outcome is written
         failed = [(p.pid, p.returncode) for p in self.procs if p.returncode not in (0, 1)]
         for pid, code in failed:
             self.echo(f"mlops: warning: worker {pid} exited with code {code}; its trials are in the study "
                       "(a trial it left running was taken over or is resumed by the next run)")
 
     def stop(self) -> None:
+        self._stopping = True
         for proc in self.procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -121,3 +151,27 @@ class WorkerPool:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        try:
+            return signal.Signals(-code).name
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit {code}"
+
+
+def release_trials_of(storage: str, study: str, pid: int, code: int) -> list[int]:
+    """Mark ``interrupted`` the trials still ``running`` under worker ``pid`` of this machine
+    (it died: nobody will record them), keeping their epochs; returns their numbers."""
+    from tuner.study import open_store
+
+    owner = f"{socket.gethostname()}:{pid}"
+    released = []
+    with open_store(storage, name=study) as store:
+        for rec in store.trials():
+            if rec.status == "running" and rec.owner == owner:
+                store.interrupt_trial(rec.number, f"its worker (pid {pid}) died ({_exit_text(code)})", rec.history)
+                released.append(rec.number)
+    return released
