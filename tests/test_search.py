@@ -97,3 +97,11 @@ def test_strategies_start_from_a_value_known_only_at_run_time(name):
     # the ladder changes one thing a step (layers first); the others draw every value
     assert len(rates) >= (3 if name == "ladder" else len(proposed)), proposed
     assert all(space.params["learning_rate"].contains(v) for v in rates)
+
+
+def test_a_value_known_only_at_run_time_reads_as_written_and_a_none_keyword_as_none():
+    from tuner.fmt import format_settings
+
+    # the console, report and mail: None of a canonical setting is "decided when the script
+    # runs"; None of a scikit-learn keyword (max_depth=None: no limit) is a value
+    assert format_settings({"learning_rate": None, "max_depth": None}) == "lr as written, max_depth None"

@@ -33,8 +33,6 @@ def format_sci(value: float) -> str:
 
 
 def format_value(value: Any) -> str:
-    if value is None:  # a setting whose value the script decides when it runs (sys.argv, a file)
-        return "as written"
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(format_value(v) for v in value) + "]"
     if isinstance(value, float) and is_number(value):
@@ -54,6 +52,8 @@ def format_setting_value(name: str, value: Any) -> str:
     (``3e-4``), anything else by :func:`format_value`."""
     if name == "learning_rate" and is_number(value):
         return format_sci(float(value))
+    if value is None and name in SETTING_LABELS:
+        return "as written"  # decided when the script runs (sys.argv, a file); max_depth=None is a value
     return format_value(value)
 
 
