@@ -392,3 +392,176 @@ def test_mlops_watch_exits_1_on_a_crash_loop_and_2_without_a_spec(
     empty.mkdir()
     assert main(["watch", str(empty)]) == 2
     assert "no trial.json here" in capsys.readouterr().err
+
+
+# -- the monitor's resume reaches the study ------------------------------------------------------
+
+
+def _loop_settings(**kw: Any) -> Any:
+    from tuner.loop import LoopSettings
+
+    values: dict[str, Any] = {"goal": 0.9, "metric": "val_accuracy", "maximize": True, "strategy": "ladder",
+                              "max_trials": 6, "max_minutes": 60, "trial_timeout": None, "seed": 0, "prune": False}
+    values.update(kw)
+    return LoopSettings(**values)
+
+
+def _killed_mid_trial(tmp_path: Path) -> tuple[Path, Path]:
+    """A tune loop stopped (SIGTERM, as Jenkins aborts a build) in epoch 2 of its second trial:
+    trial 1 scored 0.6, trial 2 is recorded interrupted with its checkpointed epochs."""
+    from tests.fakes import FakeRunner, run_tune, write_script
+
+    script = write_script(tmp_path / "repo")
+    run_dir = tmp_path / "ws" / "mlops-runs" / "model-0123456789ab"
+    scores = iter([0.6, 0.95])
+
+    def stop_in_trial_2(event: Any) -> None:
+        if event.type == "epoch_finished" and event.data["trial"] == 2 and event.data["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_tune(script, run_dir, _loop_settings(), FakeRunner(final=lambda s: next(scores)),
+                 listeners=[stop_in_trial_2])
+    return script, run_dir
+
+
+def _study(run_dir: Path) -> list[Any]:
+    from tuner.study import open_store
+
+    store = open_store(run_dir)
+    try:
+        return store.trials()
+    finally:
+        store.close()
+
+
+def test_the_monitor_records_the_resumed_trial_in_the_study_under_its_own_number(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """mlops-train is aborted mid-trial; mlops-monitor resumes the trial from the build's
+    artifacts (a copy of the run directory) with `mlops watch`; the study in that copy then has
+    the trial finished, as trial 2, and the tune loop resumed on it trains nothing again."""
+    import tuner.assemble
+    from tests.fakes import FakeRunner, run_tune
+    from tuner.cli import main
+
+    script, run_dir = _killed_mid_trial(tmp_path)
+    assert [(t.number, t.status, t.epochs) for t in _study(run_dir)] == [(1, "ok", 6), (2, "interrupted", 2)]
+    upstream = tmp_path / "monitor-ws" / "upstream" / "mlops-out" / "run"  # what Copy Artifact brings
+    shutil.copytree(run_dir, upstream)
+    trial = upstream / "trials" / "0002"
+    assert json.loads((trial / "trial.json").read_text())["labels"] == {"study": run_dir.name, "trial": "2"}
+
+    resumed = FakeRunner(final=lambda s: 0.95)
+    monkeypatch.setattr(tuner.assemble, "build_runner", lambda cfg, *a, **kw: resumed)
+    monkeypatch.delenv("MLOPS_STORAGE", raising=False)
+    assert main(["watch", str(trial), "--backoff", "0.05"]) == 0
+    out = capsys.readouterr().out
+    assert f"trial 2 taken over in the study of {upstream.resolve()}" in out and "trial 2 recorded ok" in out
+
+    trials = _study(upstream)
+    assert [(t.number, t.status) for t in trials] == [(1, "ok"), (2, "ok")]  # the same trial, no new one
+    two = trials[1]
+    assert two.metric == 0.95 and two.epochs == 6 and [h["epoch"] for h in two.history] == [1, 2, 3, 4, 5, 6]
+    assert two.workdir == str(trial.resolve()) and two.owner is None
+    assert two.result is not None and two.result["status"] == "ok"
+    assert json.loads((trial / RESULT_FILE).read_text())["metric"] == 0.95
+    assert [t.status for t in _study(run_dir)] == ["ok", "interrupted"]  # the build's own copy is not touched
+
+    # the tune loop resumed on the study sees it: the goal is met by trial 2, nothing trains again
+    again = FakeRunner(final=lambda s: 0.5)
+    outcome = run_tune(script, upstream, _loop_settings(), again)
+    assert again.started == []
+    assert outcome.status == "goal_met" and outcome.summary.best.number == 2 and outcome.summary.best.metric == 0.95
+    summary = json.loads((upstream / "summary.json").read_text())  # what the notify step mails
+    assert [(t["number"], t["status"]) for t in summary["trials"]] == [(1, "ok"), (2, "ok")]
+
+
+def test_a_trial_the_study_holds_finished_is_resumed_but_not_recorded_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import tuner.assemble
+    from tests.fakes import FakeRunner
+    from tuner.cli import main
+
+    _script, run_dir = _killed_mid_trial(tmp_path)
+    trial = run_dir / "trials" / "0001"  # finished ok in the study
+    (trial / RESULT_FILE).unlink()
+    monkeypatch.setattr(tuner.assemble, "build_runner", lambda cfg, *a, **kw: FakeRunner(final=lambda s: 0.7))
+    monkeypatch.delenv("MLOPS_STORAGE", raising=False)
+    before = [(t.number, t.status, t.metric) for t in _study(run_dir)]
+    assert main(["watch", str(trial), "--backoff", "0.05"]) == 0  # the trial itself ends ok
+    out = capsys.readouterr().out
+    assert "trial 1 is recorded ok in the study of" in out and "a trial is recorded finished once" in out
+    assert [(t.number, t.status, t.metric) for t in _study(run_dir)] == before
+
+
+def test_a_trial_outside_a_run_directory_is_watched_as_before(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from monitor.resume import StudyLink
+
+    spec = plain_spec(tmp_path / "t", "fail_once")
+    said: list[str] = []
+    assert StudyLink.open(spec, echo=said.append) is None
+    assert said == ["trial t has no trial number: its result is not recorded in a study"]
+    spec = plain_spec(tmp_path / "0003", "fail_once")
+    said.clear()
+    assert StudyLink.open(spec, echo=said.append) is None
+    assert "is not in a run directory with a study" in said[0]
+
+
+def test_in_a_shared_study_a_trial_a_live_worker_holds_is_left_to_it(tmp_path: Path) -> None:
+    """With a shared storage (MLOPS_STORAGE) the study is named by the trial's label; a trial
+    whose worker still beats is not taken; one whose worker went silent is, under its number."""
+    from monitor.resume import StudyLink
+    from tuner.study import open_store
+    from tuner.trial import TrialResult
+
+    url = f"sqlite:///{tmp_path / 'shared' / 'studies.db'}"
+    store = open_store(url, name="model-0123456789ab", meta={"metric": "val_accuracy"})
+    store.set_meta(loop={"stale_after": 30.0})
+    rec = store.claim_trial({"learning_rate": 0.01}, lambda n: f"/elsewhere/trials/{n:04d}", "agent-7:4242")
+    store.close()
+    spec = TrialSpec(script=PLAIN, kind="regression", workdir=tmp_path / "watch" / "0001", metric="val_accuracy",
+                     labels={"study": "model-0123456789ab", "trial": str(rec.number)})
+    said: list[str] = []
+    assert StudyLink.open(spec, storage=url, echo=said.append) is None
+    assert said == [f"trial 1 is being run by agent-7:4242 (study 'model-0123456789ab' in {url}): "
+                    "the result is not recorded there"]
+
+    store = open_store(url, name="model-0123456789ab")
+    store.set_meta(loop={"stale_after": 0.2})  # the worker has now been silent for longer than the study allows
+    store.close()
+    time.sleep(0.3)
+    said.clear()
+    link = StudyLink.open(spec, storage=url, owner="monitor:1", echo=said.append)
+    assert link is not None, said
+    with link:
+        link.progress([{"epoch": 1, "val_accuracy": 0.7}])
+        link.finish(TrialResult(status="ok", metric=0.7, metric_name="val_accuracy", settings={"learning_rate": 0.01},
+                                seconds=1.0, epochs=1, best_epoch=1, history=[{"epoch": 1, "val_accuracy": 0.7}]))
+    store = open_store(url, name="model-0123456789ab")
+    try:
+        assert [(t.number, t.status, t.metric) for t in store.trials()] == [(1, "ok", 0.7)]
+        assert store.trial(1).workdir == str(spec.workdir.resolve())  # it ran here now
+    finally:
+        store.close()
+
+
+def test_a_stopped_monitor_leaves_the_trial_resumable_and_the_run_directory_free(tmp_path: Path) -> None:
+    from monitor.resume import StudyLink
+    from tuner.study import lock_run_dir
+    from tuner.trial import read_spec
+
+    _script, run_dir = _killed_mid_trial(tmp_path)
+    spec = read_spec(run_dir / "trials" / "0002")
+    said: list[str] = []
+    link = StudyLink.open(spec, owner="monitor:1", echo=said.append)
+    assert link is not None, said
+    # while it runs, the run directory is its own: a second monitor (or mlops run) records nothing
+    assert StudyLink.open(spec, owner="monitor:2", echo=said.append) is None
+    assert "another mlops run" in said[-1] and "is using this run directory" in said[-1]
+    with pytest.raises(KeyboardInterrupt), link:
+        link.progress([{"epoch": 1, "val_accuracy": 0.6}, {"epoch": 2, "val_accuracy": 0.7}])
+        raise KeyboardInterrupt  # Jenkins aborts the monitor build
+    two = _study(run_dir)[1]
+    assert (two.number, two.status, two.owner) == (2, "interrupted", None) and "interrupted (Ctrl-C)" in two.reason
+    lock_run_dir(run_dir).close()  # released

@@ -1,9 +1,12 @@
 """``mlops watch WORKDIR``: supervise one training run on its own (what a Jenkins monitor job
 calls). Reads ``WORKDIR/trial.json`` (written when the trial workdir was prepared), runs the
-trial under the watchdog, prints one line per event; exit 0 if the trial ends ok, 1 if not."""
+trial under the watchdog, prints one line per event; exit 0 if the trial ends ok, 1 if not.
+A trial of a tuning run is recorded in the run's study as it goes, under its own number
+(:class:`monitor.resume.StudyLink`)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from pathlib import Path
@@ -36,6 +39,7 @@ def watch(workdir: Path, max_restarts: int | None, heartbeat_timeout: float | No
     """Supervise the training run in WORKDIR: restart it from its last checkpoint when it
     crashes, is killed or hangs; give up with the reason and the last log lines."""
     from monitor import WatchPolicy
+    from monitor.resume import StudyLink
     from tuner.assemble import build_runner, build_supervisor
     from tuner.config import load_config
 
@@ -57,6 +61,8 @@ def watch(workdir: Path, max_restarts: int | None, heartbeat_timeout: float | No
     printed: set[int] = set()
 
     def on_progress(history: list[dict[str, Any]]) -> None:
+        if link is not None:
+            link.progress(history)
         for rec in history:
             if rec["epoch"] in printed:
                 continue
@@ -66,16 +72,24 @@ def watch(workdir: Path, max_restarts: int | None, heartbeat_timeout: float | No
             _say(f"epoch {rec['epoch']}: {shown}")
 
     def on_restart(info: dict[str, Any]) -> None:
+        if link is not None:
+            link.restarted(info)
         _say(f"restart {info['restart']}/{policy.max_restarts} in {info['backoff']:g} s: {info['reason']}; "
              f"resuming after epoch {info['resumed_at_epoch']}")
 
     trial_runner = build_runner(cfg)
     supervise = build_supervisor(cfg, policy)
     assert supervise is not None  # given a policy, there is always a watchdog
-    try:
-        result = supervise(trial_runner, spec, on_progress=on_progress, on_restart=on_restart, on_start=on_start)
-    finally:
-        trial_runner.close()
+    link = StudyLink.open(spec, storage=cfg["storage"], study=cfg["study"], echo=_say)
+    with contextlib.ExitStack() as stack:
+        if link is not None:
+            stack.enter_context(link)  # an exception records the trial interrupted, then releases the study
+        try:
+            result = supervise(trial_runner, spec, on_progress=on_progress, on_restart=on_restart, on_start=on_start)
+        finally:
+            trial_runner.close()
+        if link is not None:
+            link.finish(result)
     restarts = f", {result.restarts} restart{'s' if result.restarts != 1 else ''}" if result.restarts else ""
     if result.ok:
         _say(f"trial ok: {result.metric_name} {result.metric:.4f} after {result.epochs} epochs in "
