@@ -276,6 +276,13 @@ def test_a_yaml_may_not_send_the_jenkins_token_elsewhere(tmp_path):
     assert load_config(script, env={})["jenkins.url"] == "https://evil.example/"
 
 
+def test_a_yaml_may_not_choose_the_jobs_the_jenkins_token_starts(tmp_path):
+    script = yaml_beside(tmp_path, "jenkins:\n  prefix: prod-deploy\n")
+    with pytest.raises(ConfigError, match="jenkins.prefix: a script's mlops.yaml may not choose where the Jenkins"):
+        load_config(script, env={"JENKINS_API_TOKEN": JENKINS_TOKEN})
+    assert load_config(script, env={})["jenkins.prefix"] == "prod-deploy"  # no token bound: nothing to redirect
+
+
 @pytest.mark.parametrize("text, allowed", [
     ("docker:\n  network: bridge\n", False),
     ("docker:\n  network: host\n", False),

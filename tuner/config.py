@@ -14,7 +14,7 @@ same keys). A script's ``mlops.yaml``
 
 * may not say where a credential goes while one is bound: the SMTP server and its TLS
   settings, login and the recipients when an SMTP password is set
-  (:data:`MAIL_GUARDED`), the Jenkins URL and user when a Jenkins token is set
+  (:data:`MAIL_GUARDED`), the Jenkins URL, user and job prefix when a Jenkins token is set
   (:data:`JENKINS_GUARDED`);
 * may tighten the containers' limits but never loosen them (:data:`DOCKER_GUARDED`): the
   network may only be ``none``, memory and CPUs no more than the admin's (or default) value,
@@ -190,7 +190,8 @@ _SECRET_WORDS = ("pass", "token", "secret", "api_key", "apikey", "credential")
 # keys a script's mlops.yaml may not set while a credential is bound (they say where it goes)
 MAIL_GUARDED = ("mail.smtp_host", "mail.smtp_port", "mail.smtp_security", "mail.smtp_cafile",
                 "mail.smtp_user", "mail.to")
-JENKINS_GUARDED = ("jenkins.url", "jenkins.user")
+# which server and which jobs the Jenkins token is used on (a prefix picks the jobs it starts)
+JENKINS_GUARDED = ("jenkins.url", "jenkins.user", "jenkins.prefix")
 # where the tuned code is pushed with the job's git credentials: never a script's mlops.yaml
 GIT_GUARDED = ("git.remote", "git.branch_prefix")
 # settings whose default depends on running inside a Jenkins build
