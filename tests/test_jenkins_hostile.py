@@ -336,10 +336,12 @@ def test_monitor_drops_symlinks_in_the_trial_before_touching_it(ws: Path) -> Non
     (trial / "settings.json").write_text("{}")
     (trial / "trial.json").symlink_to(precious)  # rewriting it would write outside
     proc = run(ws, "jenkins-monitor.sh", "upstream", SCRIPT="models/a.py", RUNNER="local")
-    assert proc.returncode == 0, proc.stderr
-    assert calls(ws) == [["watch", "--runner", "local", "--", "upstream/mlops-out/run/trials/0001"]]
+    assert proc.returncode == 1, proc.stderr  # resumed, then tuned on: the stub's budget is spent
+    assert calls(ws)[0] == ["watch", "--runner", "local", "--", "upstream/mlops-out/run/trials/0001"]
+    assert calls(ws)[1][0] == "run"
     assert precious.read_text() == "do not touch\n"
-    assert not [p for p in (ws / "mlops-out" / "watch").rglob("*") if p.is_symlink()]
+    for copied in ("watch", "run"):
+        assert not [p for p in (ws / "mlops-out" / copied).rglob("*") if p.is_symlink()], copied
 
 
 def test_notify_reads_no_file_through_a_symlink(ws: Path) -> None:

@@ -107,6 +107,26 @@ def test_mlops_jenkins_render_writes_the_same(tmp_path: Path, capsys: pytest.Cap
     assert (tmp_path / "mlops-train").read_text(encoding="utf-8") == (GOLDEN / "mlops-train.xml").read_text(encoding="utf-8")
 
 
+def test_repo_names_the_repository_of_training_scripts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`mlops jenkins render|sync --repo URL`: every job checks out the user's repository."""
+    from tuner.cli import main
+
+    url = "https://git.example.org/ml/models.git"
+    assert main(["jenkins", "render", "--repo", url, "-o", str(tmp_path / "out")]) == 0
+    for name in JOBS:
+        root = _xml((tmp_path / "out" / name).read_text(encoding="utf-8"))
+        assert root.findtext("scm/userRemoteConfigs/hudson.plugins.git.UserRemoteConfig/url") == url, name
+    assert main(["jenkins", "render", "--repo", url, "--param", "git-url=x", "-o", str(tmp_path / "o2")]) == 2
+    assert "--repo and --param git-url= both set the repository" in capsys.readouterr().err
+
+
+def test_the_jobs_yaml_ships_with_the_package() -> None:
+    """`mlops jenkins sync` from a plain pip install renders the YAML installed with the package."""
+    packaged = ROOT / "tuner" / "jenkins" / "jobs_yaml"
+    assert sorted(p.name for p in packaged.glob("*.yaml")) == sorted(p.name for p in JOBS_DIR.glob("*.yaml"))
+    assert jk.render_jobs(packaged).jobs == jk.render_jobs(JOBS_DIR).jobs
+
+
 def test_download_polls_and_listens_for_github_pushes(rendered: jk.Rendered) -> None:
     root = _xml(rendered.jobs["mlops-download"])
     assert root.findtext("triggers/hudson.triggers.SCMTrigger/spec") == "H/2 * * * *"
@@ -144,12 +164,20 @@ def test_the_chain(rendered: jk.Rendered) -> None:
     assert _triggers(classify) == {"mlops-train": "SUCCESS"}
     props = classify.find(".//hudson.plugins.parameterizedtrigger.FileBuildParameters")
     assert props.findtext("propertiesFile") == "mlops-classify.properties"
-    assert "mlops classify" in rendered.jobs["mlops-classify"] or "jenkins-classify.sh" in rendered.jobs["mlops-classify"]
+    assert 'mlops jenkins step classify -- "$SCRIPT" mlops-classify.properties' in _shells(classify)[0]
 
+    # a train build that ends is mailed at once; one that broke, after the monitor carried it on
     train = _xml(rendered.jobs["mlops-train"])
-    assert _triggers(train) == {"mlops-notify": "ALWAYS", "mlops-monitor": "FAILED"}
+    assert _triggers(train) == {"mlops-notify": "UNSTABLE_OR_BETTER", "mlops-monitor": "FAILED"}
     retrain = _xml(rendered.jobs["mlops-retrain"])
     assert _triggers(retrain) == {"mlops-monitor": "FAILED"}
+    monitor = _xml(rendered.jobs["mlops-monitor"])
+    assert _triggers(monitor) == {"mlops-notify": "ALWAYS"}
+    cfg = monitor.find(".//hudson.plugins.parameterizedtrigger.BuildTriggerConfig")
+    # only when the step wrote the file (after a train build): no parameters, no build
+    assert cfg.findtext("configs/hudson.plugins.parameterizedtrigger.FileBuildParameters/propertiesFile") == \
+        "mlops-out/notify.properties"
+    assert cfg.findtext("triggerWithNoParameters") == "false" and len(cfg.find("configs")) == 1
     for job in ("mlops-notify", "mlops-monitor"):
         copy = _xml(rendered.jobs[job]).find("builders/hudson.plugins.copyartifact.CopyArtifact")
         assert copy.findtext("project") == "$UPSTREAM_JOB"
@@ -212,7 +240,9 @@ def test_train_archives_the_run_and_publishes_the_report(rendered: jk.Rendered) 
     params = _params(root)
     assert "TUNING_MODE" not in params  # fixed when the jobs are synced: it decides the bindings
     assert "export TUNING_MODE='single-build'" in root.findtext("builders/hudson.tasks.Shell/command")
-    assert params["GOAL"] == "0.90" and params["MAX_TRIALS"] == "10" and params["MAX_MINUTES"] == "60"
+    # one source of settings: empty parameters say nothing (the script's mlops.yaml decides)
+    assert {k: params[k] for k in ("GOAL", "MAX_TRIALS", "MAX_MINUTES", "STRATEGY", "METRIC")} == dict.fromkeys(
+        ("GOAL", "MAX_TRIALS", "MAX_MINUTES", "STRATEGY", "METRIC"), "")
     assert params["KIND"] == "cnn"
     shell = root.find("builders/hudson.tasks.Shell")
     assert shell.findtext("unstableReturn") == "1"  # budget spent (exit 1) -> UNSTABLE, not FAILURE
@@ -223,6 +253,8 @@ def test_retrain_is_parameterized_by_the_settings_to_try(rendered: jk.Rendered) 
     params = _params(root)
     assert {"SCRIPT", "KIND", "REVISION", "SETTINGS", "WORKDIR", "METRIC", "STUDY", "TRIAL"} <= set(params)
     assert params["SETTINGS"] == "{}"
+    # by hand, an empty METRIC/TRIAL_TIMEOUT_MINUTES/SEED leaves them to the script's mlops.yaml
+    assert params["METRIC"] == params["TRIAL_TIMEOUT_MINUTES"] == params["SEED"] == ""
     assert root.findtext("concurrentBuild") == "true"
     assert root.findtext("publishers/hudson.tasks.ArtifactArchiver/artifacts") == f"{jk.TRIAL_ROOT}/**"
 
@@ -239,17 +271,64 @@ def test_the_view_lists_the_jobs_with_the_usual_columns(rendered: jk.Rendered) -
     assert "jenkins.plugins.extracolumns.BuildDescriptionColumn" in columns  # the outcome at a glance
 
 
-def test_every_script_a_job_calls_exists_and_is_executable(rendered: jk.Rendered) -> None:
+def test_every_step_a_job_calls_ships_in_the_package(rendered: jk.Rendered, per_trial: jk.Rendered) -> None:
+    """The jobs run in a checkout of the user's repository: they call the steps of the installed
+    mlops (`mlops jenkins step NAME`), never a script of this repository."""
+    from tuner.jenkins.steps import STEPS, step_script
+
     called = set()
-    for text in rendered.jobs.values():
+    for text in [*rendered.jobs.values(), *per_trial.jobs.values()]:
         for shell in _xml(text).iter("hudson.tasks.Shell"):
-            called.update(re.findall(r"scripts/[\w.-]+\.sh", shell.findtext("command") or ""))
-    assert called >= {"scripts/jenkins-download.sh", "scripts/jenkins-classify.sh", "scripts/jenkins-tune.sh",
-                      "scripts/jenkins-trial.sh", "scripts/jenkins-notify.sh", "scripts/jenkins-monitor.sh"}
-    for rel in called:
-        path = ROOT / rel
-        assert path.is_file(), rel
-        assert os.access(path, os.X_OK), f"{rel} is not executable"
+            command = shell.findtext("command") or ""
+            assert "scripts/" not in command and ".sh" not in command, command
+            called.update(re.findall(r"^mlops jenkins step (\w+)", command, re.M))
+            if "mlops jenkins step" in command:  # mlops on PATH first (mlops-install), in every step
+                assert command.index("MLOPS_INSTALL=''") < command.index("mlops jenkins step")
+    assert called == {"download", "classify", "tune", "trial", "notify", "deliver", "monitor"}
+    for name in called:
+        assert name in STEPS
+        path = step_script(name)
+        assert path.is_file() and os.access(path, os.X_OK), path
+
+
+_FAKE_PYTHON3 = """#!/bin/bash
+set -e
+[ "$1 $2" = "-m venv" ] || exec {python} "$@"
+mkdir -p "$3/bin"
+cat > "$3/bin/python" <<'PY'
+#!/bin/bash
+echo "$5" >> "$(dirname "$0")/../installs.log"
+printf '#!/bin/bash\\necho "pinned mlops $*"\\n' > "$(dirname "$0")/mlops"; chmod +x "$(dirname "$0")/mlops"
+PY
+chmod +x "$3/bin/python"
+"""
+
+
+def test_mlops_install_puts_a_pinned_mlops_on_path(tmp_path: Path) -> None:
+    """mlops-install: the setup at the top of each step installs it once into a cached venv
+    (here python3 -m venv makes a venv whose pip records what it installs) and puts its bin/
+    first on PATH; without it, and without mlops on PATH, one line says what to set."""
+    out = jk.render_jobs(JOBS_DIR, {"mlops-install": "mlops-autotune[jenkins]==9.9.9"})
+    command = _shells(_xml(out.jobs["mlops-classify"]))[0]
+    setup = command[:command.index("mlops jenkins step")]
+    assert "MLOPS_INSTALL='mlops-autotune[jenkins]==9.9.9'" in setup
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "python3").write_text(_FAKE_PYTHON3.format(python=sys.executable))
+    (fake / "python3").chmod(0o755)
+    env = {"PATH": f"{fake}:/usr/bin:/bin", "HOME": str(tmp_path / "home"), "MLOPS_VENVS": str(tmp_path / "venvs")}
+    for _ in range(2):
+        proc = subprocess.run(["bash", "-c", setup + "mlops --version"], env=env, capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip().endswith("pinned mlops --version")
+    logs = list((tmp_path / "venvs").glob("*/installs.log"))
+    assert len(logs) == 1 and logs[0].read_text() == "mlops-autotune[jenkins]==9.9.9\n"  # installed once
+    empty = _shells(_xml(jk.render_jobs(JOBS_DIR).jobs["mlops-classify"]))[0]
+    proc = subprocess.run(["bash", "-c", empty[:empty.index("mlops jenkins step")] + "echo unreachable"],
+                          env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "set mlops-install in jobs/project.yaml" in proc.stderr
+    assert "unreachable" not in proc.stdout
 
 
 # a secret-looking assignment: the value is neither an environment variable name (what the
@@ -291,7 +370,7 @@ def test_no_secret_in_jobs_or_rendered_xml(rendered: jk.Rendered, per_trial: jk.
 # -- credentials never sit around a step that trains ---------------------------------------------
 
 # what trains: a trial (retrain), the resumed trial (monitor), the tune step in single-build mode
-_TRAINING_STEPS = ("scripts/jenkins-trial.sh", "scripts/jenkins-monitor.sh", "mlops train", "mlops watch")
+_TRAINING_STEPS = ("mlops jenkins step trial", "mlops jenkins step monitor", "mlops train", "mlops watch")
 
 
 def _bindings(root: ET.Element) -> dict[str, set[str]]:
@@ -313,7 +392,7 @@ def _shells(root: ET.Element) -> list[str]:
 def _trains(command: str) -> bool:
     if any(step in command for step in _TRAINING_STEPS):
         return True
-    return "scripts/jenkins-tune.sh" in command and "export TUNING_MODE='build-per-trial'" not in command
+    return "mlops jenkins step tune" in command and "export TUNING_MODE='build-per-trial'" not in command
 
 
 @pytest.mark.parametrize("storage", ["run-dir", "shared"])
@@ -330,7 +409,7 @@ def test_training_never_runs_inside_a_credential_binding(mode: str, storage: str
         shells = _shells(root)
         if "MLOPS_STORAGE" in bound:  # the one exception: the tune loop of a shared study
             assert name == "mlops-train" and storage == "shared", name
-            assert shells and all("scripts/jenkins-tune.sh" in cmd for cmd in shells)
+            assert shells and all("mlops jenkins step tune" in cmd for cmd in shells)
         if any(_trains(cmd) for cmd in shells):
             training_jobs.add(name)
             # nothing but the study URL, around the tune loop of a shared study
@@ -343,8 +422,8 @@ def test_training_never_runs_inside_a_credential_binding(mode: str, storage: str
             assert shells and all("export TUNING_MODE='build-per-trial'" in cmd for cmd in shells)
         if "MLOPS_SMTP_PASSWORD" in bound or "MLOPS_GIT_TOKEN" in bound:  # notify: deliver, then mail
             assert name == "mlops-notify", name
-            assert all(cmd.strip() == "rm -rf upstream" or "scripts/jenkins-notify.sh" in cmd
-                       or "scripts/jenkins-deliver.sh" in cmd for cmd in shells), shells
+            assert all(cmd.strip() == "rm -rf upstream" or "mlops jenkins step notify" in cmd
+                       or "mlops jenkins step deliver" in cmd for cmd in shells), shells
     expected = {"mlops-retrain", "mlops-monitor"} | ({"mlops-train"} if mode == "single-build" else set())
     assert training_jobs == expected
     token_jobs = {n for n, t in out.jobs.items() if "JENKINS_API_TOKEN" in _bindings(_xml(t))}
@@ -387,7 +466,7 @@ def test_a_shared_study_binds_its_url_around_the_tune_loop_alone(shared: jk.Rend
     shells = _shells(root)
     assert len(shells) == 1
     assert "export TUNING_MODE='single-build' WORKERS_PER_AGENT='2'" in shells[0]
-    assert shells[0].rstrip().endswith("scripts/jenkins-tune.sh")
+    assert shells[0].rstrip().endswith("mlops jenkins step tune")
     assert root.find("builders/hudson.tasks.Shell").findtext("unstableReturn") == "1"
     # the URL is a credential: never a parameter, never in a command line
     assert "MLOPS_STORAGE" not in shells[0] and "MLOPS_STORAGE" not in _params(root)
@@ -424,13 +503,13 @@ def test_notify_delivers_the_tuned_code_before_it_mails(rendered: jk.Rendered) -
     root = _xml(rendered.jobs["mlops-notify"])
     builders = list(root.find("builders"))
     shells = [b for b in builders if b.tag == "hudson.tasks.Shell"]
-    deliver = [s for s in shells if "scripts/jenkins-deliver.sh" in s.findtext("command")]
-    notify = [s for s in shells if "scripts/jenkins-notify.sh" in s.findtext("command")]
+    deliver = [s for s in shells if "mlops jenkins step deliver" in s.findtext("command")]
+    notify = [s for s in shells if "mlops jenkins step notify" in s.findtext("command")]
     assert len(deliver) == 1 and len(notify) == 1
     copy_at = [b.tag for b in builders].index("hudson.plugins.copyartifact.CopyArtifact")
     # the run is copied, delivered, then mailed: the summary the mail reads names the branch
     assert copy_at < builders.index(deliver[0]) < builders.index(notify[0])
-    assert "scripts/jenkins-deliver.sh upstream/mlops-out/run" in deliver[0].findtext("command")
+    assert "mlops jenkins step deliver upstream/mlops-out/run" in deliver[0].findtext("command")
     # a failed push (the step's marker) or a delivery that could not run: UNSTABLE, the mail still goes
     assert deliver[0].findtext("unstableReturn") == "1"
     assert "mlops-out/delivery-failed" in deliver[0].findtext("command")
@@ -449,7 +528,7 @@ def test_the_git_credential_is_bound_only_where_the_code_is_delivered(git_push: 
                                     "git-push-credentials-id": "mlops-git-push"})
     for name, text in out.jobs.items():
         root = _xml(text)
-        delivers = any("scripts/jenkins-deliver.sh" in cmd for cmd in _shells(root))
+        delivers = any("mlops jenkins step deliver" in cmd for cmd in _shells(root))
         bound = _git_bound(root)
         if name != "mlops-notify":  # train and retrain train (monitor too); download, classify read
             assert not bound and not delivers, (name, bound)
@@ -487,7 +566,20 @@ def test_params_override_the_project_without_editing_it(tmp_path: Path) -> None:
         assert "https://git.example.org/ml/models.git" in text
     assert _xml(out.jobs["ml-train"]).findtext("assignedNode") == "cuda"
     assert _xml(out.jobs["ml-download"]).findtext("triggers/hudson.triggers.SCMTrigger/spec") == "H/5 * * * *"
-    assert _triggers(_xml(out.jobs["ml-train"])) == {"ml-notify": "ALWAYS", "ml-monitor": "FAILED"}
+    assert _triggers(_xml(out.jobs["ml-train"])) == {"ml-notify": "UNSTABLE_OR_BETTER", "ml-monitor": "FAILED"}
+
+
+def test_a_site_value_becomes_the_parameter_default() -> None:
+    out = jk.render_jobs(JOBS_DIR, {"goal": "0.95", "strategy": "tpe", "metric": "val_auc"})
+    params = _params(_xml(out.jobs["mlops-train"]))
+    assert (params["GOAL"], params["STRATEGY"], params["METRIC"]) == ("0.95", "tpe", "val_auc")
+    assert _params(_xml(out.jobs["mlops-retrain"]))["METRIC"] == "val_auc"
+
+
+def test_the_strategy_default_is_auto_never_ladder() -> None:
+    for text in (JOBS_DIR / "project.yaml").read_text(encoding="utf-8"), (ROOT / "Jenkinsfile").read_text(
+            encoding="utf-8"):
+        assert not re.search(r"(?m)^\s*strategy:\s*ladder|name: 'STRATEGY', defaultValue: 'ladder'", text)
 
 
 def test_unknown_param_names_the_known_ones() -> None:

@@ -1,4 +1,5 @@
-"""scripts/jenkins-*.sh, the build steps of the jobs and the Jenkinsfile, run here with bash.
+"""The build steps of the jobs and the Jenkinsfile (tuner/jenkins/steps/*.sh, run as `mlops jenkins
+step NAME`), run here with bash in a workspace that holds no copy of this repository.
 
 `mlops` is replaced by a stub (MLOPS=<python> <stub>) that records its arguments and plays the
 part of each subcommand (classify prints JSON, train writes result.json, ...); `mlops jenkins
@@ -18,6 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
+STEPS = ROOT / "tuner" / "jenkins" / "steps"
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -41,6 +43,11 @@ if args[:2] == ["jenkins", "describe"]:
     env = dict(os.environ, PYTHONPATH=os.environ["MLOPS_SRC"])
     sys.exit(subprocess.run([sys.executable, "-m", "tuner", *args], env=env).returncode)
 if cmd == "classify":
+    if "helper" in args[-1]:  # a module that trains nothing
+        print(json.dumps({"file": args[-1], "kind": None, "error": "trains nothing: no Keras model and no "
+                          "scikit-learn estimator found", "line": None}))
+        print(f"mlops: error: {args[-1]}: trains nothing", file=sys.stderr)
+        sys.exit(2)
     if os.environ.get("STUB_FAIL"):
         print(f"mlops: error: {args[-1]}:3: trains nothing", file=sys.stderr)
         sys.exit(2)
@@ -98,10 +105,9 @@ elif cmd == "watch":
 
 @pytest.fixture
 def ws(tmp_path: Path) -> Path:
-    """A workspace: a Git checkout with scripts/ (as Jenkins has it) and two commits."""
+    """A workspace: a Git checkout of a user's repository (nothing of this one) and one commit."""
     root = tmp_path / "ws"
     root.mkdir()
-    shutil.copytree(SCRIPTS, root / "scripts")
     (root / "models").mkdir()
     (root / "models" / "a.py").write_text("A = 1\n")
     (root / "README.md").write_text("x\n")
@@ -127,7 +133,9 @@ def run(ws: Path, script: str, *args: str, **env: str) -> subprocess.CompletedPr
         "PYTHON": sys.executable,
     })
     base.update(env)
-    return subprocess.run(["bash", f"scripts/{script}", *args], cwd=ws, env=base, capture_output=True,
+    # what `mlops jenkins step NAME` execs (test_mlops_jenkins_step_runs_the_packaged_step checks that)
+    step = STEPS / f"{script.removeprefix('jenkins-')}"
+    return subprocess.run(["bash", str(step), *args], cwd=ws, env=base, capture_output=True,
                           text=True, timeout=60)
 
 
@@ -135,7 +143,9 @@ def calls(ws: Path) -> list[list[str]]:
     log = ws.parent / "calls.jsonl"
     if not log.exists():
         return []
-    return [c for c in map(json.loads, log.read_text().splitlines()) if c[:2] != ["jenkins", "describe"]]
+    # what the steps ask to describe and name the build is checked by tests/test_jenkins_view.py
+    return [c for c in map(json.loads, log.read_text().splitlines())
+            if c[:2] not in (["jenkins", "describe"], ["jenkins", "display-name"])]
 
 
 def _unescape(text: str) -> str:
@@ -171,6 +181,16 @@ def props(path: Path) -> dict[str, str]:
     return out
 
 
+def described(path: Path, prefix: str = "") -> str:
+    """The description a step sets for the run or trial at ``path``: the line of tuner.jenkins.describe
+    (what `mlops jenkins describe` prints; its wording is tested there), HTML-escaped as the step does."""
+    import html
+
+    from tuner.jenkins import describe_path
+
+    return html.escape(prefix + describe_path(path), quote=True).replace("$", "&#36;")
+
+
 def description(proc: subprocess.CompletedProcess[str]) -> str:
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("MLOPS_DESCRIPTION: ")]
     assert len(lines) == 1, proc.stdout + proc.stderr
@@ -180,7 +200,8 @@ def description(proc: subprocess.CompletedProcess[str]) -> str:
 def test_shellcheck_is_clean() -> None:
     if shutil.which("shellcheck") is None:
         pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
-    files = sorted(str(p) for p in SCRIPTS.glob("*.sh")) + [str(SCRIPTS / n) for n in ("test", "demo")]
+    files = sorted(str(p) for p in [*SCRIPTS.glob("*.sh"), *STEPS.glob("*.sh")])
+    files += [str(SCRIPTS / n) for n in ("test", "demo")]
     files.append(str(ROOT / ".ci" / "run"))
     proc = subprocess.run(["shellcheck", "-x", *files], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout
@@ -206,12 +227,33 @@ def test_download_lists_the_scripts_the_push_changed(ws: Path) -> None:
     proc = run(ws, "jenkins-download.sh", GIT_COMMIT=head)
     assert len(list((ws / "mlops-changed").glob("*.properties"))) == 2
     proc = run(ws, "jenkins-download.sh", GIT_COMMIT=head, SCRIPTS="models/b.py")
-    assert [props(f)["SCRIPT"] for f in sorted((ws / "mlops-changed").glob("*"))] == ["models/b.py"]
+    assert [props(f)["SCRIPT"] for f in sorted((ws / "mlops-changed").glob("*.properties"))] == ["models/b.py"]
+    assert (ws / "mlops-changed" / ".gitignore").read_text().splitlines()[-1] == "*"  # never committed
     proc = run(ws, "jenkins-download.sh", GIT_COMMIT=head, GIT_PREVIOUS_SUCCESSFUL_COMMIT=head)
-    assert list((ws / "mlops-changed").glob("*")) == []
+    assert list((ws / "mlops-changed").glob("*.properties")) == []
     assert description(proc).startswith("no training script changed")
     proc = run(ws, "jenkins-download.sh", GIT_COMMIT=head, SCRIPTS="../etc/passwd")
     assert proc.returncode == 2 and "inside the repository" in proc.stderr
+
+
+def test_download_finds_scripts_in_any_folder_but_never_in_mlops_own(ws: Path) -> None:
+    """The default pathspec ('*.py') takes a user's own layout; what the steps write (a run
+    directory someone committed after all) never counts; --all lists every one for the Jenkinsfile."""
+    first = git(ws, "rev-parse", "HEAD")
+    for rel in ("src/train/face.py", "src/train/b c.py", "src/train/helpers.py", "mlops-runs/face-0123/trials/0001/face.py",
+                "mlops-out/run/best/face.py", "mlops-trial/x/face.py", "docs/notes.md"):
+        (ws / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ws / rel).write_text("X = 1\n")
+    git(ws, "add", "-A", "-f")
+    git(ws, "commit", "-q", "-m", "two")
+    head = git(ws, "rev-parse", "HEAD")
+    proc = run(ws, "jenkins-download.sh", GIT_COMMIT=head, GIT_PREVIOUS_SUCCESSFUL_COMMIT=first)
+    assert proc.returncode == 0, proc.stderr
+    found = [props(f)["SCRIPT"] for f in sorted((ws / "mlops-changed").glob("*.properties"))]
+    assert found == ["src/train/b c.py", "src/train/face.py"]  # not helpers.py: it trains nothing
+    assert "skipping src/train/helpers.py: it trains nothing" in proc.stderr
+    listed = run(ws, "jenkins-download.sh", "--all", GIT_COMMIT=head, GIT_PREVIOUS_SUCCESSFUL_COMMIT=first)
+    assert listed.returncode == 0 and listed.stdout == "src/train/b c.py\nsrc/train/face.py\n"
 
 
 def test_classify_writes_the_kind_for_the_trigger(ws: Path) -> None:
@@ -244,7 +286,8 @@ def test_trial_passes_the_settings_as_set_flags(ws: Path) -> None:
     # what mlops train reads back is what was asked for
     result = json.loads((ws / "mlops-trial" / "tiny" / "0001" / "result.json").read_text())
     assert result["settings"] == settings
-    assert description(proc) == "val_accuracy 0.87 — FC [128, 64], lr 3e-4, kernel rbf, max_depth None, shuffle True"
+    assert description(proc) == described(ws / "mlops-trial" / "tiny" / "0001")
+    assert "val_accuracy 0.87" in description(proc) and "FC [128, 64]" in description(proc)
     failed = run(ws, "jenkins-trial.sh", SCRIPT="models/a.py", SETTINGS="{}", WORKDIR="mlops-trial/x",
                  STUB_STATUS="failed")
     assert failed.returncode == 1 and description(failed) == "failed: it broke — as written"
@@ -265,7 +308,8 @@ def test_tune_runs_the_loop_and_keeps_the_run_for_archiving(ws: Path) -> None:
                           "--kind", "cnn", "--goal", "0.95", "--max-trials", "4", "--max-minutes", "30",
                           "--strategy", "tpe", "--", "models/a.py"]]
     assert (ws / "mlops-out" / "run" / "report.html").is_file()
-    assert description(proc) == "val_accuracy 0.84 — FC [64] — goal 0.9 not met, budget spent after 2 trials"
+    assert description(proc) == described(ws / "mlops-out" / "run")
+    assert "val_accuracy 0.84" in description(proc) and "2 trials" in description(proc)
     assert (ws / "mlops-out" / "description.txt").read_text().strip() == description(proc)
     (ws.parent / "calls.jsonl").unlink()
     proc = run(ws, "jenkins-tune.sh", TUNING_MODE="build-per-trial", STUB_RC="0", **env)
@@ -416,7 +460,7 @@ def test_worker_waits_for_the_coordinator_to_start_the_study(ws: Path) -> None:
 
 def test_refuse_secrets_lets_the_study_url_through_only_where_asked(ws: Path) -> None:
     def probe(code: str, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["bash", "-c", f"source scripts/jenkins-lib.sh; {code}; echo passed"], cwd=ws,
+        return subprocess.run(["bash", "-c", f"source {STEPS}/lib.sh; {code}; echo passed"], cwd=ws,
                               capture_output=True, text=True, timeout=30,
                               env={"PATH": os.environ["PATH"], "PYTHON": sys.executable, **env})
 
@@ -459,7 +503,8 @@ def test_deliver_runs_mlops_deliver_and_describes_the_build(ws: Path) -> None:
     assert calls(ws) == [["deliver", "--script=models/a.py", "--", "mlops-out/run"]]
     assert "pushed branch mlops/tuned/models-a-0123456" in proc.stdout
     assert not (ws / "mlops-out" / "delivery-failed").exists()
-    assert description(proc) == "val_accuracy 0.93 — FC [64] — goal 0.9 met in 1 trial"
+    assert description(proc) == described(ws / "mlops-out" / "run")
+    assert "val_accuracy 0.93" in description(proc) and "1 trial" in description(proc)
     assert (ws / "mlops-out" / "description.txt").read_text().strip() == description(proc)
     # any name git can store reaches mlops as one argument, never as an option
     (ws / "models" / "--help $(x)\n.py").write_text("A = 1\n")
@@ -515,7 +560,10 @@ def test_notify_writes_a_failure_summary_when_there_is_none(ws: Path) -> None:
     assert missing.returncode == 2 and "summary.json not found" in missing.stderr
 
 
-def test_monitor_resumes_the_trial_that_broke(ws: Path) -> None:
+def test_monitor_resumes_the_trial_that_broke_and_tunes_on(ws: Path) -> None:
+    """After a mlops-train build broke: the trial that broke is resumed from its checkpoint, the
+    tuning goes on from the run's study to the goal or the budget, and mlops-notify is started
+    (its properties file) to mail the outcome."""
     trials = ws / "upstream" / "mlops-out" / "run" / "trials"
     for n, status in (("0001", "ok"), ("0002", "failed"), ("0003", None)):
         (trials / n).mkdir(parents=True)
@@ -525,18 +573,121 @@ def test_monitor_resumes_the_trial_that_broke(ws: Path) -> None:
         if status:
             (trials / n / "result.json").write_text(json.dumps({"status": status}))
     proc = run(ws, "jenkins-monitor.sh", "upstream", UPSTREAM_JOB="mlops-train", UPSTREAM_BUILD="7",
-               SCRIPT="models/a.py", RUNNER="docker")
-    assert proc.returncode == 0, proc.stderr
-    assert calls(ws) == [["watch", "--runner", "docker", "--", "upstream/mlops-out/run/trials/0003"]]
+               SCRIPT="models/a.py", RUNNER="docker", KIND="cnn", JOB_NAME="mlops-monitor", BUILD_NUMBER="9")
+    assert proc.returncode == 1, proc.stderr  # the stub's tuning spent its budget: an UNSTABLE build
+    run_dir = str(ws / "upstream" / "mlops-out" / "run")
+    assert calls(ws) == [["watch", "--runner", "docker", "--", "upstream/mlops-out/run/trials/0003"],
+                         ["run", "--run-dir", run_dir, "--no-mail", "--no-push", "--runner", "docker", "--kind", "cnn",
+                          "--", "models/a.py"]]
     spec = json.loads((trials / "0003" / "trial.json").read_text())
     assert spec["script"] == str(ws / "models" / "a.py")  # pointed at this checkout
-    assert description(proc) == "resumed mlops-train #7: val_accuracy 0.9 — as written"
     assert (ws / "mlops-out" / "watch" / "result.json").is_file()
+    assert (ws / "mlops-out" / "run" / "summary.json").is_file()  # archived for mlops-notify
+    assert description(proc) == described(ws / "mlops-out" / "run", "resumed mlops-train #7: ")
+    props = {k: _unescape(v) for k, v in (line.split("=", 1) for line in
+                                          (ws / "mlops-out" / "notify.properties").read_text().splitlines())}
+    assert props == {"UPSTREAM_JOB": "mlops-monitor", "UPSTREAM_BUILD": "9", "SCRIPT": "models/a.py", "KIND": "cnn"}
+
+
+def test_monitor_of_a_train_build_with_nothing_to_resume_still_starts_the_mail(ws: Path) -> None:
+    (ws / "upstream").mkdir()
+    proc = run(ws, "jenkins-monitor.sh", "upstream", UPSTREAM_JOB="mlops-train", UPSTREAM_BUILD="7",
+               SCRIPT="models/a.py", JOB_NAME="mlops-monitor", BUILD_NUMBER="9")
+    assert proc.returncode == 0, proc.stderr
+    assert "nothing to resume" in description(proc)
+    assert "UPSTREAM_BUILD=9" in (ws / "mlops-out" / "notify.properties").read_text()
+
+
+def test_monitor_of_a_retrain_build_resumes_its_trial_and_mails_nothing(ws: Path) -> None:
+    """A mlops-retrain build's trial belongs to the tune loop of its mlops-train build, which
+    records it and mails the outcome: the monitor resumes the trial only."""
+    trial = ws / "upstream" / "mlops-trial" / "0004"
+    trial.mkdir(parents=True)
+    (trial / "settings.json").write_text("{}")
+    (trial / "trial.json").write_text(json.dumps({"script": "/elsewhere/models/a.py", "kind": "cnn"}))
+    proc = run(ws, "jenkins-monitor.sh", "upstream", UPSTREAM_JOB="mlops-retrain", UPSTREAM_BUILD="3",
+               SCRIPT="models/a.py", WORKDIR="mlops-trial/0004", RUNNER="local")
+    assert proc.returncode == 0, proc.stderr
+    assert calls(ws) == [["watch", "--runner", "local", "--", "upstream/mlops-trial/0004"]]
+    assert description(proc) == described(ws / "mlops-out" / "watch", "resumed mlops-retrain #3: ")
+    assert "val_accuracy 0.9" in description(proc)
+    assert not (ws / "mlops-out" / "notify.properties").exists()
 
 
 def test_site_values_become_mlops_settings_unless_empty(ws: Path) -> None:
-    probe = 'source scripts/jenkins-lib.sh; echo "to=${MLOPS_MAIL_TO:-} host=${MLOPS_SMTP_HOST:-}"'
+    probe = f'source {STEPS}/lib.sh; echo "to=${{MLOPS_MAIL_TO:-}} host=${{MLOPS_SMTP_HOST:-}}"'
     proc = subprocess.run(["bash", "-c", probe], cwd=ws, capture_output=True, text=True, timeout=30,
                           env={"PATH": os.environ["PATH"], "SITE_MLOPS_MAIL_TO": "dev@example.org",
                                "SITE_MLOPS_SMTP_HOST": "", "MLOPS_SMTP_HOST": "smtp.agent.local"})
     assert proc.stdout.strip() == "to=dev@example.org host=smtp.agent.local"
+
+
+def test_mlops_jenkins_step_runs_the_packaged_step(ws: Path) -> None:
+    """The CLI the jobs call: every argument reaches the step as it was given (`--` and a script
+    named like an option included), with the stub as $MLOPS; a step that is not one is refused."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "tuner", "jenkins", "step", "classify", "--print-kind", "--", "models/a.py"],
+        cwd=ws, capture_output=True, text=True, timeout=60,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith(("MLOPS", "SITE_"))},
+             "MLOPS": f"{sys.executable} {ws.parent / 'stub.py'}", "STUB_LOG": str(ws.parent / "calls.jsonl"),
+             "MLOPS_SRC": str(ROOT), "STUB_KIND": "regression", "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "regression\n"
+    assert calls(ws) == [["classify", "--json", "--", "models/a.py"]]
+    assert not (ws / "scripts").exists()  # nothing of this repository in the workspace
+    bad = subprocess.run([sys.executable, "-m", "tuner", "jenkins", "step", "nope"], cwd=ws, capture_output=True,
+                         text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert bad.returncode == 2 and "no build step 'nope'; the steps are: download, classify" in bad.stderr
+
+
+def test_step_command_calls_the_same_mlops_back(tmp_path: Path) -> None:
+    from tuner.jenkins.steps import step_command
+
+    entry = tmp_path / "mlops"  # the console script that started the step
+    entry.write_text("#!/bin/sh\n")
+    entry.chmod(0o755)
+    argv, env = step_command("tune", ["--", "--help"], {"PATH": "/bin"}, executable="/opt/py/bin/python3",
+                             argv0=str(entry))
+    assert argv == ["bash", str(STEPS / "tune.sh"), "--", "--help"]
+    assert env["MLOPS"] == str(entry) and env["PYTHON"] == "/opt/py/bin/python3"
+    # run as python -m tuner: the workspace (the pushed repository) is kept off sys.path
+    _, env = step_command("tune", [], {"PATH": "/bin"}, executable="/opt/py/bin/python3", argv0="-m")
+    assert env["MLOPS"] == "/opt/py/bin/python3 -m tuner" and env["PYTHONSAFEPATH"] == "1"
+    _, env = step_command("tune", [], {"MLOPS": "/usr/local/bin/mlops", "PYTHON": "python3"})
+    assert env["MLOPS"] == "/usr/local/bin/mlops" and env["PYTHON"] == "python3"
+
+
+def test_the_helpers_never_import_a_module_pushed_into_the_workspace(ws: Path) -> None:
+    """The Python helpers of lib.sh run isolated (-I): a json.py or html.py at the top of the
+    pushed repository is not what they import (the notify step runs with the SMTP login bound)."""
+    for name in ("json.py", "html.py", "os.py"):
+        (ws / name).write_text("raise SystemExit('pushed module imported')\n")
+    proc = run(ws, "jenkins-classify.sh", "models/a.py", "out.properties", GIT_COMMIT="abc123")
+    assert proc.returncode == 0, proc.stderr
+    assert "pushed module imported" not in proc.stdout + proc.stderr
+
+
+def test_one_gpu_per_executor(ws: Path, tmp_path: Path) -> None:
+    """A step that trains cnn/ann on an agent with GPUs takes the one of its executor (for local
+    trials and the Docker runner's --gpus) and lets TensorFlow grow its memory; a regression none."""
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    (fake / "nvidia-smi").write_text("#!/bin/sh\necho 'GPU 0: A (UUID: GPU-a)'\necho 'GPU 1: B (UUID: GPU-b)'\n")
+    (fake / "nvidia-smi").chmod(0o755)
+    probe = (f'source {STEPS}/lib.sh; one_gpu_per_executor "$KIND" >&2; '
+             'echo "cuda=${CUDA_VISIBLE_DEVICES-unset} gpus=${MLOPS_GPUS-unset} grow=${TF_FORCE_GPU_ALLOW_GROWTH-unset}"')
+
+    def seen(**env: str) -> str:
+        base = {"PATH": f"{fake}:{os.environ['PATH']}", "PYTHON": sys.executable}
+        proc = subprocess.run(["bash", "-c", probe], cwd=ws, env={**base, **env}, capture_output=True, text=True,
+                              timeout=30)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    assert seen(KIND="cnn", EXECUTOR_NUMBER="3") == "cuda=1 gpus=1 grow=true"
+    assert seen(KIND="ann", EXECUTOR_NUMBER="0") == "cuda=0 gpus=0 grow=true"
+    assert seen(KIND="regression", EXECUTOR_NUMBER="3") == "cuda= gpus=none grow=unset"
+    # what the agent sets stays; several workers on the agent: mlops deals the GPUs itself
+    assert seen(KIND="cnn", EXECUTOR_NUMBER="3", CUDA_VISIBLE_DEVICES="0") == "cuda=0 gpus=unset grow=true"
+    assert seen(KIND="cnn", EXECUTOR_NUMBER="3", WORKERS_PER_AGENT="2") == "cuda=unset gpus=unset grow=true"
+    assert seen(KIND="cnn") == "cuda=unset gpus=unset grow=true"  # not in a build

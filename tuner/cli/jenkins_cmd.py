@@ -20,8 +20,28 @@ if TYPE_CHECKING:  # pragma: no cover
     from tuner.config import Config
     from tuner.jenkins import JenkinsClient
 
-_JOBS_DIR_HELP = "Folder of the Jenkins Job Builder YAML (default: the repository's jobs/)."
-_PARAM_HELP = "Override a project parameter of jobs/project.yaml, e.g. --param git-url=https://… (repeatable)."
+_JOBS_DIR_HELP = "Folder of the Jenkins Job Builder YAML (default: jobs/ of this checkout, else the copy installed with mlops)."
+_PARAM_HELP = "Override a project parameter of jobs/project.yaml, e.g. --param branch=dev (repeatable)."
+_REPO_HELP = ("The Git repository that holds the training scripts (the jobs' git-url; same as "
+              "--param git-url=URL): the jobs poll it and check it out.")
+
+
+def _project_params(params: tuple[str, ...], repo: str | None) -> dict[str, str]:
+    """--param NAME=VALUE pairs, with --repo as git-url.
+
+    Raises:
+        ConfigError: a malformed pair, or --repo together with --param git-url=.
+    """
+    from tuner.errors import ConfigError
+
+    pairs = parse_pairs(params, "--param", "branch=main")
+    if repo is not None:
+        if "git-url" in pairs:
+            raise ConfigError("--repo and --param git-url= both set the repository; give one")
+        if not repo.strip():
+            raise ConfigError("--repo: give the URL of the repository that holds the training scripts")
+        pairs["git-url"] = repo.strip()
+    return pairs
 
 
 def _extra() -> Any:
@@ -94,17 +114,75 @@ def jenkins() -> None:
     Needs the jenkins extra: pip install 'mlops-autotune[jenkins]'."""
 
 
+class _StepCommand(click.Command):
+    """A build step: every argument goes to the step verbatim (``--`` and names that look like
+    options included); only a lone ``-h``/``--help`` shows the help."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args in (["-h"], ["--help"]):
+            click.echo(ctx.get_help(), color=ctx.color)
+            ctx.exit()
+        ctx.meta["step_args"] = list(args)
+        ctx.args, ctx.params = [], {}
+        return []
+
+
+def _make_step(name: str, summary: str) -> click.Command:
+    def run_step() -> int:
+        from tuner.jenkins.steps import step_command
+
+        argv, env = step_command(name, click.get_current_context().meta["step_args"])
+        os.execvpe(argv[0], argv, env)  # the step's exit code is the command's
+        return EXIT_OK  # pragma: no cover - exec does not return
+
+    return _StepCommand(
+        name, callback=run_step, short_help=summary,
+        help=f"{summary}\n\nThe build step tuner/jenkins/steps/{name}.sh of the mlops package, run with bash in "
+             "this workspace (the checkout of the repository that holds the training scripts) with this "
+             "environment; ARGS go to it as they are. See docs/jenkins.md.",
+        options_metavar="[ARGS]...",
+    )
+
+
+class _StepGroup(click.Group):
+    """An unknown step names the steps there are."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            raise click.UsageError(f"no build step '{args[0]}'; the steps are: {', '.join(self.commands)}", ctx)
+        return super().resolve_command(ctx, args)
+
+
+@jenkins.group("step", cls=_StepGroup)
+def step() -> None:
+    """Run a build step of the jobs and the Jenkinsfile: mlops jenkins step NAME [ARGS].
+
+    The steps ship in the package, so a workspace needs nothing but the user's repository and an
+    installed mlops (jobs/project.yaml: mlops-install)."""
+
+
+def _add_steps() -> None:
+    from tuner.jenkins.steps import STEPS
+
+    for name, summary in STEPS.items():
+        step.add_command(_make_step(name, summary))
+
+
+_add_steps()
+
+
 @jenkins.command("render")
 @click.option("-o", "--output", "output", type=click.Path(file_okay=False), required=True,
               help="Folder to write one XML file per job and view into.")
 @click.option("--jobs-dir", type=click.Path(file_okay=False), default=None, help=_JOBS_DIR_HELP)
+@click.option("--repo", default=None, metavar="URL", help=_REPO_HELP)
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help=_PARAM_HELP)
-def render(output: str, jobs_dir: str | None, params: tuple[str, ...]) -> int:
+def render(output: str, jobs_dir: str | None, repo: str | None, params: tuple[str, ...]) -> int:
     """Render jobs/ to XML without a server (what `jenkins-jobs test jobs/ -o DIR` does)."""
     require_extra("jenkins_jobs")  # before any import of the extra: one line, not a traceback
     from tuner import jenkins as jk
 
-    rendered = jk.render_jobs(jobs_dir, parse_pairs(params, "--param", "branch=main"))
+    rendered = jk.render_jobs(jobs_dir, _project_params(params, repo))
     for path in rendered.write(output):
         click.echo(str(path))
     return EXIT_OK
@@ -112,19 +190,22 @@ def render(output: str, jobs_dir: str | None, params: tuple[str, ...]) -> int:
 
 @jenkins.command("sync")
 @click.option("--jobs-dir", type=click.Path(file_okay=False), default=None, help=_JOBS_DIR_HELP)
+@click.option("--repo", default=None, metavar="URL", help=_REPO_HELP)
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help=_PARAM_HELP)
 @click.option("--only", multiple=True, metavar="GLOB", help="Sync only the jobs/views whose name matches.")
 @click.option("--dry-run", is_flag=True, help="Say what would change; change nothing.")
-def sync(jobs_dir: str | None, params: tuple[str, ...], only: tuple[str, ...], dry_run: bool) -> int:
+def sync(jobs_dir: str | None, repo: str | None, params: tuple[str, ...], only: tuple[str, ...],
+         dry_run: bool) -> int:
     """Create or update the jobs and the view in Jenkins; unchanged ones are left alone.
 
+    --repo URL is the repository the jobs poll and tune (it holds the training scripts).
     MLOPS_RETRAIN_TRIGGER_TOKEN (or MLOPS_RETRAIN_TRIGGER_TOKEN_FILE), when set, becomes the
     retrain job's "Trigger builds remotely" token."""
     require_extra("jenkins_jobs", "jenkins")  # before any import of the extra: one line, not a traceback
     from tuner import jenkins as jk
     from tuner.secrets_env import read_secret
 
-    rendered = jk.render_jobs(jobs_dir, parse_pairs(params, "--param", "branch=main"))
+    rendered = jk.render_jobs(jobs_dir, _project_params(params, repo))
     client = _client(_config())
     report = jk.sync(
         client, rendered, only=only, dry_run=dry_run,
@@ -194,24 +275,34 @@ def retrain(
 
 @jenkins.command("status")
 @click.option("--view", default=None, help="View to show (default: <prefix>, i.e. mlops).")
+@click.option("--builds", "latest", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Latest builds shown per script.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-def status(view: str | None, fmt: str) -> int:
-    """The view's jobs: last build, result, and the best metric so far."""
+def status(view: str | None, latest: int, fmt: str) -> int:
+    """The view's builds grouped by script: per script its latest builds (any job), with the
+    result, the metric and the trials their descriptions give. Jobs never built come last."""
     require_extra("jenkins")  # before any import of the extra: one line, not a traceback
-    from tuner import jenkins as jk
+    from tuner.jenkins import view as jv
 
     cfg = _config()
     client = _client(cfg)
     view = view or _prefix(cfg)
-    table = jk.status_table(client, view)
+    groups = jv.view_groups(client, view, latest=latest)
     if fmt == "csv":
-        click.echo(table.to_csv(index=False), nl=False)
+        import csv
+        import io
+
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=jv.COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(jv.view_rows(groups))
+        click.echo(out.getvalue(), nl=False)
     elif fmt == "json":
-        click.echo(json.dumps(table.to_dict(orient="records"), indent=2))
-    elif table.empty:
+        click.echo(json.dumps(jv.view_rows(groups), indent=2, ensure_ascii=False))
+    elif not groups:
         click.echo(f"view '{view}' has no jobs")
     else:
-        click.echo(table.to_string(index=False))
+        click.echo(jv.format_groups(groups))
     return EXIT_OK
 
 
@@ -233,6 +324,21 @@ def describe(path: str, submit: bool) -> int:
             raise ConfigError("--submit: JOB_NAME and BUILD_NUMBER are not set (they are inside a Jenkins build)")
         require_extra("jenkins")
         _client(_config()).set_description(job, int(number), line)
+    return EXIT_OK
+
+
+@jenkins.command("display-name")
+@click.argument("script")
+@click.option("--number", type=int, default=None, metavar="N",
+              help="The build number (default: $BUILD_NUMBER, else 0).")
+def display_name(script: str, number: int | None) -> int:
+    """Print the build display name for SCRIPT: "#12 face_cnn.py" (one line, no markup)."""
+    from tuner.jenkins.describe import display_name as name_of
+
+    if number is None:
+        raw = os.environ.get("BUILD_NUMBER", "0")
+        number = int(raw) if raw.isdigit() else 0
+    click.echo(name_of(number, script))
     return EXIT_OK
 
 

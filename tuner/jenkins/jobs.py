@@ -37,8 +37,13 @@ def repo_root() -> Path:
 
 
 def default_jobs_dir() -> Path:
-    """The repository's ``jobs/`` folder (the Jenkins Job Builder YAML)."""
-    return repo_root() / "jobs"
+    """The Jenkins Job Builder YAML: ``jobs/`` of the checkout this package lives in, else the
+    copy installed with the package (``tuner/jenkins/jobs_yaml``), so that ``mlops jenkins
+    sync`` works from a plain ``pip install``."""
+    checkout = repo_root() / "jobs"
+    if checkout.is_dir():
+        return checkout
+    return Path(__file__).resolve().parent / "jobs_yaml"
 
 
 def job_prefix(env: Mapping[str, str] | None = None, configured: str | None = None) -> str:
