@@ -82,15 +82,22 @@ def report_metrics(metrics: dict[str, Any]) -> None:
     if wd is None:
         print(f"reported: {text}", flush=True)
         return
-    path = wd / REPORTED_FILE
+    _merge_reported(wd, clean)
+    touch_heartbeat(wd, {"reported": True})
+    print(f"mlops: reported {text}", flush=True)
+
+
+def _merge_reported(workdir: Path, values: dict[str, float], *, keep_written: bool = False) -> None:
+    """Merge ``values`` into the trial's ``reported.json``: over what is there, or under it with
+    ``keep_written`` (what the script reported itself wins)."""
+    path = workdir / REPORTED_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError):
         data = {}
-    data.update(clean)
-    _atomic_write(path, json.dumps(data, sort_keys=True))
-    touch_heartbeat(wd, {"reported": True})
-    print(f"mlops: reported {text}", flush=True)
+    data = data if isinstance(data, dict) else {}
+    merged = {**values, **data} if keep_written else {**data, **values}
+    _atomic_write(path, json.dumps(merged, sort_keys=True))
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -538,13 +545,7 @@ def score_regressor(workdir: Path, namespace: dict[str, Any]) -> dict[str, float
     scores = {"r2": float(_ORIGINAL["r2_score"](y, pred)), "mae": float(_ORIGINAL["mean_absolute_error"](y, pred)),
               "rmse": math.sqrt(mse) if mse >= 0 else float("nan"), "mse": mse}
     scores = {k: v for k, v in scores.items() if math.isfinite(v)}
-    path = workdir / REPORTED_FILE
-    try:
-        mine = json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        mine = {}
-    mine = mine if isinstance(mine, dict) else {}
-    _atomic_write(path, json.dumps({**scores, **mine}, sort_keys=True))
+    _merge_reported(workdir, scores, keep_written=True)
     _info(f"{name} is a regressor: held-out " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
           + f" ({y.shape[0]} samples)")
     return scores

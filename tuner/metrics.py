@@ -5,6 +5,9 @@ through ``Config.maximize``, Jenkins descriptions and status)."""
 
 from __future__ import annotations
 
+import ast
+import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -57,14 +60,18 @@ _FAMILY = {
 }
 
 
-def _base(key: str) -> str:
-    """``val_AUC_3`` -> ``auc``: lower case, without the ``val_`` prefix and the ``_N`` suffix
-    Keras adds to a second metric of the same name."""
-    import re
-
+def _split(key: str) -> tuple[str, int]:
+    """``val_AUC_3`` -> ``("auc", 3)``: lower case, without the ``val_`` prefix, and the ``_N``
+    suffix Keras adds to a second metric of the same name (-1 without one)."""
     low = key.lower()
     low = low[4:] if low.startswith("val_") else low
-    return re.sub(r"_\d+$", "", low)
+    m = re.search(r"_(\d+)$", low)
+    return (low[: m.start()], int(m.group(1))) if m else (low, -1)
+
+
+def _base(key: str) -> str:
+    """``val_AUC_3`` -> ``auc`` (:func:`_split`)."""
+    return _split(key)[0]
 
 
 def metric_family(name: str) -> str:
@@ -96,13 +103,9 @@ def canonical_metric(name: str) -> str:
 
 
 def _preference(key: str) -> tuple[int, int, str]:
-    import re
-
-    base = key.lower()[4:] if is_held_out(key) else key.lower()
-    m = re.search(r"_(\d+)$", base)
-    stem = base[: m.start()] if m else base
+    stem, suffix = _split(key)
     rank = ACCURACY_NAMES.index(stem) if stem in ACCURACY_NAMES else len(ACCURACY_NAMES)
-    return rank, int(m.group(1)) if m else -1, key
+    return rank, suffix, key
 
 
 def resolve_metric(name: str, keys: Iterable[str], *, per_epoch: bool = True) -> str | None:
@@ -134,8 +137,6 @@ def resolve_metric(name: str, keys: Iterable[str], *, per_epoch: bool = True) ->
 
 def metric_value(record: Mapping[str, Any], name: str, *, per_epoch: bool = True) -> float | None:
     """The finite number ``record`` logged for ``name`` (:func:`resolve_metric`), else None."""
-    import math
-
     key = resolve_metric(name, record.keys(), per_epoch=per_epoch)
     value = record.get(key) if key is not None else None
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
@@ -196,8 +197,6 @@ def is_regressor_name(name: str) -> bool:
 def script_metric_default(source: str) -> str | None:
     """``r2`` for a scikit-learn script that builds a regressor and no classifier, and imports
     no Keras or TensorFlow (read with ``ast``, never run); None otherwise or when it does not parse."""
-    import ast
-
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError, RecursionError):
