@@ -17,12 +17,12 @@ from tests.jenkins_server import (
     PAYLOAD_JOB_XML,
     FakeJenkins,
     JenkinsTarget,
-    Outcome,
     payload_behaviour,
     target,
 )
 from tuner import jenkins as jk
 from tuner.errors import ConfigError, JenkinsError
+from tuner.jenkins.view import view_groups
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -393,39 +393,12 @@ def test_a_build_that_runs_too_long_times_out_and_can_be_stopped(jenkins: Jenkin
     assert client.wait_for_result(payload_job, number, timeout=30)["result"] == "ABORTED"
 
 
-# -- the view and the status table ---------------------------------------------------------------
-
-
-def test_status_table_shows_last_build_and_best_metric(jenkins: JenkinsTarget) -> None:
-    fake = fake_only(jenkins)  # the retrain builds' descriptions are injected
-    client = jenkins.client()
-    rendered = _rendered_for(jenkins)
-    jk.sync(client, rendered)
-    view = next(iter(rendered.views))
-    retrain = next(n for n in rendered.jobs if n.endswith("-retrain"))
-    scores = iter([0.81, 0.93, 0.88])
-
-    def trial(ctx):  # noqa: ANN001, ANN202 - what the description-setter leaves on a retrain build
-        score = next(scores)
-        return Outcome("SUCCESS", description=f"val_accuracy {score} — FC [64], lr 0.001")
-
-    fake.behave(retrain, trial)
-    for _ in range(3):
-        client.run_build(retrain, {"SETTINGS": "{}"}, queue_timeout=30, build_timeout=30)
-    table = jk.status_table(client, view)
-    assert list(table.columns) == ["job", "last build", "result", "started", "best so far", "last description"]
-    assert set(table["job"]) == set(rendered.jobs)
-    row = table.set_index("job").loc[retrain]
-    assert row["last build"] == "#3" and row["result"] == "SUCCESS"
-    assert row["best so far"] == "val_accuracy 0.93 (#2)"
-    assert row["last description"].startswith("val_accuracy 0.88")
-    never = table.set_index("job").loc[next(n for n in rendered.jobs if n.endswith("-notify"))]
-    assert never["result"] == "never built" and never["best so far"] == ""
+# -- the view ------------------------------------------------------------------------------------
 
 
 def test_unknown_view_is_404(jenkins: JenkinsTarget) -> None:
     with pytest.raises(jk.JenkinsHTTPError, match=r"has no view '.*nope'") as err:
-        jk.status_table(jenkins.client(), jenkins.name("nope"))
+        view_groups(jenkins.client(), jenkins.name("nope"))
     assert err.value.status == 404
 
 
@@ -443,11 +416,6 @@ def test_descriptions() -> None:
     failed = {"status": "failed", "metric": None, "metric_name": "val_accuracy", "settings": {},
               "reason": "the training script exited with code 1: ValueError: bad shape"}
     assert jk.describe_trial(failed) == "failed: the training script exited with code 1: ValueError: bad shape — as written"
-    summary = {"metric": "val_accuracy", "goal": 0.9, "status": "goal_met",
-               "best": {"metric": 0.93, "settings": {"fc_layers": [128]}}, "trials": [{}, {}, {}]}
-    assert jk.describe_summary(summary) == "val_accuracy 0.93 — FC [128] — goal 0.9 met in 3 trials"
-    spent = dict(summary, status="budget_spent", best=None, trials=[{}])
-    assert jk.describe_summary(spent) == "no val_accuracy — goal 0.9 not met, budget spent after 1 trial"
     assert jk.metric_in_description("val_accuracy 0.87 — FC [128, 64]") == ("val_accuracy", 0.87)
     assert jk.metric_in_description("failed: x — as written") is None
 

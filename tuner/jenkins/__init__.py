@@ -19,7 +19,6 @@ from __future__ import annotations
 from tuner.jenkins.client import (
     DEFAULT_TIMEOUT,
     PERMISSIONS_HINT,
-    STATUS_TREE,
     TRIAL_ARTIFACTS,
     TRIAL_ROOT,
     BuildOutcome,
@@ -29,13 +28,10 @@ from tuner.jenkins.client import (
     outcome_from_info,
     retrain_parameters,
     safe_segment,
-    status_rows,
-    status_table,
 )
 from tuner.jenkins.describe import (
     DESCRIPTION_MARKER,
     describe_path,
-    describe_summary,
     describe_trial,
     format_number,
     format_settings,
@@ -59,11 +55,11 @@ from tuner.jenkins.jobs import (
 
 __all__ = [
     "DEFAULT_PREFIX", "DEFAULT_TIMEOUT", "DESCRIPTION_MARKER", "EXTRA_PACKAGES", "INSTALL_HINT",
-    "JOB_SUFFIXES", "PERMISSIONS_HINT", "STATUS_TREE", "TRIAL_ARTIFACTS", "TRIAL_ROOT",
+    "JOB_SUFFIXES", "PERMISSIONS_HINT", "TRIAL_ARTIFACTS", "TRIAL_ROOT",
     "BuildOutcome", "JenkinsClient", "JenkinsHTTPError", "Rendered", "SyncReport",
-    "default_jobs_dir", "describe_path", "describe_summary", "describe_trial",
+    "default_jobs_dir", "describe_path", "describe_trial",
     "fetch_trial_artifacts", "format_number", "format_settings", "job_name", "job_prefix",
     "metric_in_description", "missing_extra", "normalize_xml", "outcome_from_info",
     "render_jobs", "repo_root", "require_extra", "retrain_parameters",
-    "safe_segment", "status_rows", "status_table", "sync", "with_auth_token",
+    "safe_segment", "sync", "with_auth_token",
 ]

@@ -8,13 +8,11 @@
   its build and the build to its result, each wait with a timeout (:class:`BuildOutcome`);
   :func:`retrain_parameters` and :func:`fetch_trial_artifacts` are what ``mlops jenkins
   retrain`` and the Jenkins runner add around them for ``<prefix>-retrain``.
-- :func:`status_rows` / :func:`status_table`: the view's jobs with their last build and the best
-  metric so far.
 
 The configuration is not read here: :meth:`JenkinsClient.from_env` takes the configured URL,
 user and timeout as arguments (the caller has the Config) and reads only the environment
 (``JENKINS_URL``, ``JENKINS_USER``, ``JENKINS_API_TOKEN`` or ``JENKINS_API_TOKEN_FILE``).
-python-jenkins, requests and pandas are imported inside functions only.
+python-jenkins and requests are imported inside functions only.
 """
 
 from __future__ import annotations
@@ -26,16 +24,13 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from tuner.errors import ConfigError, JenkinsError
-from tuner.jenkins.describe import _short, format_number, metric_in_description
+from tuner.jenkins.describe import _short
 from tuner.jenkins.extra import require_extra
 from tuner.kinds import KINDS
-
-if TYPE_CHECKING:  # pragma: no cover
-    import pandas
 
 TRIAL_ROOT = "mlops-trial"  # the folder mlops-retrain runs trials in and archives
 # what the tuner reads back from a finished mlops-retrain build (the rest stays in Jenkins)
@@ -635,72 +630,3 @@ def _write_bytes_atomic(path: Path, data: bytes) -> None:
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
-
-
-# --------------------------------------------------------------------------------------------
-# status
-
-
-STATUS_TREE = (
-    "name,url,color,"
-    "lastBuild[number,result,building,timestamp,description,url],"
-    "builds[number,result,description]{0,100}"
-)
-
-
-def status_rows(client: JenkinsClient, view: str) -> list[dict[str, Any]]:
-    """One row per job of ``view``: last build, its result and description, the best metric so
-    far (read from the metric that starts the descriptions of the last 100 builds; whether more
-    is better follows from the metric's name, :func:`tuner.metrics.maximizes`).
-
-    Raises:
-        JenkinsError: no such view, or a request failed.
-    """
-    from tuner.metrics import maximizes
-
-    rows = []
-    for job in client.view_jobs(view):
-        name = job["name"]
-        info = client.job_info(name, tree=STATUS_TREE)
-        last = info.get("lastBuild") or {}
-        if not last:
-            result = "never built"
-        elif last.get("building"):
-            result = "RUNNING"
-        else:
-            result = last.get("result") or "?"
-        best: tuple[str, float, int] | None = None
-        for b in info.get("builds") or []:
-            found = metric_in_description(b.get("description"))
-            if not found:
-                continue
-            metric, value = found
-            better = best is None or (value > best[1] if maximizes(metric) else value < best[1])
-            if better:
-                best = (metric, value, int(b.get("number") or 0))
-        when = ""
-        if last.get("timestamp"):
-            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(last["timestamp"] / 1000))
-        rows.append(
-            {
-                "job": name,
-                "last build": f"#{last['number']}" if last.get("number") is not None else "-",
-                "result": result,
-                "started": when,
-                "best so far": f"{best[0]} {format_number(best[1])} (#{best[2]})" if best else "",
-                "last description": _short(last.get("description") or "", 70),
-            }
-        )
-    return rows
-
-
-def status_table(client: JenkinsClient, view: str) -> pandas.DataFrame:
-    """:func:`status_rows` as a pandas DataFrame (pandas is imported here, not before).
-
-    Raises:
-        JenkinsError: as :func:`status_rows`.
-    """
-    import pandas as pd
-
-    columns = ["job", "last build", "result", "started", "best so far", "last description"]
-    return pd.DataFrame(status_rows(client, view), columns=columns)

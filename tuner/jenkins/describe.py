@@ -141,32 +141,6 @@ def describe_trial(result: Mapping[str, Any], script: Any = None) -> str:
     return _named(script, f"{status}{reason} — {settings}")
 
 
-def describe_summary(summary: Mapping[str, Any] | RunSummary) -> str:
-    """The outcome of a tuning run without its script's name: ``val_accuracy 0.93 — FC [128] —
-    goal 0.9 met in 3 trials``. Builds show :func:`describe_run`."""
-    if not isinstance(summary, Mapping):
-        summary = summary.to_json()
-    name = summary.get("metric") or "metric"
-    n = _trials(len(summary.get("trials") or []))
-    best = summary.get("best") or {}
-    if best.get("metric") is not None:
-        head = f"{name} {format_number(float(best['metric']))} — {format_settings(best.get('settings'))}"
-    else:
-        head = f"no {name}"
-    status = summary.get("status")
-    goal = summary.get("goal")
-    goal_text = format_number(goal) if goal is not None else "?"
-    if status == "goal_met":
-        tail = f"goal {goal_text} met in {n}"
-    elif status == "budget_spent":
-        tail = f"goal {goal_text} not met, budget spent after {n}"
-    elif status == "nothing_to_tune":
-        tail = "nothing to tune"
-    else:
-        tail = f"{status or 'unfinished'}" + (f": {_short(summary.get('reason'))}" if summary.get("reason") else "")
-    return f"{head} — {tail}{_delivery(summary)}"
-
-
 def _delivery(summary: Mapping[str, Any]) -> str:
     delivery = summary.get("delivery") if isinstance(summary.get("delivery"), Mapping) else {}
     if delivery.get("status") in ("pushed", "up_to_date") and delivery.get("branch"):
