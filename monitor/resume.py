@@ -19,8 +19,6 @@ still resumed; only the study is left as it was.
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +26,7 @@ from typing import Any
 
 from tuner.errors import ConfigError, StudyError
 from tuner.trial import TrialResult, TrialSpec, read_history
+from tuner.workers import worker_name
 
 Echo = Callable[[str], Any]
 DEFAULT_STALE_AFTER = 120.0  # seconds without a heartbeat before a shared study's trial is stale
@@ -87,7 +86,7 @@ class StudyLink:
         if number is None:
             echo(f"{what} has no trial number: its result is not recorded in a study")
             return None
-        owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+        owner = owner or worker_name()
         lock = store = None
         try:
             if storage:

@@ -15,7 +15,6 @@ import datetime as _dt
 import hashlib
 import inspect
 import os
-import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from tuner.trial import (
     read_history,
     read_trial_text,
 )
+from tuner.workers import worker_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from tuner.config import Config
@@ -129,11 +129,6 @@ def default_run_dir(script: Path) -> Path:
 
 def _now_iso(t: float | None = None) -> str:
     return _dt.datetime.fromtimestamp(t or time.time(), tz=_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def worker_name() -> str:
-    """Who owns the trials this process runs: ``host:pid``."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class TuneLoop:

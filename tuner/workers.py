@@ -27,6 +27,12 @@ from typing import Any
 
 from tuner.events import Event
 
+
+def worker_name(pid: int | None = None) -> str:
+    """Who owns the trials a process runs: ``host:pid`` (this process by default)."""
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
+
+
 STOP_GRACE = 60.0  # seconds a worker gets to record its trial after Ctrl-C or SIGTERM
 
 
@@ -167,7 +173,7 @@ def release_trials_of(storage: str, study: str, pid: int, code: int) -> list[int
     (it died: nobody will record them), keeping their epochs; returns their numbers."""
     from tuner.study import open_store
 
-    owner = f"{socket.gethostname()}:{pid}"
+    owner = worker_name(pid)
     released = []
     with open_store(storage, name=study) as store:
         for rec in store.trials():

@@ -33,8 +33,8 @@ def worker(script: Path, storage: str | None, study_name: str | None, run_dir: P
     from tuner.classify import read_script, refuse_notebook
     from tuner.config import load_config
     from tuner.errors import ConfigError
-    from tuner.loop import worker_name
     from tuner.progress import Progress
+    from tuner.workers import worker_name
 
     refuse_notebook(script, "worker", read_script(script))
     cfg = load_config(script, overrides={"storage": storage, "study": study_name, "runner": runner,
