@@ -16,7 +16,13 @@ from typing import Any
 
 from tuner.errors import JenkinsError
 from tuner.events import Event
-from tuner.jenkins.describe import describe_run, format_number, format_settings, script_label
+from tuner.jenkins.describe import (
+    _named,
+    describe_run,
+    format_number,
+    format_settings,
+    script_label,
+)
 
 
 class LiveDescription:
@@ -43,7 +49,7 @@ class LiveDescription:
         return cls(client, job, int(number), echo)
 
     def _named(self, text: str) -> str:
-        return f"{self.script}: {text}" if self.script else text
+        return _named(self.script, text)  # "face_cnn.py: ..." as every build description
 
     def text(self, event: Event) -> str | None:
         """The description after ``event`` (None: no change)."""
