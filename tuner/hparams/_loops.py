@@ -39,13 +39,12 @@ from typing import Any
 import libcst as cst
 
 from tuner.errors import HParamsError
-from tuner.hparams._source import Edits, Problem, Script, clone, strip_comment
+from tuner.hparams._source import Edits, Problem, Script, clone, impure_call, strip_comment
 from tuner.hparams._units import (
     RUN_TIME,
     UNKNOWN,
     Place,
     evaluate,
-    impure_call,
     place,
     references,
 )

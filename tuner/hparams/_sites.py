@@ -12,6 +12,7 @@ from tuner.hparams._cli_args import Option, argparse_option, click_option
 from tuner.hparams._source import (
     KERAS_ROOTS,
     Assignment,
+    CallCollector,
     Edits,
     Problem,
     Script,
@@ -25,18 +26,9 @@ from tuner.hparams._source import (
 )
 
 
-class _CallCollector(cst.CSTVisitor):
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[cst.Call] = []
-
-    def visit_Call(self, node: cst.Call) -> None:
-        self.calls.append(node)
-
-
 def all_calls(script: Script) -> list[cst.Call]:
     if script.calls is None:
-        collector = _CallCollector()
+        collector = CallCollector()
         script.module.visit(collector)
         script.calls = collector.calls
     return script.calls
@@ -513,13 +505,13 @@ class _Resolver:
         if name.value in s.other_bindings or not found:
             return None
         if len(found) == 1:
-            return None if _inside(s, name, found[0].value) else found[0]
+            return None if s.inside(name, found[0].value) else found[0]
         if len(top_level_assignments(s, name.value)) != len(found):
             return None
         if not _at_module_level(s, name):  # read in a function: when it is called, the last
             return found[-1]
         line = s.line(name)
-        before = [a for a in found if a.line <= line and not _inside(s, name, a.value)]
+        before = [a for a in found if a.line <= line and not s.inside(name, a.value)]
         return before[-1] if before else None
 
     def _reads(self, name: str) -> list[cst.Name]:
@@ -599,15 +591,6 @@ def _is_get(script: Script, call: cst.Call) -> bool:
     if isinstance(call.func, cst.Attribute) and call.func.attr.value == "get":
         return True
     return (script.origin(call.func) or "") == "os.getenv"
-
-
-def _inside(script: Script, node: cst.CSTNode, outer: cst.CSTNode) -> bool:
-    parent: cst.CSTNode | None = node
-    while parent is not None:
-        if parent is outer:
-            return True
-        parent = script.parent(parent)
-    return False
 
 
 def _at_module_level(script: Script, node: cst.CSTNode) -> bool:

@@ -482,18 +482,9 @@ def _target(script: Script) -> cst.Call | None:
     outer = [
         c
         for c in estimators
-        if not any(_inside(script, c, other) for other in estimators if other is not c)
+        if not any(script.inside(c, other) for other in estimators if other is not c)
     ]
     return outer[-1] if outer else None
-
-
-def _inside(script: Script, node: cst.CSTNode, container: cst.CSTNode) -> bool:
-    parent = script.parent(node)
-    while parent is not None:
-        if parent is container:
-            return True
-        parent = script.parent(parent)
-    return False
 
 
 def _estimator_of(script: Script, expr: cst.BaseExpression, depth: int) -> cst.Call | None:

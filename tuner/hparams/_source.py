@@ -188,6 +188,15 @@ class Script:
     def parent(self, node: cst.CSTNode) -> cst.CSTNode | None:
         return self.parents.get(id(node))
 
+    def inside(self, node: cst.CSTNode, outer: cst.CSTNode) -> bool:
+        """Whether ``node`` is ``outer`` or lies within it."""
+        up: cst.CSTNode | None = node
+        while up is not None:
+            if up is outer:
+                return True
+            up = self.parent(up)
+        return False
+
     # ---- names
     def dotted(self, expr: cst.BaseExpression) -> str | None:
         """``keras.layers.Dense`` for a Name/Attribute chain, else None."""
@@ -663,7 +672,9 @@ VALUE_METHODS = frozenset(
 )  # fmt: skip
 
 
-class _Calls(cst.CSTVisitor):
+class CallCollector(cst.CSTVisitor):
+    """Every call below a node, in the order they are read."""
+
     def __init__(self) -> None:
         super().__init__()
         self.calls: list[cst.Call] = []
@@ -676,7 +687,7 @@ def impure_call(script: Script, expr: cst.CSTNode) -> str | None:
     """The first call in ``expr`` that may do more than give a value (``rates.pop``,
     ``next``, a function of the script), shown as code; None when every call is in
     :data:`VALUE_CALLS` / :data:`VALUE_METHODS` or ``math.*``."""
-    finder = _Calls()
+    finder = CallCollector()
     expr.visit(finder)
     for call in finder.calls:
         origin = script.origin(call.func) or script.code(call.func)

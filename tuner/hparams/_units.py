@@ -28,9 +28,10 @@ known only at run time takes its written default when there is one:
 ``sys.argv[1] if len(sys.argv) > 1 else 64`` (the branch that is a constant),
 ``os.environ.get("UNITS") or 64``. Without a default (``int(sys.argv[1])``, ``input()``, a file
 read, ``args.units``, a name a loop around the read rebinds) it is :data:`UNKNOWN`, and ``fc_layers`` is then reported as ``None``
-as a whole (never a list holding ``None``): the search reads a missing baseline as "no layers
-known" (``found["fc_layers"] or []`` in the search space, ``s.get("fc_layers") or []`` in the
-ladder, ``v or []`` in TPE), and applying ``None`` back is "as written" (nothing changes).
+as a whole (never a list holding ``None``): the search space then searches 1 to 3 layers
+(``found["fc_layers"] == []`` alone allows none), the ladder widens from no layers
+(``s.get("fc_layers") or []``), TPE leaves a ``None`` out of its observations, and applying
+``None`` back is "as written" (nothing changes).
 """
 
 from __future__ import annotations
@@ -56,9 +57,6 @@ class _Unknown:
 #: A value known only when the script runs (argv, input(), environment, a file) with no default.
 UNKNOWN: Any = _Unknown()
 
-#: Calls that only compute a value: replacing one changes nothing else the script does (as
-#: for the other settings, ``input()``, ``open()``, ``json.load()`` and the script's own
-#: functions must still run).
 MAX_ITEMS = 10_000  # the longest list computed while reading (``[64] * n``)
 
 
@@ -498,11 +496,8 @@ def _single_caller(
     if len(sites) != 1 or not passes(sites[0], b.function, b.node):
         return None
     call = sites[0]
-    up: cst.CSTNode | None = call
-    while up is not None:
-        if up is b.function:
-            return None  # the function calls itself: its callers are elsewhere
-        up = script.parent(up)
+    if script.inside(call, b.function):
+        return None  # the function calls itself: its callers are elsewhere
     arg = _passed_arg(call, b.function, b.node)
     if arg is None:
         return None  # passed in *args / **kwargs
