@@ -23,6 +23,7 @@ from tuner.hparams._source import (
     impure_call,
     is_literal,
     top_level_assignments,
+    unwrap_conversions,
 )
 
 
@@ -320,7 +321,7 @@ class _Resolver:
         """A name bound to an expression and read only at the setting."""
         s = self.s
         value = binding.value
-        inner = _unwrap(s, value)
+        inner = unwrap_conversions(s, value)
         option = argparse_option(s, inner, all_calls(s))
         if (
             option is not None
@@ -408,12 +409,12 @@ class _Resolver:
         of ``os.environ.get("LR") or "1e-3"`` and of ``cfg.get("lr", "1e-3")``."""
         s = self.s
         if isinstance(expr, cst.IfExp):
-            orelse = _unwrap(s, expr.orelse)
+            orelse = unwrap_conversions(s, expr.orelse)
             if is_literal(s.literal(orelse)) and self._value(expr.body) is _RUNTIME:
                 return orelse
             return None
         if isinstance(expr, cst.BooleanOperation) and isinstance(expr.operator, cst.Or):
-            right = _unwrap(s, expr.right)
+            right = unwrap_conversions(s, expr.right)
             if is_literal(s.literal(right)) and self._value(expr.left) is _RUNTIME:
                 return right
             return None
@@ -571,19 +572,6 @@ def _schedule_class(script: Script, call: cst.Call) -> str | None:
     if len(parts) == 1 or parts[0] in KERAS_ROOTS or "schedules" in parts:
         return parts[-1]
     return None
-
-
-def _unwrap(script: Script, expr: cst.BaseExpression) -> cst.BaseExpression:
-    """``args.lr`` of ``float(args.lr)``: conversions that keep the value."""
-    while (
-        isinstance(expr, cst.Call)
-        and script.dotted(expr.func) in ("float", "int")
-        and len(expr.args) == 1
-        and expr.args[0].keyword is None
-        and not expr.args[0].star
-    ):
-        expr = expr.args[0].value
-    return expr
 
 
 def _is_get(script: Script, call: cst.Call) -> bool:

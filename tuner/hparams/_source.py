@@ -697,3 +697,16 @@ def impure_call(script: Script, expr: cst.CSTNode) -> str | None:
             continue
         return script.code(call.func)
     return None
+
+
+def unwrap_conversions(script: Script, expr: cst.BaseExpression) -> cst.BaseExpression:
+    """``args.lr`` of ``float(args.lr)``: conversions that keep the value."""
+    while (
+        isinstance(expr, cst.Call)
+        and script.dotted(expr.func) in ("float", "int")
+        and len(expr.args) == 1
+        and expr.args[0].keyword is None
+        and not expr.args[0].star
+    ):
+        expr = expr.args[0].value
+    return expr

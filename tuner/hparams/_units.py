@@ -46,7 +46,15 @@ from typing import Any
 import libcst as cst
 from libcst.metadata import MetadataWrapper, ScopeProvider
 
-from tuner.hparams._source import Edits, Problem, Script, format_value, impure_call, is_literal
+from tuner.hparams._source import (
+    Edits,
+    Problem,
+    Script,
+    format_value,
+    impure_call,
+    is_literal,
+    unwrap_conversions,
+)
 
 
 class _Unknown:
@@ -462,12 +470,7 @@ def _known(p: Place) -> Place:
 def _runtime_default(script: Script, expr: cst.BaseExpression) -> cst.BaseExpression | None:
     """The literal a run-time read falls back to: ``64`` of ``int(sys.argv[1]) if
     len(sys.argv) > 1 else 64`` or of ``int(os.environ.get("UNITS", 64))``."""
-    while (
-        isinstance(expr, cst.Call)
-        and script.origin(expr.func) in ("int", "float")
-        and len(expr.args) == 1
-    ):
-        expr = expr.args[0].value
+    expr = unwrap_conversions(script, expr)
     if isinstance(expr, cst.IfExp):
         if is_literal(script.literal(expr.orelse)) and evaluate(script, expr.body) is UNKNOWN:
             if evaluate(script, expr.test) is UNKNOWN:
