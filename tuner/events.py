@@ -1,6 +1,7 @@
 """Events the loop emits; the progress display, the report, notify and Jenkins consume them.
 
-Types: ``run_started``, ``trial_started``, ``epoch_finished``, ``trial_restarted``,
+Types: ``run_started``, ``runner_warming`` / ``runner_ready`` (the warm worker importing the
+framework before the first trial, with the seconds since start-up), ``trial_started``, ``epoch_finished``, ``trial_restarted``,
 ``trial_finished``, ``trial_interrupted``, ``goal_met``, ``budget_spent``, ``run_finished``."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 EVENT_TYPES = (
-    "run_started", "trial_started", "epoch_finished", "trial_restarted", "trial_finished",
+    "run_started", "runner_warming", "runner_ready", "trial_started", "epoch_finished", "trial_restarted", "trial_finished",
     "trial_interrupted", "goal_met", "budget_spent", "run_finished",
 )
 

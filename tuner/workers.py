@@ -48,6 +48,25 @@ def gpu_split(n: int, env: Mapping[str, str], gpus: str | None) -> list[str | No
     return [ids[i % len(ids)] for i in range(n)]
 
 
+THREAD_VARS = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+
+
+def thread_split(workers: int, env: Mapping[str, str], cpus: int | None = None) -> dict[str, str]:
+    """The thread pools each worker's trials get on this machine: its share of the cores
+    (TensorFlow's intra- and inter-op pools, OpenMP), so N workers together use every core and
+    no more (left to TensorFlow, each would take every core). Nothing when the user set any of
+    them, or for one worker."""
+    if workers <= 1 or any(env.get(name) for name in THREAD_VARS):
+        return {}
+    if cpus is None:
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cpus = os.cpu_count() or 1
+    share = str(max(1, cpus // workers))
+    return {name: share for name in THREAD_VARS}
+
+
 def worker_env(base: Mapping[str, str], gpu: str | None, storage: str) -> dict[str, str]:
     """The environment of one worker process: its parent's, its GPU, the study's storage (which
     may hold a password: it goes by the environment, never on a command line)."""

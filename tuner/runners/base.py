@@ -8,6 +8,7 @@ from __future__ import annotations
 import abc
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,15 @@ class TrialHandle(abc.ABC):
         return None
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What :meth:`Runner.prepare` got ready: ``framework`` ("TensorFlow", "scikit-learn") and
+    ``seconds`` since this process started (start-up, not training)."""
+
+    framework: str
+    seconds: float
+
+
 ProgressCallback = Callable[[list[dict[str, Any]]], None]
 
 
@@ -110,6 +120,20 @@ class Runner(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the runner keeps between trials (warm workers, clients)."""
+
+    def prepare(self, kind: str) -> None:  # noqa: B027 - optional hook
+        """Start, in the background, what trials of ``kind`` need before the first one (the warm
+        worker's framework import), so it overlaps the rest of start-up. Never raises: a failed
+        preparation is retried by :meth:`start`."""
+
+    def preparing(self) -> str | None:
+        """The framework :meth:`prepare` is still getting ready (None when it is not)."""
+        return None
+
+    def wait_prepared(self, timeout: float = 120.0) -> Prepared | None:
+        """Wait for :meth:`prepare` to finish; what it got ready, once: None when there was
+        nothing to prepare, it failed (:meth:`start` then retries), or it was reported before."""
+        return None
 
     def run(
         self,

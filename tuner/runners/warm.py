@@ -11,6 +11,17 @@ zygote's stdin; the zygote answers ``{"id", "pid"}`` and, when the child ends,
 ``{"id", "exit": <returncode, negative for a signal>}``. The zygote is single-threaded
 (``select`` + ``waitpid(WNOHANG)``) so forking it is safe. It dies with ``mlops run``, and
 its children die with it (``PR_SET_PDEATHSIG``).
+
+**One zygote for the workers of a machine.** With ``mlops run --workers N``, worker 0's zygote
+also listens on a Unix socket in a private folder (mode 0700; the peer's uid is checked) and
+the other workers (``MLOPS_WARM_SOCKETS``) fork their trials from it over the same protocol,
+sending their whole trial environment (their GPU). So the machine imports TensorFlow once, not
+N times on the same cores. A worker that disconnects (it died) has its children killed, as if
+they had died with their own zygote; a worker that cannot connect starts its own.
+
+**Start-up overlaps.** :meth:`WarmRunner.prepare` starts the zygote in the background as soon as
+the kind is known, while the loop reads the script and opens the study; the loop then waits
+for it before the first trial and reports the start-up apart from the trial's time.
 """
 
 from __future__ import annotations
@@ -18,9 +29,13 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -28,7 +43,7 @@ from typing import Any
 
 from tuner.errors import RunnerError
 from tuner.kinds import KERAS_KINDS
-from tuner.runners.base import TrialHandle, prepare_workdir
+from tuner.runners.base import Prepared, TrialHandle, prepare_workdir
 from tuner.runners.local import (
     PROJECT_ROOT,
     LocalRunner,
@@ -45,13 +60,32 @@ PRELOAD = {
 }
 
 
+FRAMEWORK = {"keras": "TensorFlow", "sklearn": "scikit-learn"}
+SOCKETS_ENV = "MLOPS_WARM_SOCKETS"  # the folder of worker 0's zygote sockets, for the other workers
+
+
 def _kind_group(kind: str) -> str:
     return "keras" if kind in KERAS_KINDS else "sklearn"
 
 
-# --------------------------------------------------------------------------- the zygote side
-def _child(req: dict[str, Any]) -> None:  # pragma: no cover - runs in the forked child
+def process_age() -> float:
+    """Seconds since this process started (Linux: from /proc); 0 where that is unknown."""
     try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[-1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+# --------------------------------------------------------------------------- the zygote side
+def _child(req: dict[str, Any], close: list[int]) -> None:  # pragma: no cover - runs in the forked child
+    try:
+        for fd in close:  # the zygote's sockets: a trial holds none of them
+            try:
+                os.close(fd)
+            except OSError:
+                pass
         os.setsid()
         _die_with_parent()
         fd = os.open(req["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -63,6 +97,8 @@ def _child(req: dict[str, Any]) -> None:  # pragma: no cover - runs in the forke
         sys.stdout = os.fdopen(1, "w", buffering=1)
         sys.stderr = os.fdopen(2, "w", buffering=1)
         os.chdir(req["cwd"])
+        if req.get("replace_env"):  # another worker's trial: its own environment (its GPU), not ours
+            os.environ.clear()
         os.environ.update(req["env"])
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
@@ -98,41 +134,101 @@ def _write_exit_file(path: str | None, code: int) -> None:  # pragma: no cover -
         pass
 
 
-def serve(group: str) -> int:  # pragma: no cover - exercised through WarmRunner in a subprocess
+def _peer_uid(conn: socket.socket) -> int:  # pragma: no cover - in the zygote
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]
+
+
+def serve(group: str, listen_fd: int | None = None) -> int:  # pragma: no cover - exercised through WarmRunner in a subprocess
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     _die_with_parent()
+    listener = socket.socket(fileno=listen_fd) if listen_fd is not None else None
     for module in PRELOAD.get(group, ()):
         try:
             __import__(module)
         except ImportError:  # a framework the trial does not need; the trial imports what it does
             pass
     out = sys.stdout
-    out.write(json.dumps({"ready": True, "pid": os.getpid()}) + "\n")
+    hello = json.dumps({"ready": True, "pid": os.getpid()}) + "\n"
+    out.write(hello)
     out.flush()
-    children: dict[int, str] = {}
+    children: dict[int, tuple[str, socket.socket | None]] = {}  # pid -> (request id, the worker that asked)
+    clients: dict[socket.socket, bytes] = {}  # other workers' connections -> their unread bytes
     buf = b""
     stdin = sys.stdin.buffer.raw if hasattr(sys.stdin.buffer, "raw") else sys.stdin.buffer
     fd = stdin.fileno()
     eof = False
-    while not eof or children:
-        ready, _, _ = select.select([] if eof else [fd], [], [], 0.05)
-        if ready:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                eof = True
-            buf += chunk
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                if not line.strip():
+
+    def answer(client: socket.socket | None, msg: dict[str, Any]) -> None:
+        line = json.dumps(msg) + "\n"
+        if client is None:
+            out.write(line)
+            out.flush()
+            return
+        if client in clients:
+            try:
+                client.sendall(line.encode())
+            except OSError:
+                pass  # it went away: its children are stopped when its EOF is read
+
+    def fork(req: dict[str, Any], client: socket.socket | None) -> None:
+        out.flush()
+        pid = os.fork()
+        if pid == 0:
+            _child(req, [s.fileno() for s in clients] + ([listener.fileno()] if listener else []))
+        children[pid] = (req["id"], client)
+        answer(client, {"id": req["id"], "pid": pid})
+
+    def lines(data: bytes) -> tuple[list[dict[str, Any]], bytes]:
+        reqs = []
+        while b"\n" in data:
+            line, data = data.split(b"\n", 1)
+            if line.strip():
+                try:
+                    reqs.append(json.loads(line))
+                except json.JSONDecodeError:
                     continue
-                req = json.loads(line)
-                out.flush()
-                pid = os.fork()
-                if pid == 0:
-                    _child(req)
-                children[pid] = req["id"]
-                out.write(json.dumps({"id": req["id"], "pid": pid}) + "\n")
-                out.flush()
+        return reqs, data
+
+    while not eof or children:
+        watch: list[Any] = ([] if eof else [fd]) + ([listener] if listener is not None and not eof else []) + list(clients)
+        ready, _, _ = select.select(watch, [], [], 0.05)
+        for r in ready:
+            if r == fd:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    eof = True
+                reqs, buf = lines(buf + chunk)
+                for req in reqs:
+                    fork(req, None)
+            elif r is listener:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    continue
+                if _peer_uid(conn) != os.getuid():  # the folder is private; this is the second lock
+                    conn.close()
+                    continue
+                clients[conn] = b""
+                answer(conn, {"ready": True, "pid": os.getpid()})
+            else:
+                try:
+                    chunk = r.recv(65536)
+                except OSError:
+                    chunk = b""
+                if not chunk:  # the worker is gone: its trials die with it, as with its own zygote
+                    del clients[r]
+                    r.close()
+                    for pid, (_rid, who) in children.items():
+                        if who is r:
+                            try:
+                                os.killpg(pid, signal.SIGKILL)
+                            except (ProcessLookupError, PermissionError):
+                                pass
+                    continue
+                reqs, clients[r] = lines(clients[r] + chunk)
+                for req in reqs:
+                    fork(req, r)
         while children:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -140,42 +236,66 @@ def serve(group: str) -> int:  # pragma: no cover - exercised through WarmRunner
                 break
             if pid == 0:
                 break
-            rid = children.pop(pid, None)
+            rid, who = children.pop(pid, (None, None))
             if rid is not None:
                 code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-                out.write(json.dumps({"id": rid, "exit": code}) + "\n")
-                out.flush()
+                answer(who, {"id": rid, "exit": code})
     return 0
 
 
 # --------------------------------------------------------------------------- the runner side
 class _Zygote:
-    def __init__(self, python: str, group: str, env: dict[str, str]):
+    """The runner's side of a zygote: requests go out, ``pid`` / ``exit`` answers come back on a
+    reader thread. This one started the zygote process (and may let other workers share it)."""
+
+    def __init__(self, python: str, group: str, env: dict[str, str], listener: socket.socket | None = None):
+        cmd = [python, "-u", "-m", "tuner.runners.warm", group]
+        fds: tuple[int, ...] = ()
+        if listener is not None:
+            cmd += ["--listen-fd", str(listener.fileno())]
+            fds = (listener.fileno(),)
         self.proc = subprocess.Popen(
-            [python, "-u", "-m", "tuner.runners.warm", group],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
-            start_new_session=True, preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+            start_new_session=True, pass_fds=fds,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
+        self.server_pid = self.proc.pid
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self._start(self.proc.stdin, self.proc.stdout)
+
+    def _start(self, writer: Any, reader: Any) -> None:
+        """Start reading answers; returns at once (:meth:`wait_ready` waits for the import)."""
+        self.writer = writer
         self.lock = threading.Lock()
         self.pids: dict[str, int] = {}
         self.exits: dict[str, int] = {}
         self.cond = threading.Condition()
         self.ready = threading.Event()
-        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.ready_at: float | None = None  # time.monotonic() when the framework was imported
+        self.gone = False
+        self.reader = threading.Thread(target=self._read, args=(reader,), daemon=True)
         self.reader.start()
-        if not self.ready.wait(120):
-            self.close()
-            raise RunnerError("the warm worker did not start within 120 s (set MLOPS_WARM_WORKER=0 to run cold)")
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Wait until the zygote has imported the framework.
+
+        Raises:
+            RunnerError: it exited first, or did not get ready within ``timeout`` (then closed).
+        """
+        if not self.ready.wait(timeout) or self.gone:
+            self.close()
+            raise RunnerError(f"the warm worker did not start within {timeout:g} s "
+                              "(set MLOPS_WARM_WORKER=0 to run cold)")
+
+    def _read(self, stream: Any) -> None:
+        for raw in stream:
             try:
                 msg = json.loads(raw)
             except json.JSONDecodeError:
                 continue
             with self.cond:
                 if msg.get("ready"):
+                    self.ready_at = time.monotonic()
                     self.ready.set()
                 elif "pid" in msg:
                     self.pids[msg["id"]] = msg["pid"]
@@ -183,6 +303,7 @@ class _Zygote:
                     self.exits[msg["id"]] = msg["exit"]
                 self.cond.notify_all()
         with self.cond:  # the zygote is gone: every child it had is gone with it
+            self.gone = True
             for rid in list(self.pids):
                 self.exits.setdefault(rid, -signal.SIGKILL)
             self.ready.set()
@@ -195,7 +316,7 @@ class _Zygote:
     @property
     def healthy(self) -> bool:
         """Running and able to answer: not exited, not stopped (SIGSTOP, a debugger)."""
-        return self.alive and _proc_state(self.proc.pid) not in ("T", "t", "Z", "X")
+        return self.alive and _proc_state(self.server_pid) not in ("T", "t", "Z", "X")
 
     def spawn(self, req: dict[str, Any], timeout: float = 30) -> int:
         """Ask the zygote to fork the trial; its pid.
@@ -203,13 +324,12 @@ class _Zygote:
         Raises:
             RunnerError: the zygote is gone, stopped, or did not answer within ``timeout``.
         """
-        assert self.proc.stdin is not None
         if not self.healthy:
             raise RunnerError("the warm worker is not running (exited or stopped)")
         try:
             with self.lock:
-                self.proc.stdin.write((json.dumps(req) + "\n").encode())
-                self.proc.stdin.flush()
+                self.writer.write((json.dumps(req) + "\n").encode())
+                self.writer.flush()
         except OSError as exc:
             raise RunnerError(f"the warm worker does not take requests ({exc.strerror or exc})") from None
         deadline = time.monotonic() + timeout
@@ -238,6 +358,44 @@ class _Zygote:
             except ProcessLookupError:
                 pass
             self.proc.wait(timeout=10)
+
+
+class _SharedZygote(_Zygote):
+    """Another worker's zygote on this machine, reached through its Unix socket. Closing the
+    connection stops this worker's trials in it (the zygote kills a leaver's children)."""
+
+    def __init__(self, path: str):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(5)
+        try:
+            self.sock.connect(path)
+        except OSError as exc:
+            self.sock.close()
+            raise RunnerError(f"the machine's shared warm worker is not reachable ({exc.strerror or exc})") from None
+        self.sock.settimeout(None)
+        self.server_pid = 0
+        self._start(self.sock.makefile("wb"), self.sock.makefile("rb"))
+
+    def _read(self, stream: Any) -> None:
+        first = stream.readline()  # {"ready", "pid"}: the zygote's pid, to see it stopped or gone
+        try:
+            self.server_pid = int(json.loads(first)["pid"])
+            self.ready_at = time.monotonic()
+            self.ready.set()
+        except (ValueError, KeyError, TypeError):
+            pass
+        super()._read(stream)
+
+    @property
+    def alive(self) -> bool:
+        return not self.gone and self.server_pid > 0 and _proc_state(self.server_pid) is not None
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
 
 
 def _proc_state(pid: int) -> str | None:
@@ -332,14 +490,67 @@ class WarmRunner(LocalRunner):
         super().__init__(python=python, names=names)
         self._zygotes: dict[str, _Zygote] = {}
         self._count = 0
+        self._preparing: str | None = None  # the group prepare() started, until wait_prepared()
+        self._share_dir: str | None = None  # worker 0 of 'mlops run --workers N': our sockets' folder
+        self._shared_dir = os.environ.get(SOCKETS_ENV) or None  # another worker's zygote to join
+        self._shared_failed: set[str] = set()
 
-    def _zygote(self, group: str) -> _Zygote:
+    def share_with_workers(self) -> dict[str, str]:
+        """Let the other workers of this machine fork their trials from this runner's warm
+        workers; the environment entry that tells them where (give it to the workers only:
+        trials never see it)."""
+        if self._share_dir is None:
+            self._share_dir = tempfile.mkdtemp(prefix="mlops-warm-")  # mode 0700: ours alone
+        return {SOCKETS_ENV: self._share_dir}
+
+    def _new_zygote(self, group: str) -> _Zygote:
+        if self._shared_dir and group not in self._shared_failed:
+            path = os.path.join(self._shared_dir, f"{group}.sock")
+            try:
+                return _SharedZygote(path)
+            except RunnerError:
+                self._shared_failed.add(group)  # from now on this worker has its own
+        listener = None
+        if self._share_dir is not None:
+            path = os.path.join(self._share_dir, f"{group}.sock")
+            try:
+                os.unlink(path)  # a zygote replaced: its socket goes with it
+            except FileNotFoundError:
+                pass
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(path)
+            listener.listen(16)
+        try:
+            return _Zygote(self.python, group, with_project_root(trial_environment()), listener)
+        finally:
+            if listener is not None:
+                listener.close()  # the zygote holds its own copy
+
+    def _launch(self, group: str) -> _Zygote:
+        """The zygote for ``group``, started if there is none (or it is stopped or gone); it may
+        still be importing. Always called from the loop's thread: the zygote dies with the
+        thread that started it (``PR_SET_PDEATHSIG``), so never from a passing thread."""
         z = self._zygotes.get(group)
+        if z is not None and not z.gone and not z.ready.is_set():
+            return z  # still importing
         if z is not None and not z.healthy:
             z.close()  # stopped or gone: a new one takes its place (no trial of ours runs in it)
+            if isinstance(z, _SharedZygote):
+                self._shared_failed.add(group)
             z = None
         if z is None:
-            z = self._zygotes[group] = _Zygote(self.python, group, with_project_root(trial_environment()))
+            z = self._zygotes[group] = self._new_zygote(group)
+        return z
+
+    def _zygote(self, group: str) -> _Zygote:
+        z = self._launch(group)
+        try:
+            z.wait_ready()
+        except RunnerError:
+            self._zygotes.pop(group, None)
+            if isinstance(z, _SharedZygote):
+                self._shared_failed.add(group)
+            raise
         return z
 
     def warm_up(self, kind: str) -> None:
@@ -350,6 +561,33 @@ class WarmRunner(LocalRunner):
             RunnerError: the worker did not start.
         """
         self._zygote(_kind_group(kind))
+
+    def prepare(self, kind: str) -> None:
+        group = _kind_group(kind)
+        if self._preparing is not None:
+            return
+        try:
+            self._launch(group)
+        except (RunnerError, OSError):
+            return  # start() tries again, then runs the trial cold
+        self._preparing = group
+
+    def preparing(self) -> str | None:
+        z = self._zygotes.get(self._preparing or "")
+        return FRAMEWORK[self._preparing] if z is not None and not z.ready.is_set() and not z.gone else None
+
+    def wait_prepared(self, timeout: float = 120.0) -> Prepared | None:
+        group, self._preparing = self._preparing, None
+        z = self._zygotes.get(group or "")
+        if group is None or z is None:
+            return None
+        try:
+            z.wait_ready(timeout)
+        except RunnerError:
+            self._zygotes.pop(group, None)
+            return None  # start() tries again, then runs the trial cold
+        age = process_age() - (time.monotonic() - (z.ready_at or time.monotonic()))
+        return Prepared(FRAMEWORK[group], max(0.0, age))
 
     def start(self, spec: TrialSpec) -> TrialHandle:  # type: ignore[override]
         """Start the trial in a child of the warm worker; a worker that is stopped, dead or
@@ -377,6 +615,8 @@ class WarmRunner(LocalRunner):
                 problem = str(exc)
                 if zygote is not None:
                     zygote.close()
+                    if isinstance(zygote, _SharedZygote):
+                        self._shared_failed.add(group)  # the next try starts this worker's own
                 self._zygotes.pop(group, None)
         with open(spec.workdir / LOG_FILE, "ab") as log:
             log.write(f"--- mlops: the warm worker failed ({problem}); starting this trial cold ---\n".encode())
@@ -390,6 +630,9 @@ class WarmRunner(LocalRunner):
         env = {**harness_env(spec), "PYTHONPATH": PROJECT_ROOT}
         req = {"id": rid, "script": str(spec.script_copy), "env": env, "cwd": str(spec.workdir),
                "log": str(spec.workdir / LOG_FILE), "exit_file": str(spec.workdir / _EXIT_FILE)}
+        if isinstance(zygote, _SharedZygote):  # forked by another worker's zygote: our environment, our GPU
+            req["env"] = {**with_project_root(trial_environment()), **env}
+            req["replace_env"] = True
         pid = zygote.spawn(req)
         return WarmHandle(spec, zygote, rid, pid)
 
@@ -397,6 +640,9 @@ class WarmRunner(LocalRunner):
         for z in self._zygotes.values():
             z.close()
         self._zygotes.clear()
+        if self._share_dir is not None:
+            shutil.rmtree(self._share_dir, ignore_errors=True)
+            self._share_dir = None
 
     def __del__(self) -> None:  # pragma: no cover - best effort at interpreter exit
         try:
@@ -412,4 +658,6 @@ def from_config(cfg: Any, names: dict[str, list[str]] | None = None) -> LocalRun
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(serve(sys.argv[1] if len(sys.argv) > 1 else "keras"))
+    _args = sys.argv[1:]
+    _fd = int(_args[_args.index("--listen-fd") + 1]) if "--listen-fd" in _args else None
+    sys.exit(serve(_args[0] if _args and not _args[0].startswith("--") else "keras", _fd))
