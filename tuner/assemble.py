@@ -161,12 +161,14 @@ def build_tune(
     pool = None
     subscribers = [*outcome_subscribers(target, names, winners_file)]
     if cfg.workers > 1:
-        from tuner.workers import WorkerPool, gpu_split
+        from tuner.workers import WorkerPool, gpu_split, thread_split
 
         gpus = gpu_split(cfg.workers, os.environ, cfg["docker.gpus"])
         if gpus[0] is not None:
             os.environ["CUDA_VISIBLE_DEVICES"] = gpus[0]  # this process is worker 0
             os.environ["MLOPS_GPUS"] = gpus[0]
+        if cfg.runner == "local":
+            os.environ.update(thread_split(cfg.workers, os.environ))  # each worker's trials: its share of the cores
         pool = WorkerPool(Path(script), target, storage or store_url(target), study_name, cfg.workers - 1, gpus,
                           echo=echo)
     if cfg["git.push"]:  # after best/ and the report exist, before what shows or mails the branch
@@ -189,6 +191,9 @@ def build_tune(
         subscribers.insert(0, pool)  # started once the study is open and recovered
     supervise = build_supervisor(cfg)
     trial_runner = runner or build_runner(cfg)  # last: nothing after it can fail and leak it
+    share = getattr(trial_runner, "share_with_workers", None)
+    if pool is not None and share is not None:
+        pool.env.update(share())  # the other workers fork their trials from this one's warm worker
     loop = TuneLoop(
         script, target, LoopSettings.from_config(cfg), trial_runner, kind=kind, listeners=subscribers,
         supervise=supervise, runner_name=cfg.runner,

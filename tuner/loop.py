@@ -243,6 +243,7 @@ class TuneLoop:
         source = read_script(self.script, HParamsError)
         if self.kind is None:
             self.kind = classify_source(source, str(self.script)).kind
+        self.runner.prepare(self.kind)  # the framework import overlaps reading the script and the study
         tunables = hparams.find_settings(source, path=str(self.script), names=self.s.names)
         epochs = tunables.values().get("epochs")
         self.planned_epochs = epochs if isinstance(epochs, int) else None
@@ -463,6 +464,7 @@ class TuneLoop:
                          settings=rec.settings, metric=self.s.metric, timeout=timeout,
                          seed=self.s.seed if rec.seed is None else rec.seed, labels=labels,
                          goal=self.s.goal, maximize=self.s.maximize)
+        self._wait_for_runner()
         self.bus.emit("trial_started", trial=rec.number, settings=rec.settings, resumed=resumed,
                       max_trials=self.s.max_trials, workdir=rec.workdir, seed=spec.seed, confirms=rec.confirms)
         peers = [t.history for t in study.trials() if t.finished and t.number != rec.number
@@ -538,6 +540,16 @@ class TuneLoop:
             _drop_checkpoints(spec.workdir)
         self._keep_one_model(study.trials())
         return finished
+
+    def _wait_for_runner(self) -> None:
+        """Before the first trial: wait for the runner's preparation (the warm worker importing
+        the framework), so start-up is reported apart from the trial's own time."""
+        framework = self.runner.preparing()
+        if framework:
+            self.bus.emit("runner_warming", framework=framework)
+        ready = self.runner.wait_prepared()
+        if ready is not None:
+            self.bus.emit("runner_ready", framework=ready.framework, seconds=round(ready.seconds, 2))
 
     def _beat(self, study: StudyStore, number: int, workdir: Path) -> None:
         """Every few seconds while a trial runs: this worker is alive, still running it (an epoch
