@@ -185,7 +185,7 @@ def test_train_workdir_on_a_read_only_folder(inside, read_only_folder, tmp_path,
     assert "cannot create" in line or "cannot write" in line
 
 
-def test_train_default_workdir_beside_a_read_only_script(read_only_folder, capsys):
+def test_train_default_workdir_beside_a_read_only_script(read_only_folder, capsys, monkeypatch):
     if os.geteuid() == 0:
         subprocess.run(["chattr", "-i", str(read_only_folder)], check=True)
         script = write(read_only_folder / "svm.py", SKLEARN)
@@ -194,6 +194,7 @@ def test_train_default_workdir_beside_a_read_only_script(read_only_folder, capsy
         read_only_folder.chmod(0o700)
         script = write(read_only_folder / "svm.py", SKLEARN)
         read_only_folder.chmod(0o500)
+    monkeypatch.chdir(read_only_folder)  # outside git, the default is ./mlops-runs/<script>
     one_line_error(capsys, main(["train", str(script)]), "mlops-runs", "trial folder (--workdir)")
 
 

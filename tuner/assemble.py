@@ -5,8 +5,9 @@ and ``bench/`` get their parts from here and nowhere else:
 
 * the **runner**, from the registry in :mod:`tuner.runners` (:func:`build_runner`);
 * the **watchdog** around it (:func:`build_supervisor`);
-* the **run directory** (``--fresh`` takes its lock before moving it aside) and the **study
-  store**, from a URL (the run directory's SQLite file by default);
+* the **run directory** (default ``<repo root>/mlops-runs/<script path>/``, :func:`default_run_dir`;
+  ``--fresh``, or a script changed since its study, moves it aside under its lock) and the
+  **study store**, from a URL (the run directory's SQLite file by default);
 * the **loop** with its **subscribers**, in this order: the events file, the outcome writer
   (``best/``, ``summary.json``, ``report.html``), the winner keeper, the caller's listeners
   (progress), then the mail (:func:`build_tune`).
@@ -60,28 +61,137 @@ def build_supervisor(cfg: Config, policy: Any = None) -> Callable[..., Any] | No
     return run_supervised
 
 
-def prepare_run_dir(target: Path, *, fresh: bool, echo: Callable[[str], Any]) -> Path:
-    """The run directory, created and writable; with ``fresh`` an existing study is moved
-    aside (renamed with a time stamp) after taking its lock, so a live run keeps it.
+RUNS_FOLDER = "mlops-runs"
+_IGNORE_ALL = "# written by mlops: nothing here belongs in the repository\n*\n"
+
+
+def run_dir_name(script_rel: str) -> str:
+    """The name of a script's run directory: its path relative to the root with the folders
+    joined by ``-`` and the suffix dropped (``models/face_cnn.py`` -> ``models-face_cnn``,
+    ``train.py`` -> ``train``), as the branch of its tuned code is named."""
+    parts = [p for p in script_rel.replace("\\", "/").split("/") if p not in ("", ".")]
+    if not parts:
+        return "script"
+    parts[-1] = Path(parts[-1]).stem or parts[-1]
+    return "-".join(parts)
+
+
+def default_run_dir(script: Path, cwd: Path | None = None) -> Path:
+    """Where ``mlops run SCRIPT`` keeps its study unless ``--run-dir`` / ``$MLOPS_RUN_DIR`` /
+    ``run_dir:`` say otherwise: ``<root>/mlops-runs/<name>/``. The root is the git work tree
+    holding the script (``git rev-parse --show-toplevel``: no hook runs, 10 s at most), else
+    ``cwd`` (default: the current directory). The name is :func:`run_dir_name` of the script's
+    path relative to the root (so two ``train.py`` in different folders never share a study),
+    or the script's stem when it lies outside the root."""
+    from tuner.gitinfo import repo_relative, toplevel
+
+    path = Path(script).resolve()
+    root = toplevel(path.parent) or (cwd or Path.cwd()).resolve()
+    rel = repo_relative(path, root)
+    return root / RUNS_FOLDER / (run_dir_name(rel) if rel else path.stem)
+
+
+def ignore_runs_folder(folder: Path) -> None:
+    """Create ``folder`` (``mlops-runs/``) with a ``.gitignore`` of ``*`` in it, so that nothing
+    a run writes is ever committed; an existing ``.gitignore`` (or a link in its place) is
+    left as it is. Raises nothing: a folder that cannot be made is reported by the run
+    directory's own check, which follows."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / ".gitignore", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    except OSError:  # there already (never overwritten), or not writable
+        return
+    with os.fdopen(fd, "w") as fh:
+        fh.write(_IGNORE_ALL)
+
+
+def prepare_run_dir(target: Path, *, fresh: bool, echo: Callable[[str], Any], script: Path | None = None) -> Path:
+    """The run directory, created and writable. With ``fresh`` an existing study is moved
+    aside (renamed ``<name>.<YYYYmmdd-HHMMSS>``) after taking its lock, so a live run keeps it.
+    With ``script`` (a run directory that holds its own study, not a shared ``--storage``), a
+    study of an earlier version of that script is moved aside the same way, and one line says
+    so: the run then starts a new study in ``target``, and nothing of the old one is lost.
 
     Raises:
         ConfigError: the path cannot be a writable folder.
-        StudyError: ``fresh`` and another process holds the run directory (its pid named).
+        StudyError: the study must be moved aside and another process holds the run directory
+            (its pid named).
     """
     from tuner.files import ensure_dir
+    from tuner.fmt import format_value
     from tuner.study import lock_run_dir
 
     ensure_dir(target, what="run directory")
     if fresh and any(target.iterdir()):
-        lock = lock_run_dir(target)
-        try:
-            aside = target.with_name(f"{target.name}.{time.strftime('%Y%m%d-%H%M%S')}")
-            target.rename(aside)
-        finally:
-            lock.close()
+        with lock_run_dir(target):
+            aside = _move_aside(target)
         echo(f"mlops: the previous study is kept in {aside}")
         ensure_dir(target, what="run directory")
+    elif script is not None and _changed_since(target, script) is not None:
+        with lock_run_dir(target):
+            old = _changed_since(target, script)  # again, now that no run can change it
+            aside = _move_aside(target) if old is not None else None
+        if old is not None and aside is not None:
+            trials = f"{old.trials} trial{'s' if old.trials != 1 else ''}"
+            best = "" if old.best is None else f", best {old.metric} {format_value(old.best)}"
+            echo(f"mlops: {_shown(script)} changed since the study in {_shown(target)} ({trials}{best}); "
+                 f"that study is kept in {_shown(aside)}; starting a new one")
+            ensure_dir(target, what="run directory")
     return target
+
+
+def _changed_since(run_dir: Path, script: Path) -> Any:
+    """The digest (:class:`tuner.study.rundir.StudyDigest`) of the study in ``run_dir`` when it
+    was started with another version of ``script`` (same file name, other content); else None."""
+    import hashlib
+
+    from tuner.classify import read_script
+    from tuner.errors import MlopsError
+    from tuner.study.rundir import read_digest
+
+    digest = read_digest(run_dir)
+    if digest is None or digest.meta.get("script_name") != Path(script).name:
+        return None
+    recorded = digest.meta.get("script_sha256")
+    try:
+        source = read_script(script)
+    except MlopsError:  # the loop says what is wrong with the script
+        return None
+    if not isinstance(recorded, str) or recorded == hashlib.sha256(source.encode()).hexdigest():
+        return None
+    return digest
+
+
+def _move_aside(target: Path) -> Path:
+    """Rename the run directory ``target`` to a free ``<name>.<YYYYmmdd-HHMMSS>``; the caller
+    holds its lock. The new path.
+
+    Raises:
+        StudyError: the rename fails.
+    """
+    from tuner.errors import StudyError
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = target.with_name(f"{target.name}.{stamp}")
+    n = 1
+    while os.path.lexists(aside):
+        n += 1
+        aside = target.with_name(f"{target.name}.{stamp}-{n}")
+    try:
+        target.rename(aside)
+    except OSError as exc:
+        raise StudyError(f"{target}: cannot move the study aside to {aside.name} ({exc.strerror or exc}); "
+                         "use another --run-dir") from None
+    return aside
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the current directory when it is below it, else absolute."""
+    full = Path(path).absolute()
+    try:
+        return str(full.relative_to(Path.cwd()))
+    except (OSError, ValueError):  # below another folder, or the current one is gone
+        return str(full)
 
 
 @dataclass
@@ -135,18 +245,24 @@ def build_tune(
 
     Raises:
         ConfigError: an unknown strategy or runner, or a run directory that cannot be used.
-        StudyError: ``fresh`` on a run directory a live run holds.
+        StudyError: ``fresh``, or a script changed since its study, on a run directory a live run holds.
     """
     from tuner import winners
     from tuner.gitinfo import commit_info
-    from tuner.loop import LoopSettings, TuneLoop, default_run_dir
+    from tuner.loop import LoopSettings, TuneLoop
     from tuner.search import strategy_class
     from tuner.study import store_url
 
     strategy_class(cfg.strategy)  # an unknown name fails now, listing the valid ones
-    target = Path(run_dir or cfg.run_dir or default_run_dir(script))
+    if run_dir or cfg.run_dir:
+        target = Path(run_dir or cfg.run_dir)
+    else:
+        target = default_run_dir(script)
+        ignore_runs_folder(target.parent)
     if worker is None:
-        prepare_run_dir(target, fresh=fresh, echo=echo)
+        # a changed script starts a new study beside the old one, in the run directory's own
+        # store only: a shared one (--storage) refuses it, naming --study NEW_NAME
+        prepare_run_dir(target, fresh=fresh, echo=echo, script=None if cfg.storage else Path(script))
     else:
         from tuner.files import ensure_dir
 

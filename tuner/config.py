@@ -126,7 +126,7 @@ SCHEMA: dict[str, Key] = {
     "seed": Key(int, 0, "MLOPS_SEED", check=_seed),
     "confirm": Key(int, None, "MLOPS_CONFIRM", check=_confirm,
                    help="retrain the winner with N other seeds before the goal counts (default 1 in Jenkins, else 0)"),
-    "run_dir": Key(str, None, "MLOPS_RUN_DIR", help="default: mlops-runs/<script> beside it"),
+    "run_dir": Key(str, None, "MLOPS_RUN_DIR", help="default: mlops-runs/<script path> at the repo root (else here)"),
     # several workers, one study
     "storage": Key(str, None, "MLOPS_STORAGE", check=_storage,
                    help="study URL: sqlite:////path, postgresql://user@host/db, journal:////shared/file "

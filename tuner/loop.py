@@ -123,10 +123,6 @@ class Confirmation:
                 "std": std, "complete": self.complete, "failed": [c.number for c in self.failed]}
 
 
-def default_run_dir(script: Path) -> Path:
-    return script.resolve().parent / "mlops-runs" / script.stem
-
-
 def _now_iso(t: float | None = None) -> str:
     return _dt.datetime.fromtimestamp(t or time.time(), tz=_dt.timezone.utc).isoformat(timespec="seconds")
 

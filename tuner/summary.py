@@ -170,7 +170,7 @@ def read_summary(run_dir: str | Path, error: type[MlopsError] = MlopsError) -> d
     path = Path(run_dir) / SUMMARY_FILE
     if not path.exists() and not path.is_symlink():
         raise error(f"{path}: not found; give the run directory that 'mlops run' wrote "
-                    "(default: mlops-runs/<script> beside the script)")
+                    "(default: mlops-runs/<script path> at the root of its repository)")
     return check_summary(read_json(path, what="run summary", error=error), path, error)
 
 

@@ -17,7 +17,9 @@ from tuner.kinds import KINDS
 @click.option("--max-trials", type=int, help="Trial budget [default: 10].")
 @click.option("--max-minutes", type=float, help="Wall-time budget, across resumes [default: 60].")
 @click.option("--run-dir", type=click.Path(path_type=Path),
-              help="Where the study lives [default: mlops-runs/<script> beside it]. An existing study resumes.")
+              help="Where the study lives [default: mlops-runs/<script path, '/' as '-'> at the root of the "
+                   "script's git repository, else in the current folder]. An existing study resumes; one of an "
+                   "earlier version of the script is kept aside, renamed, and a new one starts.")
 @click.option("--runner", type=click.Choice(["local", "docker", "jenkins"]),
               help="Where trials run: local process, Docker container, or one Jenkins build each [default: local].")
 @click.option("--trial-timeout", "trial_timeout", type=float, metavar="MINUTES",
@@ -34,7 +36,7 @@ from tuner.kinds import KINDS
                    "sqlite:////path/study.db [default: the run directory's study.db]. A password: use $MLOPS_STORAGE.")
 @click.option("--study", "study_name", metavar="NAME", help="Study name in the storage [default: the script's name].")
 @click.option("--workers", type=int, metavar="N", help="Trials side by side on this machine, one process each [default: 1].")
-@click.option("--fresh", is_flag=True, help="Start a new study; the old run directory is kept, renamed.")
+@click.option("--fresh", is_flag=True, help="Start a new study; the old run directory is kept, renamed <dir>.<time>.")
 @click.option("--no-prune", is_flag=True, help="Let every trial run all its epochs.")
 @click.option("--no-watchdog", is_flag=True, help="Do not restart crashed or hung trials.")
 @click.option("--no-mail", is_flag=True, help="Do not send (or queue) the outcome email.")

@@ -17,7 +17,7 @@ from tuner.kinds import KINDS
               help="A setting to apply before training, e.g. --set fc_layers=[128,64] --set learning_rate=3e-4.")
 @click.option("--settings", "settings_json", metavar="JSON", help="All settings as one JSON object.")
 @click.option("--workdir", type=click.Path(path_type=Path),
-              help="Trial folder (default: mlops-runs/<script>/train-<time> beside the script).")
+              help="Trial folder (default: train-<time> in the run directory 'mlops run' uses).")
 @click.option("--metric", help="Held-out metric that counts [default: val_accuracy].")
 @click.option("--runner", type=click.Choice(["local", "docker"]), help="Where to run [default: local].")
 @click.option("--seed", type=int, help="Random seed [default: 0].")
@@ -47,8 +47,12 @@ def train(script: Path, sets: tuple[str, ...], settings_json: str | None, workdi
     settings = parse_settings(sets, settings_json)
     if settings:  # a setting missing from the script or out of range fails now, not in the trial
         apply_settings(source, settings, path=str(script), names=cfg.hparam_names())
-    if workdir is None:
-        workdir = script.resolve().parent / "mlops-runs" / script.stem / time.strftime("train-%Y%m%d-%H%M%S")
+    if workdir is None:  # in the run directory 'mlops run' would use
+        from tuner.assemble import default_run_dir, ignore_runs_folder
+
+        run_dir = default_run_dir(script)
+        ignore_runs_folder(run_dir.parent)
+        workdir = run_dir / time.strftime("train-%Y%m%d-%H%M%S")
     ensure_dir(workdir, what="trial folder (--workdir)")  # under a file, read-only: one line, now
     spec = TrialSpec(script=script.resolve(), kind=kind, workdir=workdir.resolve(), settings=settings,
                      metric=cfg.metric, timeout=cfg.trial_timeout_minutes * 60, seed=cfg.seed)

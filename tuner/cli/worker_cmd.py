@@ -15,7 +15,7 @@ from tuner.kinds import KINDS
               help="The study's storage (postgresql://…, journal:////shared/…); a password: use $MLOPS_STORAGE.")
 @click.option("--study", "study_name", metavar="NAME", help="The study to join [default: the script's name].")
 @click.option("--run-dir", type=click.Path(path_type=Path),
-              help="Where this worker keeps its trial folders [default: mlops-runs/<script> beside it].")
+              help="Where this worker keeps its trial folders [default: as 'mlops run': <repo root>/mlops-runs/<script path>].")
 @click.option("--runner", type=click.Choice(["local", "docker"]), help="Where trials run [default: local].")
 @click.option("--kind", type=click.Choice(KINDS), help="Skip classification.")
 @click.option("--label", default=None, help="A name for this worker in the console [default: host:pid].")

@@ -152,12 +152,27 @@ class OptunaStore:
             return
         for key in ("script_name", "script_sha256", "kind", "metric"):
             if key in meta and key in existing and existing[key] != meta[key]:
-                what = {"script_sha256": "a different version of the script"}.get(key, f"{key} {existing[key]!r}")
-                raise StudyError(f"{where} holds a study for {what} (now {meta[key]!r}); resume it unchanged, "
-                                 "pass --fresh to start over, or use another --run-dir / --study")
+                if key == "script_sha256":
+                    raise StudyError(self._changed_script(existing, meta, where))
+                raise StudyError(f"{where} holds a study for {key} {existing[key]!r} (now {meta[key]!r}); resume "
+                                 "it unchanged, pass --fresh to start over, or use another --run-dir / --study")
         changed = {k: v for k, v in meta.items() if existing.get(k) != v}
         if changed:
             self.set_meta(**changed)
+
+    def _changed_script(self, existing: dict[str, Any], meta: dict[str, Any], where: str) -> str:
+        """The one line refusing a study started with another version of the script (``mlops run``
+        on its own run directory moves such a study aside before it gets here: this is a
+        worker, or a study in a shared storage, which is never replaced silently)."""
+        from tuner.study.rundir import STUDY_FILE
+
+        name = existing.get("script_name") or meta.get("script_name") or "the script"
+        versions = f"started from {str(existing['script_sha256'])[:12]}, this one is {str(meta['script_sha256'])[:12]}"
+        if self.url.startswith("sqlite:///") and self.url.endswith("/" + STUDY_FILE):  # a run directory's own
+            return (f"{where}: the study there belongs to another version of {name} ({versions}); run that "
+                    f"version, or 'mlops run {name} --fresh' to keep that study aside and start a new one")
+        return (f"{where} belongs to another version of {name} ({versions}); run that version, or use a new "
+                "study: --study NEW_NAME")
 
     # -- trials -----------------------------------------------------------------------------
     def claim_trial(self, settings: dict[str, Any], workdir_for: WorkdirFor, owner: str,

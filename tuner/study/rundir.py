@@ -93,6 +93,49 @@ def lock_run_dir(run_dir: Path) -> Any:
 
 
 @dataclass
+class StudyDigest:
+    """What a run directory's study is, read without opening it for writing: its metadata
+    (script name and sha256, kind, metric), how many trials it holds and its best value."""
+
+    meta: dict[str, Any]
+    trials: int
+    best: float | None
+
+    @property
+    def metric(self) -> str:
+        return str(self.meta.get("metric") or "metric")
+
+
+def read_digest(run_dir: Path) -> StudyDigest | None:
+    """The digest of ``run_dir/study.db`` (read-only), or None when there is no study in
+    Optuna's storage there (none, empty, damaged or of an earlier schema: the store says why
+    when it opens it)."""
+    path = Path(run_dir) / STUDY_FILE
+    if not path.is_file() or path.is_symlink() or path.stat().st_size == 0:
+        return None
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if not {"studies", "trials", "trial_values", "study_directions", "study_user_attributes"} <= tables:
+                return None
+            rows = db.execute("SELECT key, value_json FROM study_user_attributes").fetchall()
+            (count,) = db.execute("SELECT COUNT(*) FROM trials").fetchone()
+            directions = {r[0] for r in db.execute("SELECT direction FROM study_directions")}
+            values = [r[0] for r in db.execute(
+                "SELECT v.value FROM trial_values v JOIN trials t ON t.trial_id = v.trial_id "
+                "WHERE t.state = 'COMPLETE' AND v.value_type = 'FINITE' AND v.objective = 0")
+                if isinstance(r[0], (int, float))]
+        finally:
+            db.close()
+        meta = {k: json.loads(v) for k, v in rows if not k.startswith("session:")}
+    except (sqlite3.Error, ValueError):
+        return None
+    best = (min if directions == {"MINIMIZE"} else max)(values) if values else None
+    return StudyDigest(meta, int(count), None if best is None else float(best))
+
+
+@dataclass
 class RepairReport:
     backup: list[Path]
     finished: list[int]
