@@ -14,7 +14,9 @@ newest checkpoint, so no finished epoch is trained again. It gives up after
 ``max_restarts`` restarts, or sooner when the script fails the same way twice in a row
 without finishing an epoch in between (a crash loop: a deterministic start-up error is not
 worth three more tries). A run that exits 0 is never restarted, nor one asked to stop
-(``STOP`` file: pruned), nor one past the trial's total ``timeout``.
+(``STOP`` file: pruned), nor one past the trial's total ``timeout``, nor one whose script
+failed with ``ModuleNotFoundError`` (a package that is not installed: the result's
+``missing_module`` and its one-line reason say which and how to install it).
 
 Every restart is appended to ``restarts.jsonl`` in the workdir as it happens, and the final
 ``result.json`` carries the same records as ``restart_log``.
@@ -51,6 +53,7 @@ from tuner.trial import (
     TrialResult,
     TrialSpec,
     collect_result,
+    missing_module,
     read_history,
     read_trial_text,
 )
@@ -491,8 +494,11 @@ def supervise(
         stop = _stop_reason(workdir)
         if stop is not None:  # asked to stop: the loop does not want it any more
             return _finish(spec, status="pruned", reason=stop, **finish)
-        failure = _describe(outcome, _read_from(workdir / LOG_FILE, log_offset),
-                            epochs_before, _last_epoch(workdir))
+        attempt_log = _read_from(workdir / LOG_FILE, log_offset)
+        failure = _describe(outcome, attempt_log, epochs_before, _last_epoch(workdir))
+        if failure.kind == "crash" and missing_module(attempt_log) is not None:
+            # a package is not installed: every restart would fail the same way
+            return _finish(spec, status="failed", reason=None, **finish)
         failures.append(failure)
         status = "killed" if failure.kind in ("signal", "oom") else "failed"
         loop = _crash_loop(failures, policy)

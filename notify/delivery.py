@@ -23,7 +23,6 @@ from tuner.events import Event
 from tuner.summary import RunSummary
 
 Echo = Callable[[str], Any]
-FLUSH_HINT = "'mlops notify flush' sends it once the server is reachable"
 
 
 @dataclass(frozen=True)
@@ -75,6 +74,20 @@ def mail_configured(config: Any) -> bool:
     return bool(config.get("mail.smtp_host"))
 
 
+def flush_command(outbox: Path, env: Mapping[str, str] | None = None, *, named: bool = False) -> str:
+    """The command that delivers ``outbox``, in quotes: ``'mlops notify flush'`` for the per-user
+    default, else (or with ``named``) ``'mlops notify flush --outbox DIR'``: an outbox set with
+    ``$MLOPS_OUTBOX``, ``mail.outbox`` or ``--outbox`` is named, so the hint works in any shell."""
+    import shlex
+
+    if not named and Path(os.path.abspath(outbox)) == Path(os.path.abspath(default_outbox(env))):
+        return "'mlops notify flush'"
+    folder = str(outbox)
+    if shlex.quote(folder) != folder:  # a space or a shell character: keep it one argument
+        folder = f'"{folder}"'
+    return f"'mlops notify flush --outbox {folder}'"
+
+
 def _join(addrs: tuple[str, ...] | list[str]) -> str:
     return ", ".join(addrs) if addrs else "nobody"
 
@@ -108,7 +121,7 @@ def notify_run(
     with outbox.lock(built.message_id, wait=settings.timeout + 5.0) as locked:
         if not locked:
             return _queue(outbox, built, "another process is sending this message right now",
-                          "'mlops notify flush' sends it if that one did not", echo)
+                          f"{flush_command(outbox.path, env)} sends it if that one did not", echo)
         done = outbox.delivered_to(built.message_id)
         pending = [r for r in built.recipients if r.lower() not in done]
         if built.recipients and not pending:
@@ -123,7 +136,7 @@ def notify_run(
             return _queue(
                 outbox, built,
                 "no SMTP server configured (set MLOPS_SMTP_HOST or mail.smtp_host in mlops.yaml)",
-                "once one is, 'mlops notify flush' sends it", echo,
+                f"once one is, {flush_command(outbox.path, env)} sends it", echo,
             )
         if not built.recipients:
             return _queue(
@@ -134,7 +147,8 @@ def notify_run(
         try:
             refused = smtp.send(built.raw, built.sender, pending, settings)
         except smtp.DeliveryFailed as exc:
-            return _queue(outbox, built, f"could not send it: {exc}", FLUSH_HINT, echo)
+            return _queue(outbox, built, f"could not send it: {exc}",
+                          f"{flush_command(outbox.path, env)} sends it once the server is reachable", echo)
         accepted = [r for r in pending if r not in refused]
         _record(outbox, built.message_id, accepted, built.subject, echo)
         outbox.remove(outbox.find(built.message_id))
@@ -160,7 +174,7 @@ def _kept_elsewhere(
             continue
         return NotifyError(
             f"{problem}. The mail was not sent; it is kept in {path} instead: "
-            f"'mlops notify flush --outbox {folder}' sends it"
+            f"{flush_command(folder, named=True)} sends it"
         )
     return NotifyError(
         f"{problem}. The mail was not sent and could not be kept anywhere else; "
@@ -227,7 +241,7 @@ def flush_outbox(
     if not settings.configured:
         raise NotifyError(
             f"{len(queued)} message(s) wait in {outbox.path} but no SMTP server is configured; "
-            "set MLOPS_SMTP_HOST (or mail.smtp_host in mlops.yaml) and run 'mlops notify flush' again"
+            f"set MLOPS_SMTP_HOST (or mail.smtp_host in mlops.yaml) and run {flush_command(outbox.path, env)} again"
         )
     unreachable: str | None = None  # once the server cannot be reached, do not retry it
     for path in queued:

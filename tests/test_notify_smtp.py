@@ -345,7 +345,9 @@ def test_server_down_then_flush_delivers_exactly_once(tmp_path):
     assert "refused the connection" in delivery.reason
     assert delivery.path is not None and delivery.path.parent == tmp_path / "outbox"
     assert delivery.path.read_bytes().startswith(b"Subject: [mlops] face_cnn.py reached 0.93")
-    assert "mlops notify flush" in lines[0] and str(delivery.path) in lines[0]
+    # MLOPS_OUTBOX names an outbox of its own: the hint names it too
+    assert f"'mlops notify flush --outbox {tmp_path / 'outbox'}' sends it" in lines[0]
+    assert str(delivery.path) in lines[0]
 
     srv.start()
     try:
@@ -539,7 +541,7 @@ def test_cli_notify_and_flush_against_the_server(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     run_dir = copy_case("failed", tmp_path / "run")
     assert main(["notify", str(run_dir), "--to", "ops@example.com"]) == 0  # server down: queued
-    assert "mlops notify flush" in capsys.readouterr().out
+    assert f"'mlops notify flush --outbox {tmp_path / 'outbox'}' sends it" in capsys.readouterr().out
     srv.start()
     try:
         assert main(["notify", "flush"]) == 0

@@ -18,7 +18,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from tuner import __version__
 from tuner.errors import ConfigError, DockerError
@@ -398,6 +398,61 @@ def prepare_context(
     return dest
 
 
+class Built(NamedTuple):
+    """An image :func:`build_image` built: its tag, its id, and what became of the image the
+    tag named before (``replaced``: "" when there was none or it is the same image)."""
+
+    tag: str
+    image_id: str
+    replaced: str = ""
+
+
+def _short_id(image_id: str) -> str:
+    return image_id.split(":")[-1][:12]
+
+
+def _image_id(client: Any, ref: str) -> str | None:
+    docker = sdk()
+    try:
+        return str(client.images.get(ref).id)
+    except docker.errors.ImageNotFound:
+        return None
+    except docker.errors.APIError as exc:
+        raise DockerError(f"cannot inspect the image {ref}: {_short(exc)}") from None
+
+
+def remove_replaced_image(client: Any, old_id: str, tag: str) -> str:
+    """The image ``tag`` named before a build moved the tag away from it: remove it when nothing
+    uses it any more (no other tag, no container in any state, no image built on it); never
+    forced, so the engine refuses too if a container appeared meanwhile. Returns what happened,
+    in words, for the build's output."""
+    docker = sdk()
+    short = _short_id(old_id)
+    try:
+        image = client.images.get(old_id)
+    except docker.errors.ImageNotFound:
+        return ""
+    except docker.errors.APIError as exc:
+        return f"kept the previous image of {tag} ({short}): cannot inspect it ({_short(exc)})"
+    if image.tags:
+        return f"kept the previous image of {tag} ({short}): it is also tagged {', '.join(sorted(image.tags))}"
+    try:
+        users = client.containers.list(all=True, filters={"ancestor": old_id})
+    except docker.errors.APIError as exc:
+        return f"kept the previous image of {tag} ({short}): cannot list containers ({_short(exc)})"
+    if users:
+        names = ", ".join(sorted(str(c.name) for c in users)[:3]) + (", ..." if len(users) > 3 else "")
+        return (f"kept the previous image of {tag} ({short}): container(s) {names} use it; "
+                f"remove them, then 'docker image rm {short}'")
+    try:
+        client.images.remove(old_id, force=False, noprune=False)
+    except docker.errors.ImageNotFound:
+        return ""
+    except docker.errors.APIError as exc:  # a child image or a container created just now
+        return f"kept the previous image of {tag} ({short}): {_short(exc)}"
+    return f"removed the previous image of {tag} ({short}): no other tag or container used it"
+
+
 def build_image(
     client: Any,
     context: Path,
@@ -408,10 +463,17 @@ def build_image(
     labels: dict[str, str] | None = None,
     on_output: Callable[[str], None] | None = None,
     nocache: bool = False,
-) -> str:
+) -> Built:
     """Build ``context`` (with its Dockerfile) and tag it; streams the build output line by
-    line to ``on_output``. Returns the image id; a failed step is a :class:`DockerError`."""
+    line to ``on_output``. When the tag moves to a new image, the image it named before is
+    removed if nothing else uses it (:func:`remove_replaced_image`), so rebuilding leaves no
+    dangling images; ``Built.replaced`` says what became of it.
+
+    Raises:
+        DockerError: a build step failed, or the engine refused the build.
+    """
     docker = sdk()
+    previous = _image_id(client, tag)
     image_id = ""
     last_lines: list[str] = []
     try:
@@ -450,11 +512,13 @@ def build_image(
     except docker.errors.APIError as exc:
         raise DockerError(f"building {tag} failed: {_short(exc)}") from None
     if not image_id:
-        try:
-            image_id = client.images.get(tag).id
-        except docker.errors.ImageNotFound:
-            raise DockerError(f"building {tag} finished without an image; see the output above") from None
-    return image_id
+        image_id = _image_id(client, tag) or ""
+        if not image_id:
+            raise DockerError(f"building {tag} finished without an image; see the output above")
+    replaced = ""
+    if previous is not None and previous != image_id:
+        replaced = remove_replaced_image(client, previous, tag)
+    return Built(tag, image_id, replaced)
 
 
 def build_kind_image(
@@ -470,9 +534,9 @@ def build_kind_image(
     dockerfiles: Path | None = None,
     on_output: Callable[[str], None] | None = None,
     workspace: Path | None = None,
-) -> tuple[str, str]:
-    """Build the image for ``kind``: build (or take) the wheel, lay out the context, build.
-    Returns ``(tag, image id)``."""
+) -> Built:
+    """Build the image for ``kind``: build (or take) the wheel, lay out the context, build
+    (:func:`build_image`, which also removes the image the tag replaced if nothing uses it)."""
     tag = tag or default_image(kind)
     args = dict(buildargs or {})
     if base:
@@ -482,13 +546,12 @@ def build_kind_image(
         the_wheel = Path(wheel) if wheel else build_wheel(tmpdir / "wheel")
         context = prepare_context(kind, tmpdir / "context", wheel=the_wheel, ca_bundle=ca_bundle,
                                   dockerfiles=dockerfiles)
-        image_id = build_image(client, context, tag, buildargs=args, network_mode=network_mode,
-                               labels={f"{LABEL_PREFIX}kind": kind, f"{LABEL_PREFIX}version": __version__},
-                               on_output=on_output)
-    return tag, image_id
+        return build_image(client, context, tag, buildargs=args, network_mode=network_mode,
+                           labels={f"{LABEL_PREFIX}kind": kind, f"{LABEL_PREFIX}version": __version__},
+                           on_output=on_output)
 
 
-def build_all(kinds: Iterable[str], **kwargs: Any) -> list[tuple[str, str]]:
+def build_all(kinds: Iterable[str], **kwargs: Any) -> list[Built]:
     """Build several kinds sharing one wheel build."""
     kinds = list(kinds)
     with tempfile.TemporaryDirectory(prefix="mlops-wheel-") as tmp:

@@ -36,6 +36,7 @@ from tuner.trial import (
     TrialResult,
     TrialSpec,
     collect_result,
+    missing_module_message,
     read_history,
     read_trial_text,
 )
@@ -175,6 +176,7 @@ class TuneLoop:
         self.session_started = 0.0
         self.owner = worker_name()
         self.planned_epochs: int | None = None
+        self.missing_module: str | None = None  # why no trial can run here (a package is not installed)
 
     # -- helpers -----------------------------------------------------------------------
     def _meets_goal(self, value: float | None) -> bool:
@@ -337,6 +339,8 @@ class TuneLoop:
         budget_s = self.s.max_minutes * 60
         consecutive_failures = 0
         while True:
+            if self.missing_module is not None:
+                return "failed", self.missing_module
             # 1. trials that were running when a previous session or another worker died: resume them
             resumed = self._take_over(study)
             if resumed is not None:
@@ -528,6 +532,12 @@ class TuneLoop:
             self.bus.emit("trial_interrupted", trial=rec.number,
                           reason=f"taken over by {current.owner}; this worker's copy is dropped")
             return current
+        if result.missing_module is not None:  # no restart helps, no other settings either: install it
+            (spec.workdir / RESULT_FILE).unlink(missing_ok=True)  # so the next run trains it again
+            self.missing_module = missing_module_message(self.script, result.missing_module)
+            study.interrupt_trial(rec.number, self.missing_module, result.history)
+            self.bus.emit("trial_interrupted", trial=rec.number, reason=self.missing_module)
+            return study.trial(rec.number) or rec
         finished = study.finish_trial(rec.number, result.to_json())
         self.bus.emit("trial_finished", trial=rec.number, status=result.status, metric=result.metric,
                       epochs=result.epochs, seconds=result.seconds, reason=result.reason,

@@ -86,6 +86,9 @@ class TrialResult:
     # the key the metric was read from (val_acc for metrics=['acc'], r2 for a scikit-learn
     # regressor, accuracy when reported); None without a metric
     metric_key: str | None = None
+    # the module the training process could not import (``ModuleNotFoundError``): no other
+    # trial can do better until it is installed (:func:`missing_module`)
+    missing_module: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -342,6 +345,11 @@ def collect_result(
     stop_text = read_trial_text(workdir / STOP_FILE, 4096)
     if stop_text is not None:
         stop_reason = stop_text.strip() or "stopped"
+    missing = None
+    if returncode is not None and returncode > 0 and status in (None, "failed"):
+        missing = missing_module(read_trial_text(log_path, 64 * 1024, tail=True) or "")
+    if missing is not None and reason is None:
+        reason = missing_module_message(spec.script, missing)
     if status is None:
         if returncode == 0 and stop_reason:
             status, reason = "pruned", stop_reason
@@ -371,6 +379,7 @@ def collect_result(
         reason=reason,
         log_tail=tail(log_path) if status != "ok" else "",
         restarts=restarts,
+        missing_module=missing,
     )
     write_json_atomic(workdir / RESULT_FILE, result.to_json())
     return result
@@ -398,6 +407,43 @@ def _last_error_line(text: str) -> str:
         if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b", s) or s.startswith("Traceback"):
             return s[:300]
     return ""
+
+
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b")
+_NO_MODULE = re.compile(r"^ModuleNotFoundError: No module named '([A-Za-z_][\w.]*)'")
+# import name -> the name pip installs it under, where they differ
+PIP_NAMES = {"skimage": "scikit-image", "PIL": "pillow", "sklearn": "scikit-learn",
+             "cv2": "opencv-python", "yaml": "pyyaml"}
+# pip name -> this project's extra that installs it (setup.cfg; tests/test_first_run.py checks)
+EXTRA_OF = {"scikit-image": "examples", "pillow": "examples", "tensorflow": "tf", "keras": "tf"}
+
+
+def missing_module(log_text: str) -> str | None:
+    """The module a failed training process could not import: the name in
+    ``ModuleNotFoundError: No module named 'X'`` when that is the last exception in
+    ``log_text`` (the end of ``train.log``); else None. Installing it is the only fix, so the
+    watchdog does not restart such a trial and the tune loop stops after it."""
+    for line in reversed(log_text.splitlines()):
+        text = line.strip()
+        if _EXCEPTION_LINE.match(text):
+            found = _NO_MODULE.match(text)
+            return found.group(1) if found else None
+    return None
+
+
+def missing_module_message(script: Path | str, module: str) -> str:
+    """One line: which module ``script`` needs and the pip command that installs it, e.g.
+    ``models/face_cnn.py imports skimage, which is not installed here: pip install
+    'mlops-autotune[examples]' (or pip install scikit-image), then run the same command again``."""
+    shown = os.path.relpath(script)  # as the user names it, from where mlops runs
+    if shown.startswith(".."):
+        shown = str(script)
+    top = module.split(".")[0]
+    package = PIP_NAMES.get(top, top)
+    extra = EXTRA_OF.get(package)
+    how = (f"pip install 'mlops-autotune[{extra}]' (or pip install {package})" if extra
+           else f"pip install {package}")
+    return f"{shown} imports {module}, which is not installed here: {how}, then run the same command again"
 
 
 def heartbeat_age(workdir: Path, now: float | None = None) -> float | None:

@@ -56,8 +56,9 @@ def build(kinds: tuple[str, ...], base: str | None, tag: str | None, build_args:
         chosen, client=client, tag=tag, base=base, buildargs=args, wheel=wheel,
         ca_bundle=ca_bundle, network_mode=network or None, dockerfiles=dockerfiles, on_output=echo,
     )
-    for name, image_id in built:
-        click.echo(f"built {name} ({image_id.split(':')[-1][:12]})")
+    for image in built:
+        click.echo(f"built {image.tag} ({image.image_id.split(':')[-1][:12]})"
+                   + (f"; {image.replaced}" if image.replaced else ""))
     return 0
 
 
