@@ -106,7 +106,7 @@ def test_kill_9_of_mlops_run_mid_trial_then_resume(tmp_path):
     _wait_for(lambda: _heartbeat_pid_dead(run_dir / "trials" / "0002"), 20, "the orphaned trial to die")
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1, done.stdout + done.stderr  # goal 0.9999 is not met: budget spent
-    assert "resuming 2 earlier trial(s)" in done.stdout
+    assert "mlops: resuming the study: 2 trials so far" in done.stdout
     summary = json.loads((run_dir / "summary.json").read_text())
     assert [t["number"] for t in summary["trials"]] == [1, 2, 3]
     assert all(t["status"] == "ok" for t in summary["trials"])

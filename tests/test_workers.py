@@ -145,7 +145,7 @@ def test_a_worker_joins_a_study_by_storage_and_name_and_takes_its_goal(tmp_path,
                                  tmp_path, MLOPS_STORAGE=postgres_url)
     assert boss.wait(timeout=400) == 0, "\n".join(boss_lines)
     assert helper.wait(timeout=120) == 0, "\n".join(helper_lines)
-    assert any("goal 0.85" in line or ">= 0.85" in line for line in helper_lines), "\n".join(helper_lines)
+    assert any("until val_accuracy reaches 0.85" in line for line in helper_lines), "\n".join(helper_lines)
     with open_store(postgres_url, name="joined") as study:
         owners = {t.workdir.split("/trials/")[0] for t in study.trials()}
     assert owners == {str(tmp_path / "a"), str(tmp_path / "b")}  # both machines' folders ran trials

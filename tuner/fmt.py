@@ -21,6 +21,21 @@ def is_number(value: Any) -> bool:
     return not (isinstance(value, float) and math.isnan(value))
 
 
+def format_duration(seconds: Any, missing: str = "—") -> str:
+    """A duration, one way everywhere (console, report, mail): ``41.0 s``, ``13 min 32 s``,
+    ``2 h 05 min``; ``missing`` when it is unknown (not a finite number, or negative)."""
+    if not is_number(seconds) or not math.isfinite(seconds) or seconds < 0:
+        return missing
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    total = int(round(seconds))
+    if total < 3600:
+        minutes, secs = divmod(total, 60)
+        return f"{minutes} min {secs:02d} s" if secs else f"{minutes} min"
+    hours, minutes = divmod(total // 60, 60)
+    return f"{hours} h {minutes:02d} min" if minutes else f"{hours} h"
+
+
 def format_sci(value: float) -> str:
     """Compact scientific notation: 0.0003 -> ``3e-4``, 0.00025 -> ``2.5e-4``, 0.01 -> ``1e-2``."""
     if value == 0:

@@ -281,7 +281,8 @@ class TuneLoop:
             self.bus.emit("run_started", script=str(self.script), kind=self.kind, run_dir=str(self.run_dir),
                           strategy=self.s.strategy, goal=self.s.goal, metric=self.s.metric,
                           max_trials=self.s.max_trials, max_minutes=self.s.max_minutes,
-                          space=space.describe(), resumed_trials=len(study.trials()), joined=self.join)
+                          space=space.describe(), resumed_trials=len(study.trials()), joined=self.join,
+                          spent_seconds=study.elapsed())
             try:
                 status, reason = self._loop(study, strategy, space)
             finally:

@@ -68,13 +68,25 @@ def run(script: Path, goal: float | None, metric: str | None, strategy: str | No
         outcome = tune.run()
     except KeyboardInterrupt as exc:
         progress.close()
-        why = getattr(exc, "reason", None) or "interrupted"
-        click.echo(f"\nmlops: {why}; the trial was stopped and the study is saved in {tune.run_dir}. "
-                   "Run the same command again to resume.", err=True)
-        raise
+        raise _saved(exc, tune.run_dir, fresh) from None
     finally:
         progress.close()
     return outcome.exit_code
+
+
+def _saved(exc: KeyboardInterrupt, run_dir: Path, fresh: bool) -> KeyboardInterrupt:
+    """The stop as the one line the CLI prints (after click's blank line that ends the ``^C``;
+    exit 128 + the signal, 130 for Ctrl-C): why, where the study is kept and how to resume it."""
+    import signal
+
+    from tuner.errors import Interrupted
+    from tuner.progress import shown_path
+
+    stop = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
+    again = "the same command without --fresh" if fresh else "the same command again"
+    stop.reason = (f"{getattr(exc, 'reason', None) or 'interrupted (Ctrl-C)'}; the trial was stopped and the "
+                   f"study is saved in {shown_path(run_dir)}. Run {again} to resume.")
+    return stop
 
 
 @click.command()
