@@ -1,11 +1,14 @@
-"""report.html: rendering, the SVG chart, self-containment, and a real headless Chromium."""
+"""report.html: rendering, the SVG charts, setting importance, self-containment, and a real
+headless Chromium (the page fits 1280 and 800 px windows and renders the same under Jenkins' CSP)."""
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import html as html_lib
 import http.server
 import json
+import math
 import os
 import re
 import subprocess
@@ -23,8 +26,8 @@ from tuner import html_report as report
 from tuner.errors import MlopsError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report"
-NAMES = ("goal_met", "budget_spent", "failed_no_metric", "zero_trials")
-GOLDEN = FIXTURES / "goal_met.html"
+NAMES = ("goal_met", "budget_spent", "failed_no_metric", "zero_trials", "many_trials")
+GOLDENS = ("goal_met", "many_trials")  # tests/fixtures/report/<name>.html, from <name>.json
 CHROMIUM = Path("/usr/bin/chromium")
 SVG_NS = "{http://www.w3.org/2000/svg}"
 BROWSER_TIMEOUT = 60
@@ -77,14 +80,16 @@ def trial_rows(html: str) -> list[str]:
 # ----------------------------------------------------------------------------- page
 
 
-def test_golden_goal_met():
-    html = report.render_report(load("goal_met"))
+@pytest.mark.parametrize("name", GOLDENS)
+def test_golden(name):
+    golden = FIXTURES / f"{name}.html"
+    html = report.render_report(load(name))
     if os.environ.get("UPDATE_GOLDEN"):
-        GOLDEN.write_text(html, encoding="utf-8")
-    assert GOLDEN.exists(), "no golden file yet: run with UPDATE_GOLDEN=1"
-    assert html == GOLDEN.read_text(encoding="utf-8"), (
-        "report.html differs from tests/fixtures/report/goal_met.html; "
-        "if the change is intended, regenerate with UPDATE_GOLDEN=1"
+        golden.write_text(html, encoding="utf-8")
+    assert golden.exists(), "no golden file yet: run with UPDATE_GOLDEN=1"
+    assert html == golden.read_text(encoding="utf-8"), (
+        f"report.html differs from tests/fixtures/report/{name}.html; "
+        "if the change is intended, regenerate with UPDATE_GOLDEN=1 and review the diff"
     )
 
 
@@ -160,15 +165,29 @@ def test_trials_without_history_or_settings():
         trial["settings"] = {}
     html = report.render_report(summary)
     assert len(trial_rows(html)) == 6
-    assert "<svg" not in html
+    assert 'class="curves"' not in html and 'id="settings"' not in html
     assert "No per-epoch history to plot" in html
-    assert "as written" in html
+    assert "<th>Settings</th>" not in html  # nothing to show in it: said once, under the table
+    assert "Every trial ran the script's settings as written." in html
 
 
 def test_odd_values_do_not_break_the_page():
-    summary = {"status": "weird", "trials": [{"number": 1, "status": "ok", "metric": None, "history": [None, {"epoch": 1}]}]}
+    summary = {"status": "weird",
+               "trials": [{"number": 1, "status": "ok", "metric": None, "history": [None, {"epoch": 1}]}]}
     html = report.render_report(summary)
     assert trial_rows(html) == ["1"] and "Weird" in html
+    inf = float("inf")
+    summary["trials"] = [
+        {"number": n, "status": "ok", "metric": m, "epochs": e, "settings": s,
+         "history": [{"epoch": 1, "val_accuracy": m}]}
+        for n, m, e, s in [(1, inf, inf, {"fc_layers": [inf], "learning_rate": 0}),
+                           (2, 0.5, 3, {"fc_layers": "wide", "learning_rate": -1}),
+                           (3, 0.7, None, {"fc_layers": [], "learning_rate": inf}),
+                           (4, float("nan"), 2, {"fc_layers": [8, 8], "learning_rate": 1e-3})]]
+    summary["trials"][0].update(seconds=inf, restarts=inf, resumed_at=[inf, 2])
+    summary["metric"] = "val_accuracy"
+    html = report.render_report(summary)
+    assert trial_rows(html) == ["1", "2", "3", "4"] and 'id="progress"' in html
     with pytest.raises(MlopsError, match="JSON object"):
         report.render_report(["not", "a", "dict"])  # type: ignore[arg-type]
 
@@ -265,6 +284,269 @@ def test_svg_empty_without_history_and_fine_with_one_epoch():
     one = [{"number": 1, "status": "ok", "metric": 0.9, "history": [{"epoch": 1, "val_accuracy": 0.9}]}]
     root = svg_root(report.curves_svg(one, "val_accuracy", goal=0.9))
     assert len(root.find(f"{SVG_NS}g").findall(f"{SVG_NS}circle")) == 1
+
+
+# ----------------------------------------------------------------------------- the table
+
+
+def header_cells(html: str) -> list[str]:
+    head = re.search(r"<thead>(.*?)</thead>", html, re.S).group(1)
+    return [re.sub(r"<[^>]+>", "", h) for h in re.findall(r"<th[^>]*>.*?</th>", head)]
+
+
+def test_columns_empty_for_every_trial_are_hidden():
+    summary = load("goal_met")
+    assert header_cells(report.render_report(summary)) == [
+        "#", "Status", "val_accuracy", "Epochs", "Time", "Settings", "Restarts", "Reason"]
+    for trial in summary["trials"]:
+        trial.update(reason=None, restarts=0, resumed_at=None, seconds=None)
+    html = report.render_report(summary)
+    assert header_cells(html) == ["#", "Status", "val_accuracy", "Epochs", "Settings"]
+    row = re.search(r'<tr class="trial" id="trial-4".*?</tr>', html, re.S).group(0)
+    assert row.count("<td") == 5 and 'class="reason"' not in row and 'class="restarts"' not in row
+    # one trial with a reason brings the column back, for every row
+    summary["trials"][0]["reason"] = "stopped by hand"
+    html = report.render_report(summary)
+    assert header_cells(html)[-1] == "Reason" and html.count('<td class="reason">') == 6
+
+
+def test_each_trial_links_its_log_beside_the_report():
+    summary = load("many_trials")
+    html = report.render_report(summary)
+    rows = dict(re.findall(r'<tr class="trial[^"]*" id="trial-(\d+)".*?<td class="status">(.*?)</td>', html, re.S))
+    links = {n: re.findall(r'href="([^"]*)"', cell) for n, cell in rows.items()}
+    assert links["4"] == ["trials/0004/train.log"]
+    assert all(links[str(n)] == [f"trials/{n:04d}/train.log"] for n in range(1, 15) if n != 13)
+    assert re.search(r'<details id="log-7">.*?<a href="trials/0007/train.log">', html, re.S)
+    # trial 13 ran in another worker's folder, not beside the report: no link
+    assert links["13"] == []
+
+
+@pytest.mark.parametrize("workdir, href", [
+    ("trials/0004", "trials/0004/train.log"),
+    ("trials/00 4", None),
+    ("/srv/other/trials/0004", None),
+    ("../../etc", None),
+    ("trials/../../x", None),
+    ("javascript:alert(1)", None),
+    ("", None),
+    (None, None),
+])
+def test_log_links_are_plain_relative_paths(workdir, href):
+    assert report.log_href(workdir) == href
+
+
+# ----------------------------------------------------------------------------- the y band
+
+
+def is_nice(ticks) -> bool:
+    step = round(ticks[1] - ticks[0], 10)
+    mantissa = step / 10 ** math.floor(math.log10(step))
+    return any(abs(mantissa - m) < 1e-9 for m in (1, 2, 2.5, 5)) and all(
+        abs((b - a) - step) < 1e-9 for a, b in zip(ticks, ticks[1:], strict=False))
+
+
+def test_the_axis_zooms_on_the_results_and_the_goal():
+    summary = load("goal_met")
+    band = report.value_band(summary["trials"], "val_accuracy", goal=0.9, maximize=True)
+    # results 0.7836 .. 0.9293 (the best epoch) and the goal 0.9: not 0 to 1
+    assert (band.lo, band.hi) == (0.75, 0.95) and is_nice(band.ticks)
+    assert band.lo < 0.7836 and band.hi > 0.9293  # a margin on both sides
+    assert band.contains(0.9)
+    # the pruned trial's early stop and early epochs are left below, and the page says so
+    assert [n for n, _ in band.outside] == [3] and band.points_outside > 0
+    html = report.render_report(summary)
+    assert "axis shows 0.75 to 0.95" in html and "trial 3 (0.5460) and parts of the curves" in html
+
+
+def test_a_diverged_trial_does_not_squash_the_axis():
+    summary = load("many_trials")
+    band = report.value_band(summary["trials"], "val_accuracy", goal=0.985, maximize=True)
+    assert 0.96 <= band.lo < 0.9688 and 0.985 < band.hi <= 0.99 and is_nice(band.ticks)
+    assert dict(band.outside) == {4: 0.1135, 5: 0.9102}
+    # without the diverged trial nothing is far away, so nothing finished is left out
+    ok = [t for t in summary["trials"] if t["number"] != 4]
+    assert 4 not in dict(report.value_band(ok, "val_accuracy", goal=0.985).outside)
+
+
+@pytest.mark.parametrize("goal", [0.5, 0.999, None])
+def test_the_goal_is_always_inside_the_band(goal):
+    trials = [{"number": i, "status": "ok", "metric": v, "history": [{"epoch": 1, "val_accuracy": v}]}
+              for i, v in enumerate((0.91, 0.93, 0.92), start=1)]
+    band = report.value_band(trials, "val_accuracy", goal=goal)
+    assert band.lo < 0.91 and band.hi > 0.93 and band.hi <= 1.0
+    if goal is not None:
+        assert band.lo < goal < band.hi or band.hi == 1.0 >= goal
+
+
+def test_minimizing_zooms_the_other_way():
+    trials = [{"number": i, "status": "ok", "metric": v, "history": [{"epoch": 1, "val_loss": v + 0.5},
+                                                                     {"epoch": 2, "val_loss": v}]}
+              for i, v in enumerate((0.31, 0.28, 0.35, 9.7), start=1)]
+    band = report.value_band(trials, "val_loss", goal=0.25, maximize=False)
+    assert band.lo < 0.25 and 0.35 < band.hi < 1 and band.lo >= 0
+    assert [n for n, _ in band.outside] == [4]  # diverged: loss 9.7
+
+
+def test_curves_are_cut_at_the_band():
+    summary = load("goal_met")
+    root = svg_root(report.curves_svg(summary["trials"], "val_accuracy", goal=0.9, best_number=6))
+    assert root.find(f"{SVG_NS}defs/{SVG_NS}clipPath").get("id") == "clip-curves"
+    series = [g for g in root.iter(f"{SVG_NS}g") if "series" in g.get("class")]
+    assert series and all(g.get("clip-path") == "url(#clip-curves)" for g in series)
+    ticks = [t.text for t in root.iter(f"{SVG_NS}text") if t.get("text-anchor") == "end"]
+    assert ticks == ["0.75", "0.80", "0.85", "0.90", "0.95"]
+
+
+# ----------------------------------------------------------------------------- best so far
+
+
+def step_path(svg) -> list[tuple[float, float]]:
+    root = svg_root(svg)
+    d = next(p for p in root.iter(f"{SVG_NS}path") if p.get("class") == "best-so-far").get("d")
+    x, y, points = 0.0, 0.0, []
+    for cmd, a, b in re.findall(r"([MHV])([\d.]+)(?:,([\d.]+))?", d):
+        if cmd == "M":
+            x, y = float(a), float(b)
+        elif cmd == "H":
+            x = float(a)
+        else:
+            y = float(a)
+        points.append((x, y))
+    return points
+
+
+def test_best_so_far_by_trial_and_by_epochs():
+    summary = load("goal_met")
+    band = report.value_band(summary["trials"], "val_accuracy", 0.9)
+    charts = report.progress_svgs(summary["trials"], "val_accuracy", 0.9, True, 6, band)
+    assert [title for title, _ in charts] == ["by trial", "by epochs trained"]
+    for _, svg in charts:
+        points = step_path(svg)
+        ys = [y for _, y in points]
+        assert ys == sorted(ys, reverse=True)  # never worse: up on the page (y down) only
+        assert [x for x, _ in points] == sorted(x for x, _ in points)
+        assert len(set(ys)) == 3  # trials 1, 2, 6 each improved on the best
+    # by epochs: trial 6 ends after all 10+10+3+4+2+10 epochs; trial 2 after 20 of them
+    root = svg_root(charts[1][1])
+    best = next(c for c in root.iter(f"{SVG_NS}circle") if "best" in c.get("class"))
+    assert best.find(f"{SVG_NS}title").text == "trial 6: 0.9284, best, after 39 epochs"
+    labels = [t.text for t in root.iter(f"{SVG_NS}text")]
+    assert "epochs trained (all trials, in trial order)" in labels
+
+
+def test_no_best_so_far_with_fewer_than_two_results():
+    summary = load("failed_no_metric")
+    band = report.value_band(summary["trials"], "val_r2", 0.9) or report.Band((0.0, 1.0))
+    assert report.progress_svgs(summary["trials"], "val_r2", 0.9, True, None, band) == []
+    assert 'id="progress"' not in report.render_report(summary)
+
+
+# ----------------------------------------------------------------------------- settings and metric
+
+
+def test_one_scatter_per_tuned_setting():
+    summary = load("many_trials")
+    views = report.tuned_settings(summary["trials"], summary["baseline_settings"])
+    # epochs is 8 in every trial: not tuned, not plotted; the layers as total units and depth
+    assert [v.label for v in views] == ["fc_layers: total units", "fc_layers: layers", "learning_rate", "batch_size"]
+    kinds = {v.key: v.x.kind for v in views}
+    assert kinds == {"fc_layers:units": "log", "fc_layers:depth": "linear", "learning_rate": "log",
+                     "batch_size": "log"}
+    units, six = views[0], [t["number"] for t in summary["trials"]].index(6)  # by the trial's index
+    assert units.values[six] == 512 + 256 and units.shown[six] == "[512, 256]"
+    assert [t for _, t in views[3].x.ticks] == ["32", "64", "128", "256"]  # powers of two as they are
+    html = report.render_report(summary)
+    assert "hidden units of all FC layers added up, log scale" in html
+
+
+def test_scatter_places_each_trial_and_marks_the_best():
+    summary = load("many_trials")
+    trials = summary["trials"]
+    views = report.tuned_settings(trials, summary["baseline_settings"])
+    band = report.value_band(trials, "val_accuracy", 0.985)
+    charts = report.scatter_svgs(trials, views, "val_accuracy", 0.985, 6, band)
+    lr = svg_root(next(c["svg"] for c in charts if c["label"] == "learning_rate"))
+    dots = {re.match(r"trial (\d+)", c.find(f"{SVG_NS}title").text).group(1): c
+            for c in lr.iter(f"{SVG_NS}circle")}
+    finished_in_band = {str(t["number"]) for t in trials if t["status"] == "ok" and band.contains(t["metric"])}
+    assert set(dots) == finished_in_band
+    # log x: lr 3.2e-4 (trial 2) < 1e-3 (trial 1) < 5e-3 (trial 13), evenly for equal ratios
+    x = {n: float(c.get("cx")) for n, c in dots.items()}
+    assert x["2"] < x["1"] < x["13"]
+    assert abs((x["1"] - x["2"]) / math.log10(0.001 / 0.00032) - (x["13"] - x["1"]) / math.log10(5)) < 1
+    # a higher result is higher up
+    assert float(dots["6"].get("cy")) < float(dots["1"].get("cy")) < float(dots["13"].get("cy"))
+    assert dots["6"].get("fill") == report.BEST_COLOUR and "best" in dots["6"].get("class")
+    assert [c.get("fill") for c in lr.iter(f"{SVG_NS}circle")][-1] == report.BEST_COLOUR  # on top
+    # the diverged trial 4 is a triangle at the bottom edge; trials 5, 7, 10 did not finish
+    outside = [p for p in lr.iter(f"{SVG_NS}path") if "outside" in (p.get("class") or "")]
+    assert [p.find(f"{SVG_NS}title").text.split(":")[0] for p in outside] == ["trial 4"]
+    stopped = [p.find(f"{SVG_NS}title").text for p in lr.iter(f"{SVG_NS}path") if p.get("class") == "stopped"]
+    assert sorted(stopped) == ["trial 10: learning_rate 2.5e-3, timeout", "trial 5: learning_rate 8e-5, pruned",
+                               "trial 7: learning_rate 6e-4, failed"]
+
+
+def test_trial_features_read_layers_and_as_written():
+    assert report.trial_features({"fc_layers": [128, 64], "learning_rate": 3e-4}) == {
+        "fc_layers:units": 192, "fc_layers:depth": 2, "learning_rate": 3e-4}
+    # a trial that did not set a value runs the script as written
+    assert report.trial_features({}, {"learning_rate": 0.01, "epochs": None}) == {"learning_rate": 0.01}
+    assert report.trial_features({"max_depth": None, "criterion": "gini"}) == {"criterion": "gini", "max_depth": None}
+
+
+def test_a_categorical_setting_gets_one_column_per_value():
+    trials = [{"number": i, "status": "ok", "metric": 0.8 + i / 100, "settings": {"criterion": c, "max_depth": d}}
+              for i, (c, d) in enumerate([("gini", None), ("entropy", 4), ("gini", 8), ("log_loss", 4)], start=1)]
+    views = {v.key: v for v in report.tuned_settings(trials, {})}
+    assert views["criterion"].x.kind == "category"
+    assert [t for _, t in views["criterion"].x.ticks] == ["entropy", "gini", "log_loss"]
+    assert [t for _, t in views["max_depth"].x.ticks] == ["4", "8", "None"]
+
+
+# ----------------------------------------------------------------------------- importance
+
+
+def test_setting_importance_with_enough_finished_trials():
+    summary = load("many_trials")
+    views = report.tuned_settings(summary["trials"], summary["baseline_settings"])
+    rows, note = report.setting_importance(summary["trials"], views)
+    assert note == ""
+    assert sorted(name for name, _ in rows) == sorted(v.label for v in views)
+    assert abs(sum(share for _, share in rows) - 1) < 1e-6
+    assert [share for _, share in rows] == sorted((share for _, share in rows), reverse=True)
+    assert report.setting_importance(summary["trials"], views) == (rows, note)  # seeded: the same answer
+    html = report.render_report(summary)
+    bars = re.findall(r'<rect class="bar"[^>]*><title>([^<]*)</title>', html)
+    assert bars == [f"{name}: {share:.0%}" for name, share in rows]
+    assert "fANOVA, Optuna's default importance evaluator" in html and "the 11 finished trials" in html
+
+
+def test_setting_importance_needs_eight_finished_trials():
+    summary = load("goal_met")
+    html = report.render_report(summary)
+    assert 'class="importance"' not in html
+    assert "Setting importance needs at least 8 finished trials; this run has 3." in html
+
+
+def test_setting_importance_left_out_when_the_evaluator_raises(monkeypatch):
+    import optuna.importance
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no trees today\nsecond line")
+
+    monkeypatch.setattr(optuna.importance, "get_param_importances", broken)
+    html = report.render_report(load("many_trials"))
+    assert 'class="importance"' not in html and 'class="small scatter"' in html  # the rest stays
+    note = re.search(r'<p class="note" id="importance-note">(.*?)</p>', html).group(1)
+    assert note == "Setting importance could not be computed (RuntimeError: no trees today)."
+
+
+def test_setting_importance_is_quiet(capfd):
+    summary = load("many_trials")
+    report.render_report(summary)
+    out, err = capfd.readouterr()
+    assert out == "" and "study" not in err.lower()
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -447,15 +729,16 @@ OK_BANNER = (0xDA, 0xFB, 0xE1)  # .outcome-ok's background (--ok-bg), from repor
 
 
 @contextlib.contextmanager
-def served_with_csp(folder: Path) -> Iterator[str]:
-    """``folder`` on http://127.0.0.1:<port>/, every answer carrying Jenkins' CSP header."""
+def served(folder: Path, csp: bool = True) -> Iterator[str]:
+    """``folder`` on http://127.0.0.1:<port>/, with Jenkins' CSP header on every answer or none."""
 
     class Handler(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, directory=str(folder), **kwargs)
 
         def end_headers(self):
-            self.send_header("Content-Security-Policy", JENKINS_CSP)
+            if csp:
+                self.send_header("Content-Security-Policy", JENKINS_CSP)
             self.send_header("X-Content-Type-Options", "nosniff")
             super().end_headers()
 
@@ -493,7 +776,7 @@ def test_chromium_applies_the_stylesheet_under_jenkins_csp(tmp_path, rendered):
     inline = run_dir / "inline.html"
     inline.write_text(rendered.read_text(encoding="utf-8").replace(
         '<link rel="stylesheet" href="report.css">', f"<style>\n{report.stylesheet()}</style>"), encoding="utf-8")
-    with served_with_csp(run_dir) as base:
+    with served(run_dir) as base:
         page = requests_get(base + "report.html")
         assert page.headers["Content-Security-Policy"] == JENKINS_CSP
         assert requests_get(base + "report.css").headers["Content-Type"].startswith("text/css")
@@ -507,3 +790,149 @@ def requests_get(url: str):
     with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - a local test server
         resp.read()
         return resp
+
+
+# ----------------------------------------------------------------------------- fits the window, same under CSP
+
+WIDTHS = (1280, 800)
+PAGE_BACKGROUND = (0xF6, 0xF8, 0xFA)  # body background, report.css
+# Test-only: measures the laid-out page and writes it into the DOM for --dump-dom. Never in the
+# shipped report (it has no script, and Jenkins' CSP would block one); loaded without CSP.
+FIT_SCRIPT = """<script>
+(function () {
+  var d = document.documentElement;
+  function box(e) {
+    var r = e.getBoundingClientRect();
+    return {x: r.left, y: r.top + window.scrollY, w: r.width, h: r.height, cls: e.getAttribute("class") || ""};
+  }
+  function all(sel, f) { return Array.prototype.map.call(document.querySelectorAll(sel), f); }
+  d.setAttribute("data-fit", JSON.stringify({
+    inner: window.innerWidth, scroll: d.scrollWidth, height: d.scrollHeight,
+    wraps: all(".table-wrap", function (e) { return [e.scrollWidth, e.clientWidth]; }),
+    table: box(document.getElementById("trials-table")),
+    cells: all("#trials-table td", function (e) { return [e.scrollWidth, e.clientWidth]; }),
+    svgs: all("svg", box)
+  }));
+})();
+</script>"""
+# what a table that does not wrap its cells looks like: the check must see it overflow
+NO_WRAP_CSS = ("\ntable.trials td, td.settings, td.reason "
+               "{ white-space: nowrap; overflow-wrap: normal; min-width: 0; }\n")
+
+
+def measure(tmp_path: Path, url: str, width: int) -> dict:
+    """The page at ``url`` (a copy carrying :data:`FIT_SCRIPT`) laid out in a window ``width`` wide."""
+    dom = run_chromium(tmp_path, f"--window-size={width},900", "--dump-dom", url).stdout
+    found = re.search(r'<html[^>]*\sdata-fit="([^"]*)"', dom)
+    assert found, "the measuring script did not run"
+    return json.loads(html_lib.unescape(found.group(1)))
+
+
+def fit_copy(run_dir: Path, name: str, css: str = "report.css") -> str:
+    page = (run_dir / "report.html").read_text(encoding="utf-8")
+    page = page.replace('href="report.css"', f'href="{css}"').replace("</body>", FIT_SCRIPT + "\n</body>")
+    (run_dir / name).write_text(page, encoding="utf-8")
+    return name
+
+
+@pytest.fixture
+def many(tmp_path: Path) -> Path:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    report.write_report(run_dir, load("many_trials"))
+    return run_dir
+
+
+def overflows(fit: dict) -> list[str]:
+    problems = []
+    if fit["scroll"] > fit["inner"]:
+        problems.append(f"the page is {fit['scroll']} px wide in a {fit['inner']} px window")
+    problems += [f"the table needs {s} px in {c} px" for s, c in fit["wraps"] if s > c]
+    problems += [f"a table cell needs {s} px in {c} px" for s, c in fit["cells"] if s > c]
+    problems += [f"an SVG ({b['cls']}) ends at {b['x'] + b['w']:.0f} px" for b in fit["svgs"]
+                 if b["x"] + b["w"] > fit["inner"]]
+    return problems
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_chromium_the_page_fits_the_window(tmp_path, many, width):
+    """No horizontal scrolling at 1280 or 800 px: long reasons (a path without spaces in trial 7)
+    wrap in their cell, and every chart is inside the window. A copy whose cells do not wrap
+    overflows, so the check can fail."""
+    (many / "nowrap.css").write_text(report.stylesheet() + NO_WRAP_CSS, encoding="utf-8")
+    with served(many, csp=False) as base:
+        fit = measure(tmp_path, base + fit_copy(many, "fit.html"), width)
+        assert fit["inner"] == width
+        assert overflows(fit) == []
+        svgs = fit["svgs"]
+        assert sorted({b["cls"] for b in svgs}) == [
+            "curves", "importance", "small progress by-epoch", "small progress by-trial", "small scatter"]
+        assert all(b["w"] > 150 and b["h"] > 80 for b in svgs), svgs
+        if width == 800:
+            unwrapped = measure(tmp_path, base + fit_copy(many, "nowrap.html", "nowrap.css"), width)
+            assert overflows(unwrapped), "a table that does not wrap its cells should overflow"
+
+
+def screenshot(tmp_path: Path, url: str, width: int, height: int, name: str):
+    from PIL import Image
+
+    png = tmp_path / f"{name}.png"
+    run_chromium(tmp_path, f"--screenshot={png}", f"--window-size={width},{height}", url)
+    with Image.open(png) as image:
+        return image.convert("RGB")
+
+
+def data_share(image, box: dict) -> float:
+    """The share of a chart's area in the colours of data (lines, dots, bars): saturated, and not
+    the goal line's red. Frames, grid, ticks and text are grey; a chart without its data drawn
+    is under 0.2 % (measured), with it 0.6 % (a scatter of 11 dots) to 17 % (the bars)."""
+    left, top = int(box["x"]) + 2, int(box["y"]) + 2
+    crop = image.crop((left, top, int(box["x"] + box["w"]) - 2, int(box["y"] + box["h"]) - 2))
+    drawn = 0
+    for count, (r, g, b) in crop.getcolors(maxcolors=1 << 20) or []:
+        reddish = r > g + 40 and r > b + 40 and abs(g - b) < 30
+        if max(r, g, b) - min(r, g, b) > 60 and not reddish:
+            drawn += count
+    return drawn / (crop.width * crop.height)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_chromium_charts_render_the_same_under_jenkins_csp(tmp_path, many, width):
+    """Served with Jenkins' CSP and without it, the whole page is the same picture to the pixel:
+    nothing in it is blocked (no script, no inline style; SVG presentation attributes and clip
+    paths are allowed). Each chart, where the page lays it out, has lines and dots drawn in it,
+    and nothing reaches the window's right edge."""
+    with served(many, csp=False) as base:
+        fit = measure(tmp_path, base + fit_copy(many, "fit.html"), width)
+        height = min(int(fit["height"]) + 40, 9000)
+        plain = screenshot(tmp_path, base + "report.html", width, height, "plain")
+    with served(many, csp=True) as base:
+        assert requests_get(base + "report.html").headers["Content-Security-Policy"] == JENKINS_CSP
+        strict = screenshot(tmp_path, base + "report.html", width, height, "csp")
+    from PIL import ImageChops
+
+    assert strict.size == plain.size == (width, height)
+    assert ImageChops.difference(strict, plain).getbbox() is None, "the page renders differently under the CSP"
+    for box in fit["svgs"]:
+        assert box["y"] + box["h"] <= height
+        assert data_share(strict, box) > 0.004, f"the {box['cls']} chart at {box} has no data drawn"
+    colours = {c for _, c in strict.getcolors(maxcolors=1 << 22)}
+    assert {(0x4E, 0x79, 0xA7), (0x1A, 0x7F, 0x37), (0xCF, 0x22, 0x2E)} <= colours  # dots, best, goal
+    right = strict.crop((width - 6, 0, width, height)).getcolors(maxcolors=1 << 16)
+    assert [c for _, c in right] == [PAGE_BACKGROUND], "something is drawn at the window's right edge"
+
+
+def test_chromium_an_inline_style_would_show_under_csp(tmp_path, many):
+    """The same-picture check can fail: a style attribute (here on the curves chart) applies
+    without the CSP and is blocked with it, so the two screenshots differ."""
+    page = (many / "report.html").read_text(encoding="utf-8")
+    (many / "styled.html").write_text(page.replace('<svg xmlns="http://www.w3.org/2000/svg" class="curves"',
+                                                   '<svg style="background:#ff00ff" xmlns="http://www.w3.org/2000/svg" '
+                                                   'class="curves"', 1), encoding="utf-8")
+    from PIL import ImageChops
+
+    shots = []
+    for csp in (False, True):
+        with served(many, csp=csp) as base:
+            shots.append(screenshot(tmp_path, base + "styled.html", 1280, 1800, f"styled-{csp}"))
+    assert ImageChops.difference(*shots).getbbox() is not None

@@ -7,8 +7,14 @@ under Jenkins' default Content-Security-Policy (``sandbox; default-src 'none'; i
 style-src 'self';``: a stylesheet from the same server applies, a ``<style>`` element or a
 ``style`` attribute does not). Whoever copies ``report.html`` somewhere copies ``report.css``
 with it (:data:`REPORT_FILES`); without it the page still reads, as plain HTML. It is rendered
-from ``summary.json`` (see docs/architecture.md) with jinja2, autoescape on; the
-validation-curve chart is inline SVG computed here, its colours in SVG attributes.
+from ``summary.json`` (see docs/architecture.md) with jinja2, autoescape on. The charts are
+inline SVG computed here, their colours in SVG presentation attributes (which the CSP allows):
+the validation curves, the best result so far by trial and by epochs trained, one scatter per
+tuned setting, and the settings' importance (Optuna's fANOVA, from 8 finished trials; optuna
+and scikit-learn are imported only then). All share one y axis (:func:`value_band`), zoomed
+on the trials' results and the goal. Each trial links its ``train.log`` (its workdir is
+relative to the run directory, where the report is): the run directory is the one thing to
+archive or publish.
 
 Output is deterministic: the same summary always gives the same bytes (no "generated at").
 """
@@ -17,10 +23,11 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from markupsafe import Markup, escape
 
@@ -30,7 +37,9 @@ from tuner.fmt import (  # noqa: F401 - re-exported for the report's callers
     SETTING_LABELS,
     clean_log,
     diff_line_kind,
+    format_duration,
     format_sci,
+    format_setting_value,
     format_value,
     is_number,
     ordered_setting_names,
@@ -46,6 +55,7 @@ REPORT_FILE = "report.html"
 STYLESHEET_FILE = "report.css"  # linked by report.html, written beside it
 REPORT_FILES = (REPORT_FILE, STYLESHEET_FILE)  # what a copy of the report takes along
 TEMPLATE = "report.html.j2"
+TRIAL_LOG = "train.log"  # in each trial's workdir (docs/architecture.md)
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
 METRIC_DECIMALS = 4
@@ -158,20 +168,6 @@ def format_metric(value: Any) -> str:
     return f"{float(value):.{METRIC_DECIMALS}f}" if is_number(value) else "—"
 
 
-def format_duration(seconds: Any) -> str:
-    """``41.0 s``, ``13 min 32 s``, ``2 h 05 min``; an em dash when unknown."""
-    if not is_number(seconds) or seconds < 0:
-        return "—"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    total = int(round(seconds))
-    if total < 3600:
-        minutes, secs = divmod(total, 60)
-        return f"{minutes} min {secs:02d} s" if secs else f"{minutes} min"
-    hours, minutes = divmod(total // 60, 60)
-    return f"{hours} h {minutes:02d} min" if minutes else f"{hours} h"
-
-
 # --------------------------------------------------------------------------- page context
 
 
@@ -188,6 +184,10 @@ def build_context(summary: dict[str, Any]) -> dict[str, Any]:
 
     rows, common = _trial_rows(summary, best_number)
     git = summary.get("git") if isinstance(summary.get("git"), dict) else {}
+    band = value_band(trials, metric, goal, maximize)
+    baseline = summary.get("baseline_settings") if isinstance(summary.get("baseline_settings"), dict) else {}
+    views = tuned_settings(trials, baseline)
+    importance, importance_note = setting_importance(trials, views, maximize) if views else ([], "")
     return {
         "title": f"{summary.get('script_name') or 'script'} · mlops report",
         "script_name": str(summary.get("script_name") or Path(str(summary.get("script") or "script")).name),
@@ -199,10 +199,19 @@ def build_context(summary: dict[str, Any]) -> dict[str, Any]:
         "reason": summary.get("reason") or "",
         "facts": _facts(summary, budget, goal, metric, maximize, len(trials), git),
         "metric": metric,
+        "metric_header": "metric-name long" if len(metric) > 16 else "metric-name",
         "rows": rows,
+        "columns": _columns(rows),
         "common_settings": format_settings(common) if common else "",
-        "chart": curves_svg(trials, metric, goal=goal, maximize=maximize, best_number=best_number),
+        "chart": curves_svg(trials, metric, goal=goal, maximize=maximize, best_number=best_number, band=band),
         "has_history": any(_series(t, metric) for t in trials),
+        "band_note": band_note(band, metric),
+        "progress": progress_svgs(trials, metric, goal, maximize, best_number, band) if band else [],
+        "scatters": scatter_svgs(trials, views, metric, goal, best_number, band) if band else [],
+        "importance": importance_svg(importance, metric) if importance else "",
+        "importance_note": importance_note,
+        "finished": sum(_finished(t) for t in trials),
+        "best_number": best_number,
         "best": _best_block(summary, best),
         "diff_lines": _diff_lines((best or {}).get("diff") or ""),
         "logs": [r for r in rows if r["log_tail"]],
@@ -289,6 +298,7 @@ def _trial_rows(
                 common[col[len(SETTINGS_PREFIX) :]] = values[0]
     planned_epochs = SETTINGS_PREFIX + "epochs"
     log_tails = {t.get("number"): t.get("log_tail") for t in _trials(summary)}
+    logs = {t.get("number"): log_href(t.get("workdir")) for t in _trials(summary)}
     rows = []
     for rec in frame.to_dict("records"):
         settings = {
@@ -297,10 +307,10 @@ def _trial_rows(
             if rec[c] is not None and c[len(SETTINGS_PREFIX) :] not in common
         }
         status = str(rec["status"] or "unknown")
-        epochs = rec["epochs"] if is_number(rec["epochs"]) else None
+        epochs = rec["epochs"] if _finite(rec["epochs"]) else None
         epochs_txt = "—" if not epochs else str(int(epochs))
         planned = rec.get(planned_epochs)
-        if epochs and is_number(planned) and int(planned) != int(epochs):
+        if epochs and _finite(planned) and int(planned) != int(epochs):
             epochs_txt += f" / {int(planned)}"
         tail = log_tails.get(rec["number"]) if status in FAILED_STATUSES else None
         rows.append(
@@ -316,9 +326,33 @@ def _trial_rows(
                 "settings": settings_parts(settings) or ["same" if common else "as written"],
                 "reason": str(rec["reason"] or ""),
                 "log_tail": clean_log(tail) if isinstance(tail, str) else "",
+                "log_href": logs.get(rec["number"]),
             }
         )
     return rows, common
+
+
+def log_href(workdir: Any) -> str | None:
+    """The link from the report to a trial's ``train.log``: its workdir as the summary has it,
+    relative to the run directory where the report is (``trials/0004/train.log``); None for a
+    folder elsewhere (another worker's, an absolute path) or a name that is not a plain path."""
+    text = str(workdir or "")
+    parts = text.split("/")
+    if not re.fullmatch(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*", text) or any(p in (".", "..") for p in parts):
+        return None
+    return "/".join(quote(p) for p in parts) + "/" + TRIAL_LOG
+
+
+def _columns(rows: list[dict[str, Any]]) -> dict[str, bool]:
+    """Which of the table's optional columns to show: those with something in some row."""
+    return {
+        "metric": any(r["metric"] != "—" for r in rows),
+        "epochs": any(r["epochs"] != "—" for r in rows),
+        "seconds": any(r["seconds"] != "—" for r in rows),
+        "settings": any(r["settings"] not in (["same"], ["as written"]) for r in rows),
+        "restarts": any(r["restarts"] for r in rows),
+        "reason": any(r["reason"] for r in rows),
+    }
 
 
 def _best_block(summary: dict[str, Any], best: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -362,11 +396,11 @@ def _delivery_block(delivery: Any) -> dict[str, Any] | None:
 
 
 def _restarts_text(restarts: Any, resumed_at: Any) -> str:
-    n = int(restarts) if is_number(restarts) else 0
+    n = int(restarts) if _finite(restarts) else 0
     epochs: list[int] = []
     if isinstance(resumed_at, (list, tuple)):
-        epochs = [int(e) for e in resumed_at if is_number(e)]
-    elif is_number(resumed_at):
+        epochs = [int(e) for e in resumed_at if _finite(e)]
+    elif _finite(resumed_at):
         epochs = [int(resumed_at)]
     if not n and not epochs:
         return ""
@@ -398,21 +432,22 @@ def curves_svg(
     goal: float | None = None,
     maximize: bool = True,
     best_number: Any = None,
+    band: Band | None = None,
 ) -> Markup:
     """Inline SVG: the per-epoch ``metric`` of every trial (x = epoch, y = metric), a dashed
-    line at ``goal``, the best trial drawn thick and on top, and a legend. Empty markup when
-    no trial has a per-epoch ``metric``. Every text in it is escaped."""
+    line at ``goal``, the best trial drawn thick and on top, and a legend. The y axis is
+    ``band`` (default :func:`value_band`): zoomed on the trials' results and the goal, so early
+    epochs below it are cut at the plot's edge. Empty markup when no trial has a per-epoch
+    ``metric``. Every text in it is escaped."""
     series = [(t, pts) for t in trials if (pts := _series(t, metric))]
     if not series:
         return Markup("")
+    band = band or value_band(trials, metric, goal, maximize)
+    assert band is not None  # there are points
     xs = [e for _, pts in series for e, _ in pts]
-    ys = [v for _, pts in series for _, v in pts]
     x_max = max(max(xs), 2)
-    y_lo, y_hi = min(ys), max(ys)
-    if goal is not None:
-        y_lo, y_hi = min(y_lo, goal), max(y_hi, goal)
-    y_ticks = _nice_ticks(y_lo, y_hi, bounded=_bounded_metric(metric, ys, goal))
-    y_lo, y_hi = y_ticks[0], y_ticks[-1]
+    y_ticks = band.ticks
+    y_lo, y_hi = band.lo, band.hi
 
     n_legend = len(series) + (goal is not None)
     height = max(CHART_H, MARGIN_T + n_legend * LEGEND_ROW + 24)
@@ -432,10 +467,11 @@ def curves_svg(
         f'width="{CHART_W}" height="{height}" role="img" aria-label="{e(label)}" '
         f'font-family="{e(FONT)}" font-size="12">',
         f"<title>{e(label)}</title>",
+        _clip_def("clip-curves", MARGIN_L, MARGIN_T, plot_w, plot_h),
         f'<rect x="{MARGIN_L}" y="{MARGIN_T}" width="{plot_w}" height="{plot_h}" fill="#ffffff" stroke="#d0d7de"/>',
     ]
     # y grid and labels
-    decimals = _tick_decimals(y_ticks)
+    decimals = band.decimals
     for tick in y_ticks:
         y = _r(sy(tick))
         out.append(f'<line x1="{MARGIN_L}" y1="{y}" x2="{MARGIN_L + plot_w}" y2="{y}" stroke="#eaeef2"/>')
@@ -481,7 +517,7 @@ def curves_svg(
         number = e(trial.get("number"))
         out.append(
             f'<g class="series{" best" if is_best else ""}" data-trial="{number}" '
-            f'data-status="{e(trial.get("status"))}" opacity="{opacity}">'
+            f'data-status="{e(trial.get("status"))}" opacity="{opacity}" clip-path="url(#clip-curves)">'
         )
         out.append(
             f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="{width}" '
@@ -550,6 +586,556 @@ def _series(trial: dict[str, Any], metric: str) -> list[tuple[int, float]]:
         if is_number(epoch) and value is not None:
             pts.append((int(epoch), value))
     return sorted(dict(pts).items())
+
+
+# --------------------------------------------------------------------------- the y band
+
+
+@dataclass(frozen=True)
+class Band:
+    """The y axis every chart of the report shares: nice ``ticks`` from the lowest to the
+    highest, and the trials whose result lies outside (``outside``: far worse than the rest)."""
+
+    ticks: tuple[float, ...]
+    outside: tuple[tuple[Any, float], ...] = ()  # (trial number, its result)
+    points_outside: int = 0  # per-epoch values beyond the axis (early epochs, mostly)
+
+    @property
+    def lo(self) -> float:
+        return self.ticks[0]
+
+    @property
+    def hi(self) -> float:
+        return self.ticks[-1]
+
+    @property
+    def decimals(self) -> int:
+        return _tick_decimals(list(self.ticks))
+
+    def contains(self, value: float) -> bool:
+        return self.lo - 1e-12 <= value <= self.hi + 1e-12
+
+
+def value_band(
+    trials: list[dict[str, Any]], metric: str, goal: float | None = None, maximize: bool = True
+) -> Band | None:
+    """The y range that shows what a tuning run is about: the finished trials' results, the
+    goal, and the best per-epoch value, with a small margin and nice ticks (not 0 to 1). A
+    result far worse than the others (further from them than they spread, and more than a
+    quarter of their size: a diverged trial) is left outside, as are early epochs below it:
+    charts draw those at the edge. None when there is no value at all."""
+    scored = [t for t in trials if _finite(t.get("metric"))]
+    results = [(t.get("number"), float(t["metric"])) for t in scored]
+    finished = [float(t["metric"]) for t in scored if t.get("status") == "ok"]
+    points = [v for t in trials for _, v in _series(t, metric) if math.isfinite(v)]
+    values = finished or [v for _, v in results] or points
+    if not values:
+        return None
+    from tuner.metrics import never_negative
+
+    anchors = ([float(goal)] if goal is not None else []) + ([(max if maximize else min)(points)] if points else [])
+    kept = sorted(values, reverse=not maximize)  # the worst first
+    while len(kept) >= 3 and len(kept) - 1 >= len(values) / 2:
+        rest = kept[1:] + anchors
+        spread = max(rest) - min(rest)
+        if abs(kept[0] - kept[1]) <= max(spread, 0.25 * max(abs(v) for v in rest)):
+            break
+        kept = kept[1:]
+    lo, hi = min(kept + anchors), max(kept + anchors)
+    pad = (hi - lo) * 0.05
+    floor = 0.0 if never_negative(metric) and lo >= 0 else -math.inf  # a loss axis stops at 0
+    ticks = tuple(t for t in _nice_ticks(max(lo - pad, floor), hi + pad, bounded=_bounded_metric(metric, kept, goal))
+                  if t >= floor)
+    band = Band(ticks)
+    return Band(ticks, tuple((n, v) for n, v in results if not band.contains(v)),
+                sum(not band.contains(v) for v in points))
+
+
+def band_note(band: Band | None, metric: str) -> str:
+    """What the zoomed axis leaves out, in words; empty when it leaves out nothing."""
+    if band is None or not (band.outside or band.points_outside):
+        return ""
+    rng = f"{band.lo:.{band.decimals}f} to {band.hi:.{band.decimals}f}"
+    parts = [f"trial {n} ({format_metric(v)})" for n, v in band.outside[:5]]
+    if len(band.outside) > 5:
+        parts.append(f"{len(band.outside) - 5} more trials")
+    if band.points_outside:
+        parts.append("parts of the curves (mostly early epochs)")
+    listed = ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
+    return (f"The {metric} axis shows {rng}, where the trials' results and the goal are; {listed} "
+            f"lie{'s' if len(parts) == 1 and band.outside else ''} outside it, cut at its edge.")
+
+
+def _clip_def(clip_id: str, x: float, y: float, w: float, h: float, side: float = 7) -> str:
+    """A clip path of the plot area (wider by ``side`` so that points on the first and last x
+    are whole): what is beyond the band in y is cut at the edge."""
+    return (f'<defs><clipPath id="{clip_id}"><rect x="{_r(x - side)}" y="{_r(y)}" width="{_r(w + 2 * side)}" '
+            f'height="{_r(h)}"/></clipPath></defs>')
+
+
+# --------------------------------------------------------------------------- small charts
+
+SMALL_FONT = 11
+AXIS_GREY = "#57606a"
+GRID_GREY = "#eaeef2"
+FRAME_GREY = "#d0d7de"
+DOT_COLOUR = "#4e79a7"
+STEP_COLOUR = "#0969da"
+STOPPED_COLOUR = "#8c959f"
+
+
+@dataclass
+class _XAxis:
+    """An x axis: ``linear``, ``log`` (positions in log10) or ``category``; its domain in
+    those positions and its (position, label) ticks."""
+
+    kind: str
+    lo: float
+    hi: float
+    ticks: list[tuple[float, str]]
+    categories: dict[str, int] = field(default_factory=dict)
+
+    def position(self, value: Any) -> float:
+        if self.kind == "category":
+            return float(self.categories[_category(value)])
+        return math.log10(value) if self.kind == "log" else float(value)
+
+
+@dataclass
+class _Plot:
+    """A small chart's geometry: the plot box inside a ``width`` x ``height`` SVG."""
+
+    width: int
+    height: int
+    left: int
+    top: int
+    right: int
+    bottom: int
+    band: Band
+    x: _XAxis
+    strip: int = 0  # a band under the plot for the trials that have no result, above the x ticks
+
+    @property
+    def strip_top(self) -> float:
+        return self.top + self.ph + 8
+
+    @property
+    def pw(self) -> float:
+        return self.width - self.left - self.right
+
+    @property
+    def ph(self) -> float:
+        return self.height - self.top - self.bottom
+
+    def sx(self, value: Any) -> float:
+        span = (self.x.hi - self.x.lo) or 1.0
+        return self.left + (self.x.position(value) - self.x.lo) / span * self.pw
+
+    def sy(self, value: float) -> float:
+        return self.top + (self.band.hi - value) / (self.band.hi - self.band.lo) * self.ph
+
+    def edge_y(self, value: float) -> float:
+        """Where a value is drawn: on the axis, or at its edge when beyond it."""
+        return self.sy(min(max(value, self.band.lo), self.band.hi))
+
+    def open(self, css_class: str, label: str, clip_id: str) -> list[str]:
+        e = _esc
+        out = [
+            f'<svg xmlns="http://www.w3.org/2000/svg" class="small {css_class}" viewBox="0 0 {self.width} '
+            f'{self.height}" width="{self.width}" height="{self.height}" role="img" aria-label="{e(label)}" '
+            f'font-family="{e(FONT)}" font-size="{SMALL_FONT}">',
+            f"<title>{e(label)}</title>",
+            _clip_def(clip_id, self.left, self.top, self.pw, self.ph),
+            f'<rect x="{self.left}" y="{self.top}" width="{_r(self.pw)}" height="{_r(self.ph)}" fill="#ffffff" '
+            f'stroke="{FRAME_GREY}"/>',
+        ]
+        for tick in self.band.ticks:
+            y = _r(self.sy(tick))
+            out.append(f'<line x1="{self.left}" y1="{y}" x2="{_r(self.left + self.pw)}" y2="{y}" '
+                       f'stroke="{GRID_GREY}"/>')
+            out.append(f'<text x="{self.left - 6}" y="{y}" text-anchor="end" dominant-baseline="middle" '
+                       f'fill="{AXIS_GREY}">{tick:.{self.band.decimals}f}</text>')
+        base = self.height - self.bottom + (self.strip + 10 if self.strip else 0)
+        if self.strip:
+            y = _r(self.strip_top)
+            out.append(f'<rect x="{self.left}" y="{y}" width="{_r(self.pw)}" height="{self.strip}" '
+                       f'fill="{GRID_GREY}"/>')
+            out.append(f'<text x="{self.left - 6}" y="{_r(self.strip_top + self.strip / 2)}" text-anchor="end" '
+                       f'dominant-baseline="middle" fill="{AXIS_GREY}">stopped</text>')
+        for pos, text in self.x.ticks:
+            x = _r(self.left + (pos - self.x.lo) / ((self.x.hi - self.x.lo) or 1.0) * self.pw)
+            out.append(f'<line x1="{x}" y1="{base}" x2="{x}" y2="{base + 4}" stroke="#8c959f"/>')
+            out.append(f'<text x="{x}" y="{base + 16}" text-anchor="middle" fill="{AXIS_GREY}">{e(text)}</text>')
+        return out
+
+    def goal_line(self, goal: float | None) -> list[str]:
+        if goal is None or not self.band.contains(goal):
+            return []
+        y = _r(self.sy(goal))
+        return [f'<line class="goal" x1="{self.left}" y1="{y}" x2="{_r(self.left + self.pw)}" y2="{y}" '
+                f'stroke="{GOAL_COLOUR}" stroke-width="1.25" stroke-dasharray="5 4"/>']
+
+    def dot(self, x: float, value: float, colour: str, radius: float, tip: str, css: str = "dot") -> str:
+        """A circle at ``value``; beyond the axis, a triangle at its edge pointing out."""
+        cx, tip = _r(x), _esc(tip)
+        if self.band.contains(value):
+            ring = ' stroke="#ffffff" stroke-width="1.5"' if radius > 4 else ""
+            return (f'<circle class="{css}" cx="{cx}" cy="{_r(self.sy(value))}" r="{radius}" fill="{colour}"{ring}>'
+                    f"<title>{tip}</title></circle>")
+        below = value < self.band.lo
+        y = self.edge_y(value)
+        tip_y, base_y = (y + 1, y - 7) if below else (y - 1, y + 7)
+        return (f'<path class="{css} outside" d="M{_r(x - 5)},{_r(base_y)}L{_r(x + 5)},{_r(base_y)}L{cx},{_r(tip_y)}Z" '
+                f'fill="{colour}"><title>{tip} (beyond the axis)</title></path>')
+
+
+def _integer_ticks(lo: float, hi: float) -> list[tuple[float, str]]:
+    step = _epoch_step(max(hi - lo, 1))
+    first = math.ceil(lo / step) * step
+    return [(float(v), str(v)) for v in range(int(first), int(hi) + 1, step)]
+
+
+def _finite(value: Any) -> bool:
+    return is_number(value) and math.isfinite(value)
+
+
+def _finished(trial: dict[str, Any]) -> bool:
+    return trial.get("status") == "ok" and _finite(trial.get("metric"))
+
+
+def progress_svgs(
+    trials: list[dict[str, Any]],
+    metric: str,
+    goal: float | None,
+    maximize: bool,
+    best_number: Any,
+    band: Band,
+) -> list[tuple[str, Markup]]:
+    """The best result so far, as two small charts: by trial number, and by epochs trained
+    (every trial's epochs, failed and pruned ones too, added up in trial order). Each
+    finished trial's own result is a grey dot, the best a green one. Empty with fewer than two
+    finished trials."""
+    ordered = sorted(trials, key=lambda t: _sort_key(t.get("number")))
+    if sum(_finished(t) for t in ordered) < 2:
+        return []
+    better = (lambda a, b: a > b) if maximize else (lambda a, b: a < b)
+    steps_trial: list[tuple[float, float]] = []
+    steps_epoch: list[tuple[float, float]] = []
+    dots: list[tuple[float, float, float, Any]] = []  # trial number, cumulative epochs, result, number
+    best_so_far: float | None = None
+    cumulative = 0
+    numbers = [t.get("number") for t in ordered if _finite(t.get("number"))]
+    for trial in ordered:
+        cumulative += int(trial["epochs"]) if _finite(trial.get("epochs")) and trial["epochs"] > 0 else 0
+        number = trial.get("number")
+        if not _finished(trial) or not _finite(number):
+            continue
+        value = float(trial["metric"])
+        dots.append((float(number), float(cumulative), value, number))
+        if best_so_far is None or better(value, best_so_far):
+            best_so_far = value
+            steps_trial.append((float(number), value))
+            steps_epoch.append((float(cumulative), value))
+    last_number, total = float(max(numbers)), float(max(cumulative, 1))
+    charts = []
+    for key, steps, x_of, x_hi, x_label, title in (
+        ("by-trial", steps_trial, lambda d: d[0], last_number, "trial", "by trial"),
+        ("by-epoch", steps_epoch, lambda d: d[1], total, "epochs trained (all trials, in trial order)",
+         "by epochs trained"),
+    ):
+        x_lo = 1.0 if key == "by-trial" else 0.0
+        axis = _XAxis("linear", x_lo, max(x_hi, x_lo + 1), _integer_ticks(x_lo, max(x_hi, x_lo + 1)))
+        plot = _Plot(480, 230, 56, 16, 12, 42, band, axis)
+        out = plot.open(f"progress {key}", f"Best {metric} so far, {title}", f"clip-{key}")
+        out.append(f'<text x="{_r(plot.left + plot.pw / 2)}" y="{plot.height - 6}" text-anchor="middle" '
+                   f'fill="#24292f">{_esc(x_label)}</text>')
+        out += plot.goal_line(goal)
+        path = ""
+        for i, (x, v) in enumerate(steps):
+            path += (f"M{_r(plot.sx(x))},{_r(plot.sy(v))}" if i == 0 else f"H{_r(plot.sx(x))}V{_r(plot.sy(v))}")
+        if steps and steps[-1][0] < max(x_hi, x_lo + 1):
+            path += f"H{_r(plot.sx(max(x_hi, x_lo + 1)))}"
+        out.append(f'<path class="best-so-far" d="{path}" fill="none" stroke="{STEP_COLOUR}" stroke-width="2" '
+                   f'stroke-linejoin="round" clip-path="url(#clip-{key})"/>')
+        for dot in sorted(dots, key=lambda d: d[3] == best_number):
+            is_best = best_number is not None and dot[3] == best_number
+            tip = f"trial {dot[3]}: {format_metric(dot[2])}" + (", best" if is_best else "")
+            if key == "by-epoch":
+                tip += f", after {int(dot[1])} epochs"
+            out.append(plot.dot(plot.sx(x_of(dot)), dot[2], BEST_COLOUR if is_best else STOPPED_COLOUR,
+                                6 if is_best else 3.5, tip, "dot best" if is_best else "dot"))
+        out.append("</svg>")
+        charts.append((title, Markup("\n".join(out))))
+    return charts
+
+
+# --------------------------------------------------------------------------- settings vs metric
+
+
+@dataclass
+class SettingView:
+    """One tuned setting as the report plots it: ``key`` (``learning_rate``, or
+    ``fc_layers:units`` / ``fc_layers:depth`` for the layers), its ``label``, what its x axis
+    shows (``axis``, in words; ``x``), and each trial's value and how it reads (``shown``), by
+    the trial's index."""
+
+    key: str
+    label: str
+    axis: str
+    x: _XAxis
+    values: dict[int, Any]
+    shown: dict[int, str]
+
+
+def _category(value: Any) -> str:
+    return value if isinstance(value, str) else format_value(value)
+
+
+def trial_features(settings: dict[str, Any], baseline: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A trial's settings as numbers and categories to plot: ``fc_layers`` becomes its total
+    units (``fc_layers:units``) and its depth (``fc_layers:depth``); a setting the trial did not
+    set is the script's as written (``baseline``); a canonical setting decided at run time
+    (None) is left out."""
+    merged = {**(baseline or {}), **(settings or {})}
+    out: dict[str, Any] = {}
+    for name in ordered_setting_names(list(merged)):
+        value = merged[name]
+        if name == "fc_layers":
+            if isinstance(value, list) and value and all(_finite(u) for u in value):
+                out["fc_layers:units"] = int(sum(value))
+                out["fc_layers:depth"] = len(value)
+        elif value is None and name in SETTING_LABELS:
+            continue
+        elif is_number(value) or isinstance(value, (str, bool)) or value is None:
+            out[name] = value
+        else:
+            out[name] = format_value(value)
+    return out
+
+
+def _setting_label(key: str) -> str:
+    return {"fc_layers:units": "fc_layers: total units", "fc_layers:depth": "fc_layers: layers"}.get(key, key)
+
+
+def tuned_settings(trials: list[dict[str, Any]], baseline: dict[str, Any] | None) -> list[SettingView]:
+    """Every setting that differs between trials, as :class:`SettingView` (in the order
+    people read settings)."""
+    merged = [{**(baseline or {}), **(t.get("settings") or {})} for t in trials]
+    features = [trial_features(m) for m in merged]
+    keys: list[str] = []
+    for feats in features:
+        keys += [k for k in feats if k not in keys]
+    views = []
+    for key in keys:
+        values = {i: f[key] for i, f in enumerate(features) if key in f}
+        if len({_category(v) for v in values.values()}) < 2:
+            continue
+        axis = _x_axis(key, list(values.values()))
+        what = {"fc_layers:units": "hidden units of all FC layers added up",
+                "fc_layers:depth": "number of hidden FC layers"}.get(key, "")
+        scale = {"log": "log scale", "category": "one column per value"}.get(axis.kind, "")
+        name = key.split(":")[0]
+        shown = {i: format_setting_value(name, merged[i].get(name)) for i in values}
+        views.append(SettingView(key, _setting_label(key), ", ".join(w for w in (what, scale) if w), axis, values,
+                                 shown))
+    return views
+
+
+def _numeric(values: list[Any]) -> bool:
+    return bool(values) and all(is_number(v) and math.isfinite(v) for v in values)
+
+
+def _x_axis(key: str, values: list[Any]) -> _XAxis:
+    """Log for a learning rate and for positive numbers spanning eight times or more (batch
+    sizes 32 to 256, units 16 to 512); integer
+    ticks for a few integers; evenly spaced categories for anything else."""
+    if not _numeric(values):
+        labels = sorted({_category(v) for v in values},
+                        key=lambda c: (0, float(c), c) if _is_float(c) else (1, 0.0, c))
+        return _XAxis("category", -0.5, len(labels) - 0.5, [(float(i), c) for i, c in enumerate(labels)],
+                      {c: i for i, c in enumerate(labels)})
+    lo, hi = float(min(values)), float(max(values))
+    if lo > 0 and (key == "learning_rate" or hi / lo >= 8):
+        llo, lhi = math.log10(lo), math.log10(hi)
+        pad = max((lhi - llo) * 0.08, 0.05)
+        dlo, dhi = llo - pad, lhi + pad
+        as_int = all(float(v).is_integer() for v in values)
+        ticks = _log_ticks(dlo, dhi, as_int and all(int(v) & (int(v) - 1) == 0 for v in values))
+        sci = not as_int and (key == "learning_rate" or hi < 1e-2)
+        return _XAxis("log", dlo, dhi, [(math.log10(t), format_sci(t) if sci else
+                                         format_value(int(t) if t.is_integer() else t)) for t in ticks])
+    if all(float(v).is_integer() for v in values) and hi - lo <= 8:
+        return _XAxis("linear", lo - 0.5, hi + 0.5, [(float(v), str(v)) for v in range(int(lo), int(hi) + 1)])
+    nice = _nice_ticks(lo, hi)
+    span = nice[-1] - nice[0]
+    return _XAxis("linear", min(nice[0], lo - span * 0.04), max(nice[-1], hi + span * 0.04),
+                  [(t, format_value(int(t) if float(t).is_integer() else t)) for t in nice])
+
+
+def _log_ticks(dlo: float, dhi: float, powers_of_two: bool) -> list[float]:
+    """Round values between ``10**dlo`` and ``10**dhi``: powers of two (batch sizes), decades,
+    1-2-5 or 1 to 9 times a decade, whichever first gives three (else two); at most seven."""
+    options = []
+    if powers_of_two:
+        options.append([2.0 ** k for k in range(math.ceil(dlo / math.log10(2)), math.floor(dhi / math.log10(2)) + 1)])
+    for mantissas in ((1,), (1, 2, 5), tuple(range(1, 10))):
+        options.append([m * 10.0 ** k for k in range(math.floor(dlo), math.ceil(dhi) + 1) for m in mantissas
+                        if dlo <= math.log10(m * 10.0 ** k) <= dhi])
+    ticks = next((o for o in options if len(o) >= 3), None) or next((o for o in options if len(o) >= 2), options[-1])
+    return ticks[:: math.ceil(len(ticks) / 7)] if len(ticks) > 7 else ticks
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def scatter_svgs(
+    trials: list[dict[str, Any]],
+    views: list[SettingView],
+    metric: str,
+    goal: float | None,
+    best_number: Any,
+    band: Band,
+) -> list[dict[str, Any]]:
+    """One small scatter per tuned setting: x its value, y each finished trial's result, the
+    best trial green and large; a trial that did not finish (failed, pruned, timeout) is an x
+    in a strip under the plot, at its value."""
+    out = []
+    for index, view in enumerate(views):
+        plot = _Plot(340, 250, 56, 12, 10, 50, band, view.x, strip=14)
+        label = f"{metric} by {view.label}"
+        svg = plot.open("scatter", label, f"clip-s{index}")
+        svg += plot.goal_line(goal)
+        dots, stopped = [], []
+        for i, value in view.values.items():
+            trial = trials[i]
+            number = trial.get("number")
+            shown = f"{view.key.split(':')[0]} {view.shown[i]}"
+            x = plot.sx(value)
+            if _finished(trial):
+                is_best = best_number is not None and number == best_number
+                tip = f"trial {number}: {shown}, {metric} {format_metric(trial['metric'])}"
+                dots.append((is_best, plot.dot(x, float(trial["metric"]), BEST_COLOUR if is_best else DOT_COLOUR,
+                                               6 if is_best else 4, tip + (", best" if is_best else ""),
+                                               "dot best" if is_best else "dot")))
+            else:
+                y = plot.strip_top + plot.strip / 2
+                tip = _esc(f"trial {number}: {shown}, {trial.get('status') or 'unknown'}")
+                stopped.append(f'<path class="stopped" d="M{_r(x - 4)},{_r(y - 4)}L{_r(x + 4)},{_r(y + 4)}'
+                               f'M{_r(x - 4)},{_r(y + 4)}L{_r(x + 4)},{_r(y - 4)}" stroke="{STOPPED_COLOUR}" '
+                               f'stroke-width="1.75">'
+                               f"<title>{tip}</title></path>")
+        svg += stopped
+        svg += [d for best, d in dots if not best] + [d for best, d in dots if best]
+        svg.append("</svg>")
+        out.append({"label": view.label, "axis": view.axis, "svg": Markup("\n".join(svg))})
+    return out
+
+
+# --------------------------------------------------------------------------- setting importance
+
+IMPORTANCE_MIN_TRIALS = 8
+
+
+def setting_importance(
+    trials: list[dict[str, Any]], views: list[SettingView], maximize: bool = True
+) -> tuple[list[tuple[str, float]], str]:
+    """How much of the spread of the finished trials' results each setting explains, by
+    Optuna's default importance evaluator (fANOVA, seeded: the same trials give the same
+    answer) on an in-memory study of those trials; ``(rows, "")`` or ``([], note)`` when it
+    cannot be told (fewer than :data:`IMPORTANCE_MIN_TRIALS` finished trials, no setting that
+    varies among them, or the evaluator raised)."""
+    finished = [i for i, t in enumerate(trials) if _finished(t)]
+    if len(finished) < IMPORTANCE_MIN_TRIALS:
+        return [], (f"Setting importance needs at least {IMPORTANCE_MIN_TRIALS} finished trials; "
+                    f"this run has {len(finished)}.")
+    params = [v for v in views if all(i in v.values for i in finished)
+              and len({_category(v.values[i]) for i in finished}) > 1]
+    if not params:
+        return [], "Setting importance: no setting varies among the finished trials."
+    try:
+        return _fanova(trials, finished, params, maximize), ""
+    except Exception as exc:  # noqa: BLE001 - the report is drawn whatever the evaluator does
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        return [], f"Setting importance could not be computed ({type(exc).__name__}: {first})."
+
+
+def _fanova(trials: list[dict[str, Any]], finished: list[int], params: list[SettingView],
+            maximize: bool) -> list[tuple[str, float]]:
+    import warnings
+
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+
+    distributions: dict[str, Any] = {}
+    for view in params:
+        values = [view.values[i] for i in finished]
+        if _numeric(values):
+            lo, hi = min(values), max(values)
+            log = view.x.kind == "log"
+            if all(float(v).is_integer() for v in values):
+                distributions[view.key] = IntDistribution(int(lo), int(hi), log=log)
+            else:
+                distributions[view.key] = FloatDistribution(float(lo), float(hi), log=log)
+        else:
+            distributions[view.key] = CategoricalDistribution(sorted({_category(v) for v in values}))
+
+    def param(key: str, value: Any) -> Any:
+        dist = distributions[key]
+        if isinstance(dist, CategoricalDistribution):
+            return _category(value)
+        return int(value) if isinstance(dist, IntDistribution) else float(value)
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            study = optuna.create_study(direction="maximize" if maximize else "minimize")
+            study.add_trials([
+                optuna.trial.create_trial(
+                    params={v.key: param(v.key, v.values[i]) for v in params},
+                    distributions=distributions, value=float(trials[i]["metric"]))
+                for i in finished
+            ])
+            importances = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0))
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    labels = {v.key: v.label for v in params}
+    rows = [(labels[k], float(v)) for k, v in importances.items()]
+    if not rows or not all(math.isfinite(v) and v >= 0 for _, v in rows):
+        raise ValueError(f"importances are not shares: {rows}")
+    return rows
+
+
+def importance_svg(rows: list[tuple[str, float]], metric: str) -> Markup:
+    """Horizontal bars, one per setting, largest first, with the share in percent."""
+    label_w, bar_w, row_h, width = 190, 300, 26, 560
+    height = 10 + row_h * len(rows)
+    title = f"Share of the spread of {metric} each setting explains"
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="importance" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" role="img" aria-label="{_esc(title)}" font-family="{_esc(FONT)}" '
+        f'font-size="12">',
+        f"<title>{_esc(title)}</title>",
+    ]
+    top = max((v for _, v in rows), default=1.0) or 1.0
+    for i, (name, share) in enumerate(rows):
+        y = 5 + i * row_h
+        w = max(share / top * bar_w, 1)
+        out.append(f'<text x="{label_w - 10}" y="{y + 10}" text-anchor="end" dominant-baseline="middle" '
+                   f'fill="#24292f">{_esc(name)}</text>')
+        out.append(f'<rect class="bar" x="{label_w}" y="{y}" width="{_r(w)}" height="20" rx="3" '
+                   f'fill="{DOT_COLOUR if i else STEP_COLOUR}"><title>{_esc(name)}: {share:.0%}</title></rect>')
+        out.append(f'<text x="{_r(label_w + w + 8)}" y="{y + 10}" dominant-baseline="middle" '
+                   f'fill="{AXIS_GREY}">{share:.0%}</text>')
+    out.append("</svg>")
+    return Markup("\n".join(out))
 
 
 def _bounded_metric(metric: str, ys: list[float], goal: float | None) -> bool:
