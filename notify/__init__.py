@@ -1,5 +1,6 @@
 """Mail the outcome of a run: SMTP (``notify.smtp``), jinja2 templates (``notify.message``),
-and an outbox for mail that could not be sent yet (``notify.outbox``).
+the course of the run and the next step it suggests (``notify.curve``), its chart as an inline
+PNG (``notify.chart``), and an outbox for mail that could not be sent yet (``notify.outbox``).
 
 The tune loop calls :func:`notify_run` at the end of ``mlops run``; Jenkins calls
 ``mlops notify RUN_DIR``; ``mlops notify flush`` delivers the outbox.

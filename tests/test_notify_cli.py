@@ -47,7 +47,7 @@ def test_dry_run_prints_the_message_and_sends_nothing(tmp_path, capsys):
     run_dir = copy_case("goal_met", tmp_path / "run")
     assert main(["notify", str(run_dir), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "Subject: [mlops] face_cnn.py reached 0.93 val_accuracy (goal 0.90) in 4 trials" in out
+    assert "Subject: [mlops] face_cnn.py reached 0.9300 val_accuracy (goal 0.90) in 4 trials with FC [64, 32]" in out
     assert "To: ann.dev@example.com  [summary.json git.author_email]" in out
     assert "+FC_LAYERS = [64, 32]" in out and "and an HTML part" in out
     assert not (tmp_path / "outbox").exists()

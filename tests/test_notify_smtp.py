@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import io
 import json
 import logging
 import os
@@ -163,7 +164,7 @@ def copy_case(case: str, dest: Path) -> Path:
 def smtp_env(srv: Server, tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {"MLOPS_SMTP_HOST": "127.0.0.1", "MLOPS_SMTP_PORT": str(srv.port),
            "MLOPS_SMTP_TIMEOUT": "5", "MLOPS_OUTBOX": str(tmp_path / "outbox"),
-           "XDG_DATA_HOME": str(tmp_path / "xdg")}
+           "XDG_DATA_HOME": str(tmp_path / "xdg"), "MLOPS_MAIL_FROM": "mlops CI <ci@example.com>"}
     env.update(extra)
     return env
 
@@ -202,7 +203,8 @@ def test_the_server_receives_headers_both_parts_the_diff_and_links(server, tmp_p
     assert got.mail_from == "ci@example.com"
     assert got.rcpt_tos == ["ann.dev@example.com"]  # the commit author from summary.json
     msg = got.message
-    assert msg["Subject"] == "[mlops] face_cnn.py reached 0.93 val_accuracy (goal 0.90) in 4 trials"
+    assert msg["Subject"] == ("[mlops] face_cnn.py reached 0.9300 val_accuracy (goal 0.90) in 4 trials "
+                              "with FC [64, 32], lr 1e-3")
     assert msg["From"] == "mlops CI <ci@example.com>"
     assert msg["To"] == "ann.dev@example.com"
     assert msg["Message-ID"] == delivery.message_id
@@ -221,6 +223,57 @@ def test_the_server_receives_headers_both_parts_the_diff_and_links(server, tmp_p
     assert not Outbox(tmp_path / "outbox").queued()
 
 
+def test_the_server_receives_the_chart_inline_and_the_report_attached(server, tmp_path):
+    """What a mail client gets: the chart as a part of the HTML (multipart/related, the <img>
+    names its Content-ID), report.html and report.css attached, the configured sender."""
+    from PIL import Image
+
+    run_dir = copy_case("budget_spent", tmp_path / "run")
+    (run_dir / "report.html").write_text('<!DOCTYPE html><link rel="stylesheet" href="report.css"><h1>r</h1>\n')
+    (run_dir / "report.css").write_text("h1 { color: #1a7f37; }\n")
+    env = smtp_env(server, tmp_path, MLOPS_MAIL_FROM="Tuning bot <tuning@ml.example.com>")
+    delivery = run_notify(run_dir, env)
+    assert delivery.status == "sent"
+    got = server.received[0]
+    assert got.mail_from == "tuning@ml.example.com"
+    msg = got.message
+    assert msg["From"] == "Tuning bot <tuning@ml.example.com>"
+    assert msg.get_content_type() == "multipart/mixed"
+    body, *attached = msg.get_payload()
+    assert body.get_content_type() == "multipart/alternative"
+    assert [(a.get_filename(), a.get_content_type(), a.get_content()) for a in attached] == [
+        ("report.html", "text/html", '<!DOCTYPE html><link rel="stylesheet" href="report.css"><h1>r</h1>\n'),
+        ("report.css", "text/css", "h1 { color: #1a7f37; }\n")]
+    related = body.get_payload()[1]
+    assert related.get_content_type() == "multipart/related"
+    html_part, image = related.get_payload()
+    cid = image["Content-ID"]
+    assert cid.startswith("<chart.") and cid.endswith("@mlops-autotune.local>")
+    assert f'<img src="cid:{cid[1:-1]}" width="600" height="260" alt="Chart: ' in html_part.get_content()
+    with Image.open(io.BytesIO(image.get_content())) as png:
+        assert png.format == "PNG" and png.size == (1200, 520)
+    text = msg.get_body(("plain",)).get_content()
+    assert "(attached: report.html, report.css)" in text
+    assert "Next step: The best val_accuracy has not improved in the last 6 trials" in text
+
+
+def test_without_a_configured_sender_one_warning_and_the_servers_domain(tmp_path):
+    srv = Server(Recorder()).start()
+    try:
+        run_dir = copy_case("goal_met", tmp_path / "run")
+        env = smtp_env(srv, tmp_path)
+        del env["MLOPS_MAIL_FROM"]
+        lines: list[str] = []
+        delivery = run_notify(run_dir, env, lines)
+        assert delivery.status == "sent"
+        assert srv.received[0].mail_from == "noreply@example.com"  # 127.0.0.1 names no domain: the recipient's
+        assert srv.received[0].message["From"] == "mlops-autotune <noreply@example.com>"
+        assert lines[0].startswith("notify: warning: no sender address is configured") and "MLOPS_MAIL_FROM" in lines[0]
+        assert len(lines) == 2 and lines[1].startswith("notify: sent to ann.dev@example.com")
+    finally:
+        srv.stop()
+
+
 def test_starttls_with_auth_verified_against_the_test_ca(tls_cert, tmp_path):
     cert, context = tls_cert
     srv = Server(Recorder(), tls_context=context, require_starttls=True, auth_require_tls=True,
@@ -233,7 +286,7 @@ def test_starttls_with_auth_verified_against_the_test_ca(tls_cert, tmp_path):
         assert delivery.status == "sent", delivery.reason
         got = srv.received[0]
         assert got.tls and got.login == USER
-        assert got.message["Subject"].startswith("[mlops] face_cnn.py stopped at 0.87 val_accuracy")
+        assert got.message["Subject"].startswith("[mlops] face_cnn.py stopped at 0.8700 val_accuracy")
         # the same server and certificate, but the client does not trust it: queued, not sent
         other = copy_case("failed", tmp_path / "run2")
         env.pop("MLOPS_SMTP_CAFILE")
@@ -555,6 +608,6 @@ def test_cli_notify_and_flush_against_the_server(tmp_path, monkeypatch, capsys):
         assert msg["Subject"].startswith("[mlops] face_cnn.py failed: the baseline trial failed")
         text = msg.get_body(("plain",)).get_content()
         assert "Last 50 lines of trials/0001/train.log:" in text
-        assert "https://ci.example.com/job/t/5/artifact/report.html" in text
+        assert "https://ci.example.com/job/t/5/artifact/mlops-out/run/report.html" in text
     finally:
         srv.stop()

@@ -13,8 +13,8 @@ machine and the credentials. The admin's side is the environment and the *admin 
 same keys). A script's ``mlops.yaml``
 
 * may not say where a credential goes while one is bound: the SMTP server and its TLS
-  settings, login and the recipients when an SMTP password is set
-  (:data:`MAIL_GUARDED`), the Jenkins URL, user and job prefix when a Jenkins token is set
+  settings, login, the recipients, the sender and the base of the mail's links when an SMTP
+  password is set (:data:`MAIL_GUARDED`), the Jenkins URL, user and job prefix when a Jenkins token is set
   (:data:`JENKINS_GUARDED`);
 * may tighten the containers' limits but never loosen them (:data:`DOCKER_GUARDED`): the
   network may only be ``none``, memory and CPUs no more than the admin's (or default) value,
@@ -106,6 +106,10 @@ def _confirm(v: Any) -> str | None:
     return None if v is None or 0 <= v <= 20 else "must be from 0 to 20 (other seeds to retrain the winner with)"
 
 
+def _http_url(v: Any) -> str | None:
+    return None if v is None or str(v).startswith(("http://", "https://")) else "is not an http(s):// URL"
+
+
 def _port(v: Any) -> str | None:
     return None if v is None or 0 < v < 65536 else "must be a TCP port between 1 and 65535"
 
@@ -146,7 +150,9 @@ SCHEMA: dict[str, Key] = {
     "hparams.space": Key(dict, {}, help="per-setting overrides of the search ranges"),
     # mail
     "mail.to": Key(str, None, "MLOPS_MAIL_TO"),
-    "mail.from": Key(str, None, "MLOPS_MAIL_FROM"),
+    "mail.from": Key(str, None, "MLOPS_MAIL_FROM", help="the sender (default: the SMTP login if an address, else noreply@)"),
+    "mail.base_url": Key(str, None, "MLOPS_MAIL_BASE_URL", check=_http_url,
+                         help="outside Jenkins: the URL the folder of run directories is served at, for the report link"),
     "mail.smtp_host": Key(str, None, "MLOPS_SMTP_HOST"),
     "mail.smtp_port": Key(int, None, "MLOPS_SMTP_PORT", check=_port),
     "mail.smtp_user": Key(str, None, "MLOPS_SMTP_USER"),
@@ -189,7 +195,7 @@ _SECRET_WORDS = ("pass", "token", "secret", "api_key", "apikey", "credential")
 
 # keys a script's mlops.yaml may not set while a credential is bound (they say where it goes)
 MAIL_GUARDED = ("mail.smtp_host", "mail.smtp_port", "mail.smtp_security", "mail.smtp_cafile",
-                "mail.smtp_user", "mail.to")
+                "mail.smtp_user", "mail.to", "mail.from", "mail.base_url")
 # which server and which jobs the Jenkins token is used on (a prefix picks the jobs it starts)
 JENKINS_GUARDED = ("jenkins.url", "jenkins.user", "jenkins.prefix")
 # where the tuned code is pushed with the job's git credentials: never a script's mlops.yaml
