@@ -8,8 +8,10 @@
 Measured: the real CLI, ``python -m tuner run SCRIPT --workers N`` (N = 1, 2) on this
 machine, for the tasks, goals, seeds and trial budget of bench/tuning.py (its search space:
 epochs fixed at the script's EPOCHS, through an ``mlops.yaml`` beside a copy of the script),
-the default strategy (``auto``), no winners file. Wall time is the whole command, from start
-to exit (Python, TensorFlow imports, the other worker's start and the outcome files included).
+the default strategy (``auto``), no winners file. The target is the wall time *to the goal*:
+from the command's start to the end of the epoch that met the goal (Python, the TensorFlow
+import, the other worker's start included); the time to the command's exit (the other
+worker stopping, the outcome files) is shown beside it.
 
 Simulated: N = 1, 2, 4, 8, 16 workers running the real strategy (``tuner.search``) and the
 real loop's rules (claims within the budget, the in-harness pruning against the trials
@@ -457,6 +459,7 @@ def measured_run(task: Task, seed: int, workers: int, budget: int, threads: str,
                 continue
     started = [e["time"] for e in events if e.get("type") == "trial_started"]
     goal_events = [e["time"] for e in events if e.get("type") == "goal_met"]
+    ready = [e["time"] for e in events if e.get("type") == "runner_ready"]
     # the epoch that met the goal first, by its time stamp; epochs to goal counted as bench/tuning.py does
     reach_time = min((r["time"] for t in trials if t.get("confirms") is None for r in t.get("history") or []
                       if isinstance(r.get("time"), (int, float)) and _meets(r.get(METRIC), task.goal)), default=None)
@@ -468,6 +471,7 @@ def measured_run(task: Task, seed: int, workers: int, budget: int, threads: str,
         epochs_to_goal=(sum(1 for t in trials for r in t.get("history") or []
                             if isinstance(r.get("time"), (int, float)) and r["time"] <= reach_time)
                         if reach_time is not None else None),
+        startup=round(min(ready) - wall0, 2) if ready else None,
         first_trial_at=round(min(started) - wall0, 2) if started else None,
         second_trial_at=round(sorted(started)[1] - wall0, 2) if len(started) > 1 else None,
         goal_epoch_at=round(reach_time - wall0, 2) if reach_time is not None else None,
@@ -512,11 +516,14 @@ def measured_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
                                "second_trial_at": _med([r.get("second_trial_at") for r in rs]),
                                "after_goal": _med([round(r["wall"] - r["goal_epoch_at"], 2) for r in rs
                                                    if r.get("goal_epoch_at") is not None]),
+                               "startup": _med([r.get("startup") for r in rs]),
                                "epochs_to_goal": _med([r.get("epochs_to_goal") for r in rs]),
                                "epochs_trained": _med([r.get("epochs_trained") for r in rs])}
-    out["target"] = {"what": f"wall time 2 workers / 1 worker (median over tasks x seeds) <= {TARGET_RATIO}",
-                     "value": out["median_ratio"],
-                     "pass": out["median_ratio"] is not None and out["median_ratio"] <= TARGET_RATIO}
+    # the issue's measure: wall time *to the goal*, from the command's start to the end of the
+    # epoch that met it; the whole command (exit included) is 'median_ratio', shown beside it
+    out["target"] = {"what": f"wall time to the goal, 2 workers / 1 worker (median over tasks x seeds) <= {TARGET_RATIO}",
+                     "value": out["median_goal_ratio"],
+                     "pass": out["median_goal_ratio"] is not None and out["median_goal_ratio"] <= TARGET_RATIO}
     return out
 
 
@@ -560,20 +567,25 @@ def table(data: dict[str, Any]) -> str:
         lines.append(f"measured: python -m tuner run --workers N, strategy auto, budget {data['meta']['budget']} "
                      f"trials; tasks {', '.join(m['tasks'])}, seeds {_seed_text(m['seeds'])}; "
                      f"{data['meta']['cpus']} CPUs; {threads} ({m['threads']})")
-        lines.append(f"{'task':<7} {'seed':>4} {'wall 1':>7} {'wall 2':>7} {'ratio':>6} {'goal@1':>7} {'goal@2':>7} "
-                     f"{'epochs 1':>8} {'epochs 2':>8}   (seconds; goal@ = the goal epoch's end; epochs = trained)")
+        lines.append(f"{'task':<7} {'seed':>4} {'goal@1':>7} {'goal@2':>7} {'ratio':>6} {'exit@1':>7} {'exit@2':>7} "
+                     f"{'ratio':>6} {'epochs 1':>8} {'epochs 2':>8}   (seconds from the command's start to the end of "
+                     "the epoch that met the goal, and to its exit; epochs = trained)")
         by = {(r["task"], r["seed"], r["workers"]): r for r in m["rows"]}
         for p in s["pairs"]:
             one, two = by[(p["task"], p["seed"], 1)], by[(p["task"], p["seed"], 2)]
-            lines.append(f"{p['task']:<7} {p['seed']:>4} {p['wall_1']:>7.1f} {p['wall_2']:>7.1f} {p['ratio']:>6.2f} "
-                         f"{_fmt(one.get('goal_epoch_at'), '.1f'):>7} {_fmt(two.get('goal_epoch_at'), '.1f'):>7} "
+            lines.append(f"{p['task']:<7} {p['seed']:>4} {_fmt(one.get('goal_epoch_at'), '.1f'):>7} "
+                         f"{_fmt(two.get('goal_epoch_at'), '.1f'):>7} {_fmt(p['goal_ratio'], '.2f'):>6} "
+                         f"{p['wall_1']:>7.1f} {p['wall_2']:>7.1f} {p['ratio']:>6.2f} "
                          f"{_fmt(one.get('epochs_trained')):>8} {_fmt(two.get('epochs_trained')):>8}"
                          + ("" if p["both_reached"] else "   (goal not met in one)"))
         w1, w2 = s["workers_1"], s["workers_2"]
-        lines.append(f"{'median':<12} {_fmt(w1['wall'], '7.1f')} {_fmt(w2['wall'], '7.1f')} "
-                     f"{_fmt(s['median_ratio'], '6.2f')} {_fmt(w1['goal_epoch_at'], '7.1f')} "
-                     f"{_fmt(w2['goal_epoch_at'], '7.1f')} {_fmt(w1['epochs_trained'], '8g')} "
+        lines.append(f"{'median':<12} {_fmt(w1['goal_epoch_at'], '7.1f')} {_fmt(w2['goal_epoch_at'], '7.1f')} "
+                     f"{_fmt(s['median_goal_ratio'], '6.2f')} {_fmt(w1['wall'], '7.1f')} {_fmt(w2['wall'], '7.1f')} "
+                     f"{_fmt(s['median_ratio'], '6.2f')} {_fmt(w1['epochs_trained'], '8g')} "
                      f"{_fmt(w2['epochs_trained'], '8g')}")
+        if w1.get("startup") is not None:
+            lines.append(f"start-up (the command's start to TensorFlow ready, median): {_fmt(w1['startup'], '.1f')} / "
+                         f"{_fmt(w2['startup'], '.1f')} s with 1 / 2 workers")
         lines.append(f"medians, 1 / 2 workers: first trial starts at {_fmt(w1['first_trial_at'], '.1f')} / "
                      f"{_fmt(w2['first_trial_at'], '.1f')} s, the second at {_fmt(w1['second_trial_at'], '.1f')} / "
                      f"{_fmt(w2['second_trial_at'], '.1f')} s; exit {_fmt(w1['after_goal'], '.1f')} / "
