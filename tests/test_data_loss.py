@@ -546,3 +546,38 @@ def test_kill_9_of_mlops_run_with_docker_finishes_the_trial_the_orphan_completed
     assert trained_epochs("".join(runs)) == [1, 2, 3, 4]
     assert "history holds 4 epochs" in runs[-1]
     assert docker_images.containers_with(labels) == []
+
+
+def test_a_stop_signal_waits_for_the_database_call_in_progress(tmp_path):
+    """SIGTERM (or Ctrl-C) in the middle of a study write is held until the write's transaction
+    ends: cut there, the transaction would keep SQLite's lock while the clean-up tries to record
+    the trial interrupted, and 'mlops run' would hang instead of stopping."""
+    from tuner.cli import _install_stop_handlers
+    from tuner.errors import Interrupted
+
+    (tmp_path / "run").mkdir()
+    store = open_store(tmp_path / "run", name="signals")
+    previous = _install_stop_handlers()
+    try:
+        steps = []
+
+        def write():
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs here, inside the call
+            steps.append("signalled")
+            store.set_meta(during="the call")  # a nested call: still held
+            steps.append("written")
+            return 42
+
+        with pytest.raises(Interrupted) as stopped:
+            store._retry(write, "test")
+        assert steps == ["signalled", "written"] and stopped.value.signum == signal.SIGTERM
+        store.set_meta(after="the stop")  # the database is not locked by a cut transaction
+        assert store.meta()["during"] == "the call" and store.meta()["after"] == "the stop"
+        signal.signal(signal.SIGTERM, previous.get(signal.SIGTERM, signal.SIG_DFL))
+        with pytest.raises(KeyboardInterrupt):  # Ctrl-C: held the same way, then a KeyboardInterrupt
+            store._retry(lambda: (os.kill(os.getpid(), signal.SIGINT), steps.append("ctrl-c"))[1], "test")
+        assert steps[-1] == "ctrl-c"
+    finally:
+        for num, handler in previous.items():
+            signal.signal(num, handler)
+        store.close()

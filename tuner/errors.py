@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
+
 EXIT_OK = 0
 EXIT_GOAL_NOT_MET = 1
 EXIT_BAD_INPUT = 2
@@ -99,3 +103,43 @@ class Interrupted(KeyboardInterrupt):
     @property
     def exit_code(self) -> int:
         return 128 + self.signum
+
+
+# -- signals that arrive in the middle of a database write ----------------------------------------
+_critical = 0  # depth of uninterrupted() blocks in the main thread (where signal handlers run)
+_pending: int | None = None  # a stop signal that arrived inside one
+
+
+@contextlib.contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Hold a stop signal (SIGINT, SIGTERM, SIGHUP, through :func:`stop_now_or_after`) until the
+    block ends, then raise it. A database call cut in the middle keeps its transaction (and
+    SQLite's write lock) while the exception is handled, so the clean-up's own write ("this trial
+    was interrupted") would wait for a lock nobody will release."""
+    global _critical, _pending
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        _critical += 1
+    try:
+        yield
+    finally:
+        if main:
+            _critical -= 1
+            if _critical == 0 and _pending is not None:
+                signum, _pending = _pending, None
+                raise _stop_exception(signum)
+
+
+def stop_now_or_after(signum: int) -> None:
+    """What a stop signal's handler calls: raise at once, or after the database call in progress."""
+    global _pending
+    if _critical:
+        _pending = signum
+        return
+    raise _stop_exception(signum)
+
+
+def _stop_exception(signum: int) -> KeyboardInterrupt:
+    import signal
+
+    return KeyboardInterrupt() if signum == signal.SIGINT else Interrupted(signum)

@@ -75,9 +75,17 @@ _STOP_SIGNALS = ("SIGTERM", "SIGHUP")
 def _raise_interrupted(signum: int, frame: object) -> None:
     import signal
 
+    from tuner.errors import stop_now_or_after
+
     for name in _STOP_SIGNALS:  # the clean-up that follows must not be cut short by a second one
         signal.signal(getattr(signal, name), signal.SIG_IGN)
-    raise Interrupted(signum)
+    stop_now_or_after(signum)  # held while a database write is in progress (tuner.errors.uninterrupted)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    from tuner.errors import stop_now_or_after
+
+    stop_now_or_after(signum)  # Ctrl-C: KeyboardInterrupt, after a database write in progress
 
 
 def _install_stop_handlers() -> dict[int, object]:
@@ -93,6 +101,8 @@ def _install_stop_handlers() -> dict[int, object]:
         num = getattr(signal, name, None)
         if num is not None and signal.getsignal(num) is not signal.SIG_IGN:
             previous[num] = signal.signal(num, _raise_interrupted)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
     return previous
 
 

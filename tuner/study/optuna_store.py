@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tuner.errors import StudyError
+from tuner.errors import StudyError, uninterrupted
 from tuner.study.base import RESUMABLE, TrialRecord, WorkdirFor
 
 SCHEMA_VERSION = 4  # 1-3: the project's own SQLite schema (tuner.study.sqlite); 4: Optuna's storage
@@ -91,7 +91,8 @@ class OptunaStore:
         delay = 0.5
         while True:
             try:
-                return call()
+                with uninterrupted():  # a stop signal waits for the call's transaction to end
+                    return call()
             except Exception as exc:  # sqlalchemy/psycopg2/optuna errors: only connection trouble is retried
                 if not _unreachable(exc) or time.monotonic() + delay > deadline:
                     if _unreachable(exc):
