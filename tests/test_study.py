@@ -302,3 +302,24 @@ def test_a_database_restart_is_waited_for(request, tmp_path):
         server.restart()
         store.record_history(rec.number, [{"epoch": 1, "val_accuracy": 0.5}])  # a fresh connection
         assert store.trial(rec.number).history == [{"epoch": 1, "val_accuracy": 0.5}]
+
+
+def _open_new_study(url: str) -> str:
+    from tuner.study.optuna_store import make_storage
+
+    make_storage(url)
+    return "ok"
+
+
+def test_processes_creating_one_new_sqlite_study_at_once_all_open_it(tmp_path):
+    """'mlops run --workers N' starts its workers with itself: each may be the one that creates
+    the run directory's study.db. Creating Optuna's tables is serialized, so none fails (an
+    IntegrityError on alembic_version was seen when two raced)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    for attempt in range(3):
+        url = f"sqlite:///{tmp_path / f'race-{attempt}' / 'study.db'}"
+        (tmp_path / f"race-{attempt}").mkdir()
+        with ctx.Pool(4) as pool:
+            assert pool.map(_open_new_study, [url] * 4, chunksize=1) == ["ok"] * 4

@@ -428,18 +428,39 @@ def make_storage(url: str) -> Any:
     if url.startswith("sqlite"):
         kwargs = {"connect_args": {"timeout": 60}}
     url = _with_driver(url)
-    for attempt in range(5):
-        try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-        except Exception as exc:  # noqa: BLE001 - only the race below is retried
-            # several workers creating the tables of a new database at once: one wins, the
-            # others see its types/tables appear midway (Optuna issue #1092); open it again
-            text = " ".join(str(e) for e in _chain(exc)).lower()
-            if attempt == 4 or not ("already exists" in text or "duplicate key" in text
-                                    or "pg_type_typname_nsp_index" in text):
-                raise
-            time.sleep(0.2 * (attempt + 1))
+    lock = _lock_path(url)
+    with _file_lock(lock[: -len(".claim.lock")] + ".open.lock" if lock else None):
+        for attempt in range(5):
+            try:
+                return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+            except Exception as exc:  # noqa: BLE001 - only the race below is retried
+                # several workers creating the tables of a new database at once: one wins, the
+                # others see its types/tables/version row appear midway (Optuna issue #1092);
+                # open it again (a SQLite file is opened under a file lock, so only PostgreSQL races)
+                text = " ".join(str(e) for e in _chain(exc)).lower()
+                if attempt == 4 or not ("already exists" in text or "duplicate key" in text
+                                        or "unique constraint failed" in text
+                                        or "pg_type_typname_nsp_index" in text):
+                    raise
+                time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def _file_lock(path: str | None) -> Iterator[None]:
+    """An exclusive lock on ``path`` (created) for the block; nothing when ``path`` is None."""
+    if path is None:
+        yield
+        return
+    import fcntl
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _with_driver(url: str) -> str:
