@@ -81,6 +81,7 @@ model.compile(optimizer=keras.optimizers.Adam(learning_rate=LEARNING_RATE),
 model.fit(x[:960], y[:960], validation_data=(x[960:], y[960:]), epochs=EPOCHS, batch_size=BATCH_SIZE)
 '''
 
+FROZEN: list[int] = []  # warm workers this bench stopped (SIGSTOP), killed when it is done
 _MARKER = re.compile(r"^--- mlops: trial started .*---$", re.M)
 _EPOCH_START = re.compile(r"^Epoch (\d+)/\d+\s*$", re.M)
 
@@ -263,9 +264,9 @@ def edge_cases(runner: Runner, runner_name: str, script: Path, kind: str, work: 
                 while time.monotonic() < deadline and handle.poll() is None:
                     if len(read_history(handle.spec.workdir)) >= target:
                         zygote = getattr(handle, "zygote", None)
-                        if zygote is not None and zygote.healthy:
-                            os.kill(zygote.proc.pid, signal.SIGSTOP)
-                            frozen.append(zygote.proc.pid)
+                        if zygote is not None and zygote.healthy:  # the run's own, or the machine's lingering one
+                            os.kill(zygote.server_pid, signal.SIGSTOP)
+                            frozen.append(zygote.server_pid)
                         return
                     time.sleep(0.02)
 
@@ -273,6 +274,7 @@ def edge_cases(runner: Runner, runner_name: str, script: Path, kind: str, work: 
                 threading.Thread(target=attack, daemon=True).start()
 
         result = supervise(runner, spec, policy, on_start=freeze_worker, poll_interval=0.2)
+        FROZEN.extend(frozen)
         measured = measure(workdir, expected, {1: set()})
         rows.append(_edge_row("frozen warm worker", number, result, base, len(frozen), 0 if frozen else 1,
                               "zygote stopped during training" if frozen else "", measured))
@@ -283,6 +285,12 @@ def edge_cases(runner: Runner, runner_name: str, script: Path, kind: str, work: 
     rows.append(_edge_row("next trial after a frozen worker", 1, after, base, 0, 0, "", measure(
         work / "after-frozen", expected, {1: set()})))
     print(_edge_line(rows[-1]), flush=True)
+    for pid in FROZEN:  # what this bench stopped: a stopped process would wait forever
+        for sig in (signal.SIGCONT, signal.SIGKILL):
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
     return rows
 
 

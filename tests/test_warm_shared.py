@@ -223,3 +223,135 @@ def test_the_loop_reports_start_up_before_the_first_trial_once(tmp_path):
     assert types.count("trial_started") == len(outcome.summary.trials) > 1  # later trials do not wait again
     lines = [json.loads(line)["type"] for line in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
     assert "runner_ready" in lines
+
+
+# --------------------------------------------------------------------------- one per machine
+@pytest.fixture
+def lingering(tmp_path_factory, monkeypatch):
+    """A private runtime folder (short: a socket path has at most 107 bytes); every server
+    started in it is stopped at the end."""
+    runtime = tmp_path_factory.mktemp("r")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.delenv(SOCKETS_ENV, raising=False)
+    monkeypatch.setenv("TF_MLOPS_TEST_MARK", "first")
+    yield runtime / "mlops"
+    for pidfile in (runtime / "mlops").glob("*.pid"):
+        try:
+            pid = int(pidfile.read_text())
+            os.kill(pid, signal.SIGCONT)
+            os.kill(pid, signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+
+
+def _servers(folder: Path) -> dict[str, int]:
+    return {p.name: int(p.read_text()) for p in folder.glob("*.pid")}
+
+
+def test_a_lingering_warm_worker_serves_the_next_run_of_the_machine(tmp_path, lingering, monkeypatch):
+    script = _script(tmp_path, MARK_SCRIPT)
+    first = WarmRunner(linger=60)
+    assert first.run(_spec(script, tmp_path / "t1")).status == "ok"
+    servers = _servers(lingering)
+    assert len(servers) == 1
+    (server,) = servers.values()
+    assert json.loads((tmp_path / "t1" / "seen.json").read_text())["ppid"] == server
+    first.close()  # the run ends; the server stays for the next one
+    assert _proc_state(server) not in (None, "Z", "X")
+    assert stat.S_IMODE(lingering.stat().st_mode) == 0o700
+    (sock,) = lingering.glob("*.sock")
+    assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+    monkeypatch.setenv("TF_MLOPS_TEST_MARK", "first")  # the same environment: the same server
+    second = WarmRunner(linger=60)
+    try:
+        second.prepare("regression")
+        assert second.wait_prepared(60) is not None
+        assert second.run(_spec(script, tmp_path / "t2")).status == "ok"
+        seen = json.loads((tmp_path / "t2" / "seen.json").read_text())
+        assert seen["ppid"] == server and seen["mark"] == "first"
+    finally:
+        second.close()
+    assert _servers(lingering) == servers
+
+
+def test_another_environment_gets_a_server_of_its_own(tmp_path, lingering, monkeypatch):
+    script = _script(tmp_path, MARK_SCRIPT)
+    runner = WarmRunner(linger=60)
+    runner.run(_spec(script, tmp_path / "t1"))
+    runner.close()
+    monkeypatch.setenv("TF_MLOPS_TEST_MARK", "second")  # what TensorFlow's import may read differs
+    other = WarmRunner(linger=60)
+    try:
+        assert other.run(_spec(script, tmp_path / "t2")).status == "ok"
+        seen = json.loads((tmp_path / "t2" / "seen.json").read_text())
+    finally:
+        other.close()
+    servers = _servers(lingering)
+    assert len(servers) == 2 and seen["ppid"] in servers.values() and seen["mark"] == "second"
+
+
+def test_an_idle_server_exits_after_its_linger_time(tmp_path, lingering):
+    runner = WarmRunner(linger=1)
+    assert runner.run(_spec(_script(tmp_path, MARK_SCRIPT), tmp_path / "t1")).status == "ok"
+    (server,) = _servers(lingering).values()
+    runner.close()
+    _wait_for(lambda: _proc_state(server) in (None, "Z", "X"), 60, "the idle server to exit")
+    _wait_for(lambda: not list(lingering.glob("*.sock")) and not list(lingering.glob("*.pid")), 10,
+              "the server to remove its socket and pid file")
+
+
+def test_a_run_that_goes_away_has_its_trial_killed_and_the_server_stays(tmp_path, lingering):
+    runner = WarmRunner(linger=60)
+    handle = runner.start(_spec(_script(tmp_path, SLOW_SCRIPT), tmp_path / "t1"))
+    seen_file = tmp_path / "t1" / "seen.json"
+    _wait_for(seen_file.exists, 60, "the trial to start")
+    trial = json.loads(seen_file.read_text())["pid"]
+    runner._zygotes["sklearn"].close()  # as when 'mlops run' is killed: its connection closes
+    _wait_for(lambda: _proc_state(trial) in (None, "Z", "X"), 30, "the trial of the vanished run to die")
+    assert handle.wait(30) == -signal.SIGKILL
+    (server,) = _servers(lingering).values()
+    assert _proc_state(server) not in (None, "Z", "X")
+    runner.close()
+
+
+def test_a_stopped_server_is_replaced(tmp_path, lingering):
+    script = _script(tmp_path, MARK_SCRIPT)
+    runner = WarmRunner(linger=60)
+    runner.run(_spec(script, tmp_path / "t1"))
+    runner.close()
+    (stopped,) = _servers(lingering).values()
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        again = WarmRunner(linger=60)
+        try:
+            assert again.run(_spec(script, tmp_path / "t2")).status == "ok"
+        finally:
+            again.close()
+        ppid = json.loads((tmp_path / "t2" / "seen.json").read_text())["ppid"]
+        (server,) = _servers(lingering).values()
+        assert ppid == server != stopped
+    finally:
+        os.kill(stopped, signal.SIGCONT)
+        os.kill(stopped, signal.SIGKILL)
+
+
+def test_the_config_lingers_except_in_jenkins_and_a_pushed_yaml_cannot_lengthen_it(tmp_path, monkeypatch):
+    from tuner.config import load_config
+    from tuner.errors import ConfigError
+    from tuner.runners.warm import from_config
+
+    for name in ("MLOPS_WARM_LINGER", "JENKINS_URL", "BUILD_URL", "MLOPS_ADMIN_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    assert from_config(load_config(None)).linger == 300
+    monkeypatch.setenv("JENKINS_URL", "http://127.0.0.1:1/")  # a build leaves nothing for the next
+    monkeypatch.setenv("BUILD_URL", "http://127.0.0.1:1/job/t/1/")
+    assert from_config(load_config(None)).linger == 0
+    monkeypatch.setenv("MLOPS_WARM_LINGER", "120")  # the admin's (the agent's environment) wins
+    assert from_config(load_config(None)).linger == 120
+    monkeypatch.delenv("MLOPS_WARM_LINGER")
+    script = _script(tmp_path, MARK_SCRIPT)
+    (script.parent / "mlops.yaml").write_text("warm_worker_linger: 3600\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="warm_worker_linger.*never lengthen"):
+        load_config(script)
+    (script.parent / "mlops.yaml").write_text("warm_worker_linger: 0\n", encoding="utf-8")
+    assert load_config(script)["warm_worker_linger"] == 0

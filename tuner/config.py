@@ -127,6 +127,9 @@ SCHEMA: dict[str, Key] = {
     "runner": Key(str, "local", "MLOPS_RUNNER", choices=("local", "docker", "jenkins"),
                   help="jenkins: one mlops-retrain build per trial"),
     "warm_worker": Key(bool, True, "MLOPS_WARM_WORKER", help="local runner: import TensorFlow once, fork per trial"),
+    "warm_worker_linger": Key(float, None, "MLOPS_WARM_LINGER", check=_non_negative,
+                              help="seconds the warm worker waits, idle, for the next run on this machine "
+                                   "(0: it ends with its run; default 0 in Jenkins)"),
     "seed": Key(int, 0, "MLOPS_SEED", check=_seed),
     "confirm": Key(int, None, "MLOPS_CONFIRM", check=_confirm,
                    help="retrain the winner with N other seeds before the goal counts (default 1 in Jenkins, else 0)"),
@@ -201,7 +204,8 @@ JENKINS_GUARDED = ("jenkins.url", "jenkins.user", "jenkins.prefix")
 # where the tuned code is pushed with the job's git credentials: never a script's mlops.yaml
 GIT_GUARDED = ("git.remote", "git.branch_prefix")
 # settings whose default depends on running inside a Jenkins build
-JENKINS_DEFAULTS = {"confirm": (1, 0), "git.push": (True, False)}
+JENKINS_DEFAULTS = {"confirm": (1, 0), "git.push": (True, False),
+                    "warm_worker_linger": (0.0, 300.0)}  # a build leaves no process for the next one
 # container limits a script's mlops.yaml may tighten but never loosen
 DOCKER_GUARDED = ("docker.network", "docker.memory", "docker.cpus", "docker.pids_limit",
                   "docker.images.cnn", "docker.images.ann", "docker.images.regression")
@@ -490,6 +494,13 @@ def _check_guarded(key: str, value: Any, current: Any, path: Path, admin: Path |
             and ":" in str(value).partition("://")[2].split("@", 1)[0]:
         raise ConfigError(f"{path}: storage: a password does not belong in mlops.yaml (the pushed repository); "
                           "give the URL in $MLOPS_STORAGE (a Jenkins credential) or the admin config")
+    if key == "warm_worker_linger" and isinstance(value, (int, float)):
+        in_jenkins = bool(env.get("JENKINS_URL") and env.get("BUILD_URL"))
+        limit = current if isinstance(current, (int, float)) else JENKINS_DEFAULTS[key][0 if in_jenkins else 1]
+        if value > limit:
+            raise ConfigError(f"{path}: warm_worker_linger: a script's mlops.yaml may shorten how long the warm "
+                              f"worker waits for the machine's next run ({limit:g} s), never lengthen it (it "
+                              f"would outlive this run); set it with {_admin_way(key, admin)}")
     if key in GIT_GUARDED and value != current:
         raise ConfigError(f"{path}: {key}: a script's mlops.yaml may not choose where the tuned code is pushed "
                           f"with the job's git credentials; set it with {_admin_way(key, admin)}")

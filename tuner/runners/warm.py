@@ -19,6 +19,16 @@ sending their whole trial environment (their GPU). So the machine imports Tensor
 N times on the same cores. A worker that disconnects (it died) has its children killed, as if
 they had died with their own zygote; a worker that cannot connect starts its own.
 
+**One warm worker for the runs of a machine.** With ``warm_worker_linger`` > 0 (300 s; 0 in
+Jenkins, so builds share nothing), the zygote is a small server of its own: started detached
+by the first run, found by the next through a socket in a private per-user folder whose name
+is a key of the Python, the project's code and the trial environment (so a changed venv, code
+or environment gets a server of its own), it serves every run and worker of the machine and
+exits after that many idle seconds. Only the TensorFlow import is shared: each trial is still a
+fresh fork with its run's own environment, and a run that disconnects (it exited, or was
+killed) has its trials killed. A stopped or dead server is replaced; one that cannot be
+reached falls back to a zygote of the run's own.
+
 **Start-up overlaps.** :meth:`WarmRunner.prepare` starts the zygote in the background as soon as
 the kind is known, while the loop reads the script and opens the study; the loop then waits
 for it before the first trial and reports the start-up apart from the trial's time.
@@ -26,12 +36,15 @@ for it before the first trial and reports the start-up apart from the trial's ti
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import select
 import shutil
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -66,6 +79,68 @@ SOCKETS_ENV = "MLOPS_WARM_SOCKETS"  # the folder of worker 0's zygote sockets, f
 
 def _kind_group(kind: str) -> str:
     return "keras" if kind in KERAS_KINDS else "sklearn"
+
+
+PER_TRIAL_ENV = frozenset({"CUDA_VISIBLE_DEVICES", "MLOPS_GPUS", "TF_NUM_INTRAOP_THREADS",
+                           "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"})  # read after the fork: not in the key
+
+
+def runtime_dir() -> Path | None:
+    """The private folder of this user's warm-worker sockets: ``$XDG_RUNTIME_DIR/mlops``, else
+    ``/tmp/mlops-<uid>``; mode 0700 and owned by this user, or None (no lingering server)."""
+    candidates = []
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        candidates.append(Path(os.environ["XDG_RUNTIME_DIR"]) / "mlops")
+    candidates.append(Path(tempfile.gettempdir()) / f"mlops-{os.getuid()}")
+    for folder in candidates:
+        if len(str(folder)) > 60:  # a Unix socket's path is at most 107 bytes
+            continue
+        try:
+            folder.mkdir(mode=0o700, exist_ok=True)
+            st = os.lstat(folder)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077:
+            return folder
+    return None
+
+
+def server_key(python: str, group: str, env: dict[str, str]) -> str:
+    """Which lingering server a run may use: the same Python, project code (every module's
+    size and time), framework and trial environment (what the import may have read)."""
+    stamp = []
+    for path in sorted(Path(PROJECT_ROOT, "tuner").rglob("*.py")):
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        stamp.append((str(path), st.st_size, st.st_mtime_ns))
+    items = sorted((k, v) for k, v in env.items() if k not in PER_TRIAL_ENV)
+    raw = json.dumps([python, PROJECT_ROOT, group, stamp, items])
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def _pid_of(path: str) -> int | None:
+    try:
+        return int(Path(path + ".pid").read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _serving(path: str) -> bool:
+    """A server answers at ``path``: its socket takes a connection and it is not stopped."""
+    pid = _pid_of(path)
+    if pid is not None and _proc_state(pid) in ("T", "t"):
+        return False  # stopped (SIGSTOP, a debugger): it would never answer; replace it
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1)
+    try:
+        probe.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
 
 
 def process_age() -> float:
@@ -139,9 +214,12 @@ def _peer_uid(conn: socket.socket) -> int:  # pragma: no cover - in the zygote
     return struct.unpack("3i", creds)[1]
 
 
-def serve(group: str, listen_fd: int | None = None) -> int:  # pragma: no cover - exercised through WarmRunner in a subprocess
+def serve(group: str, listen_fd: int | None = None, linger: float = 0.0) -> int:  # pragma: no cover - in a subprocess
+    """The zygote's loop. ``linger`` > 0: a server of its own (no owner on stdin), serving its
+    socket's clients until it has had none, and no trial, for that many seconds."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    _die_with_parent()
+    if linger <= 0:
+        _die_with_parent()
     listener = socket.socket(fileno=listen_fd) if listen_fd is not None else None
     for module in PRELOAD.get(group, ()):
         try:
@@ -190,8 +268,14 @@ def serve(group: str, listen_fd: int | None = None) -> int:  # pragma: no cover 
                     continue
         return reqs, data
 
-    while not eof or children:
-        watch: list[Any] = ([] if eof else [fd]) + ([listener] if listener is not None and not eof else []) + list(clients)
+    idle_since = time.monotonic()
+    while True:
+        if not eof or children or clients:
+            idle_since = time.monotonic()
+        elif linger <= 0 or time.monotonic() - idle_since >= linger:
+            break
+        accept = listener is not None and (linger > 0 or not eof)
+        watch: list[Any] = ([] if eof else [fd]) + ([listener] if accept else []) + list(clients)
         ready, _, _ = select.select(watch, [], [], 0.05)
         for r in ready:
             if r == fd:
@@ -200,7 +284,8 @@ def serve(group: str, listen_fd: int | None = None) -> int:  # pragma: no cover 
                     eof = True
                 reqs, buf = lines(buf + chunk)
                 for req in reqs:
-                    fork(req, None)
+                    if not eof or linger <= 0:
+                        fork(req, None)
             elif r is listener:
                 try:
                     conn, _ = listener.accept()
@@ -241,6 +326,41 @@ def serve(group: str, listen_fd: int | None = None) -> int:  # pragma: no cover 
                 code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
                 answer(who, {"id": rid, "exit": code})
     return 0
+
+
+def serve_detached(group: str, path: str, linger: float) -> int:  # pragma: no cover - in a subprocess
+    """Become the lingering server at ``path``: detach (the launcher returns at once), take the
+    socket under a lock (another server that is alive there wins; a stale socket is replaced),
+    then serve until idle for ``linger`` seconds."""
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    with open(path + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _serving(path):
+            return 0  # one is serving already
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            listener.bind(path)
+        finally:
+            os.umask(old)
+        listener.listen(64)
+        Path(path + ".pid").write_text(str(os.getpid()), encoding="ascii")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        return serve(group, listener.detach(), linger=linger)
+    finally:
+        if _pid_of(path) == os.getpid():
+            for leftover in (path, path + ".pid"):
+                try:
+                    os.unlink(leftover)
+                except FileNotFoundError:
+                    pass
 
 
 # --------------------------------------------------------------------------- the runner side
@@ -288,6 +408,18 @@ class _Zygote:
                               "(set MLOPS_WARM_WORKER=0 to run cold)")
 
     def _read(self, stream: Any) -> None:
+        try:
+            self._read_answers(stream)
+        except OSError:  # the connection was reset: the zygote is gone, as at end of file
+            pass
+        with self.cond:  # the zygote is gone: every child it had is gone with it
+            self.gone = True
+            for rid in list(self.pids):
+                self.exits.setdefault(rid, -signal.SIGKILL)
+            self.ready.set()
+            self.cond.notify_all()
+
+    def _read_answers(self, stream: Any) -> None:
         for raw in stream:
             try:
                 msg = json.loads(raw)
@@ -302,12 +434,6 @@ class _Zygote:
                 elif "exit" in msg:
                     self.exits[msg["id"]] = msg["exit"]
                 self.cond.notify_all()
-        with self.cond:  # the zygote is gone: every child it had is gone with it
-            self.gone = True
-            for rid in list(self.pids):
-                self.exits.setdefault(rid, -signal.SIGKILL)
-            self.ready.set()
-            self.cond.notify_all()
 
     @property
     def alive(self) -> bool:
@@ -364,7 +490,9 @@ class _SharedZygote(_Zygote):
     """Another worker's zygote on this machine, reached through its Unix socket. Closing the
     connection stops this worker's trials in it (the zygote kills a leaver's children)."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, lingering: bool = False):
+        self.path = path
+        self.lingering = lingering  # a server of its own, with a pid file beside its socket
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(5)
         try:
@@ -376,15 +504,28 @@ class _SharedZygote(_Zygote):
         self.server_pid = 0
         self._start(self.sock.makefile("wb"), self.sock.makefile("rb"))
 
-    def _read(self, stream: Any) -> None:
+    def _read_answers(self, stream: Any) -> None:
         first = stream.readline()  # {"ready", "pid"}: the zygote's pid, to see it stopped or gone
         try:
             self.server_pid = int(json.loads(first)["pid"])
             self.ready_at = time.monotonic()
             self.ready.set()
         except (ValueError, KeyError, TypeError):
-            pass
-        super()._read(stream)
+            return
+        super()._read_answers(stream)
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        """As :meth:`_Zygote.wait_ready`, failing at once when a lingering server is stopped or
+        gone (it would never answer)."""
+        deadline = time.monotonic() + timeout
+        while not self.ready.wait(0.25):
+            pid = _pid_of(self.path) if self.lingering else None
+            if (pid is not None and _proc_state(pid) in (None, "Z", "X", "T", "t")) or time.monotonic() > deadline:
+                self.close()
+                raise RunnerError("the machine's warm worker does not answer (stopped or gone)")
+        if self.gone:
+            self.close()
+            raise RunnerError("the machine's warm worker went away")
 
     @property
     def alive(self) -> bool:
@@ -486,8 +627,10 @@ class WarmRunner(LocalRunner):
 
     name = "local"
 
-    def __init__(self, python: str | None = None, names: dict[str, list[str]] | None = None):
+    def __init__(self, python: str | None = None, names: dict[str, list[str]] | None = None,
+                 linger: float = 0.0):
         super().__init__(python=python, names=names)
+        self.linger = linger  # > 0: use (or start) the machine's lingering server
         self._zygotes: dict[str, _Zygote] = {}
         self._count = 0
         self._preparing: str | None = None  # the group prepare() started, until wait_prepared()
@@ -499,6 +642,8 @@ class WarmRunner(LocalRunner):
         """Let the other workers of this machine fork their trials from this runner's warm
         workers; the environment entry that tells them where (give it to the workers only:
         trials never see it)."""
+        if self.linger > 0:
+            return {}  # they find the machine's lingering server themselves
         if self._share_dir is None:
             self._share_dir = tempfile.mkdtemp(prefix="mlops-warm-")  # mode 0700: ours alone
         return {SOCKETS_ENV: self._share_dir}
@@ -506,10 +651,20 @@ class WarmRunner(LocalRunner):
     def _new_zygote(self, group: str) -> _Zygote:
         if self._shared_dir and group not in self._shared_failed:
             path = os.path.join(self._shared_dir, f"{group}.sock")
-            try:
-                return _SharedZygote(path)
-            except RunnerError:
-                self._shared_failed.add(group)  # from now on this worker has its own
+            deadline = time.monotonic() + 20  # worker 0 may still be reading its script: its socket comes
+            while True:
+                try:
+                    return _SharedZygote(path)
+                except RunnerError:
+                    if os.path.exists(path) or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.1)
+            self._shared_failed.add(group)  # from now on this worker has its own
+        if self.linger > 0 and group not in self._shared_failed:
+            z = self._lingering(group)
+            if z is not None:
+                return z
+            self._shared_failed.add(group)
         listener = None
         if self._share_dir is not None:
             path = os.path.join(self._share_dir, f"{group}.sock")
@@ -541,6 +696,42 @@ class WarmRunner(LocalRunner):
         if z is None:
             z = self._zygotes[group] = self._new_zygote(group)
         return z
+
+    def _lingering(self, group: str) -> _SharedZygote | None:
+        """The machine's lingering server for ``group`` and this run's environment: connect,
+        or start it (detached) and connect; None when there can be none (no private folder)."""
+        folder = runtime_dir()
+        if folder is None:
+            return None
+        env = with_project_root(trial_environment())
+        path = str(folder / f"warm-{group}-{server_key(self.python, group, env)}.sock")
+        started = False
+        deadline = time.monotonic() + 30
+        while True:
+            pid = _pid_of(path)
+            if pid is None or _proc_state(pid) not in ("T", "t"):
+                try:
+                    return _SharedZygote(path, lingering=True)
+                except RunnerError:
+                    pass
+            if not started:  # none, dead or stopped: a new one takes the socket
+                self._start_server(group, path, env)
+                started = True
+                continue
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.1)
+
+    def _start_server(self, group: str, path: str, env: dict[str, str]) -> None:
+        launcher = subprocess.Popen(
+            [self.python, "-m", "tuner.runners.warm", group, "--serve", path, "--linger", repr(self.linger)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+            start_new_session=True)
+        try:
+            launcher.wait(timeout=30)  # it forks the server and exits
+        except subprocess.TimeoutExpired:
+            launcher.kill()
+            launcher.wait()
 
     def _zygote(self, group: str) -> _Zygote:
         z = self._launch(group)
@@ -654,10 +845,16 @@ class WarmRunner(LocalRunner):
 def from_config(cfg: Any, names: dict[str, list[str]] | None = None) -> LocalRunner:
     """The registry's ``local`` runner: the warm worker, or a fresh process per trial when
     ``warm_worker`` is off."""
-    return WarmRunner(names=names) if cfg["warm_worker"] else LocalRunner(names=names)
+    if not cfg["warm_worker"]:
+        return LocalRunner(names=names)
+    return WarmRunner(names=names, linger=cfg["warm_worker_linger"])  # 0 in a Jenkins build: see tuner.config
 
 
 if __name__ == "__main__":  # pragma: no cover
     _args = sys.argv[1:]
+    _group = _args[0] if _args and not _args[0].startswith("--") else "keras"
+    if "--serve" in _args:
+        sys.exit(serve_detached(_group, _args[_args.index("--serve") + 1],
+                                float(_args[_args.index("--linger") + 1])))
     _fd = int(_args[_args.index("--listen-fd") + 1]) if "--listen-fd" in _args else None
-    sys.exit(serve(_args[0] if _args and not _args[0].startswith("--") else "keras", _fd))
+    sys.exit(serve(_group, _fd))
