@@ -210,3 +210,33 @@ def test_a_worker_waits_rather_than_train_a_blind_guess_while_two_trials_run(tmp
         assert runner.started == [] and outcome.status == "budget_spent" and "time budget" in outcome.reason
     else:
         assert len(runner.started) == 1  # the third trial of the budget, at once
+
+
+def test_workers_started_before_the_runs_set_up_wait_for_its_study(tmp_path):
+    """'mlops run --workers N' starts its workers before it reads the script and opens the study;
+    a worker claims nothing until that run has recovered the study's stale trials and marked it
+    ready with its token (a worker of another run, or an older token, keeps waiting)."""
+    from tests.fakes import FakeRunner, run_tune, write_script
+    from tests.test_loop import settings
+    from tuner.errors import StudyError
+    from tuner.loop import TuneLoop
+
+    write_script(tmp_path)
+    script, run_dir = tmp_path / "model.py", tmp_path / "run"
+    run_tune(script, run_dir, settings(max_trials=2, goal=0.999), FakeRunner(), ready_token="run-1")
+    with open_store(run_dir) as study:
+        assert study.meta()["ready"] == "run-1"
+        before = len(study.trials())
+    ticks = iter(range(0, 10_000, 30))  # a clock that runs 30 s per reading: the wait ends at once
+    late = FakeRunner()
+    worker = TuneLoop(script, run_dir, settings(max_trials=4, goal=0.999), late, kind="ann", join=True, lock=False,
+                      exclusive=False, ready_token="run-2", clock=lambda: float(next(ticks)))
+    with pytest.raises(StudyError, match="did not open its study within 120 s"):
+        worker.run()
+    assert late.started == []  # it claimed nothing
+    with open_store(run_dir) as study:
+        assert len(study.trials()) == before
+    ready = TuneLoop(script, run_dir, settings(max_trials=4, goal=0.999), FakeRunner(), kind="ann", join=True,
+                     lock=False, exclusive=False, ready_token="run-1")
+    outcome = ready.run()  # the token it waits for is there: it goes on at once
+    assert outcome.status == "budget_spent"  # the study's budget (2 trials), not its own 4

@@ -212,6 +212,8 @@ class Tune:
                 the trial was stopped and the study records it interrupted.
         """
         try:
+            if self.pool is not None:
+                self.pool.start()  # the workers start up beside this one's own set-up; they wait for its study
             return self.loop.run()
         except KeyboardInterrupt:
             if self.pool is not None:
@@ -317,6 +319,7 @@ def build_tune(
         context={"git": commit_info(Path(script).resolve()), "build_url": os.environ.get("BUILD_URL") or None},
         store_url=storage, study_name=study_name, exclusive=storage is None and pool is None,
         wait_for_peers=pool.wait if pool is not None else None,
+        ready_token=pool.token if pool is not None else None,
     )
     return Tune(loop, trial_runner, target, pool)
 
@@ -332,9 +335,12 @@ def _build_worker(script: Path, cfg: Config, run_dir: Path, *, kind: str | None,
     subscribers: list[Listener] = [JsonlSink(run_dir / f"events-{worker}.jsonl"), *(listeners or [])]
     supervise = build_supervisor(cfg)
     trial_runner = runner or build_runner(cfg)
+    from tuner.workers import READY_ENV
+
     loop = TuneLoop(script, run_dir, LoopSettings.from_config(cfg), trial_runner, kind=kind, listeners=subscribers,
                     supervise=supervise, runner_name=cfg.runner, store_url=cfg.storage or store_url(run_dir),
-                    study_name=study_name, exclusive=False, lock=not joined, join=True)
+                    study_name=study_name, exclusive=False, lock=not joined, join=True,
+                    ready_token=os.environ.get(READY_ENV) if joined else None)
     return Tune(loop, trial_runner, run_dir)
 
 

@@ -155,6 +155,7 @@ class TuneLoop:
         lock: bool = True,
         wait_for_peers: Callable[[], None] | None = None,
         join: bool = False,
+        ready_token: str | None = None,
     ):
         self.script = Path(script).resolve()
         self.run_dir = Path(run_dir).resolve()
@@ -173,6 +174,9 @@ class TuneLoop:
         self.lock = lock  # take the run directory's lock (a worker started by 'mlops run' shares its parent's)
         self.wait_for_peers = wait_for_peers
         self.join = join  # a worker joining a study: the goal and budget are the study's, not this process's
+        # 'mlops run --workers N' starts its workers before its own set-up: it marks the study
+        # ready with this token once stale trials are recovered, and they wait for it to claim
+        self.ready_token = ready_token
         self.session_started = 0.0
         self.owner = worker_name()
         self.planned_epochs: int | None = None
@@ -262,11 +266,15 @@ class TuneLoop:
             "kind": self.kind, "metric": self.s.metric,
         }, maximize=self.s.maximize)
         try:
-            self._agree_on_settings(study)
-            if self.lock and self.store_url is None:
+            if self.lock and self.store_url is None and not self.join:
                 # this process holds the run directory and its own study: whoever ran the trials
                 # still 'running' is gone (before any worker it starts can claim one)
                 study.mark_stale(0.0)
+            if self.join and self.ready_token:
+                self._wait_until_ready(study)
+            self._agree_on_settings(study)
+            if self.ready_token and not self.join:
+                study.set_meta(ready=self.ready_token)  # the workers it started may claim now
             started_wall = time.time()
             meta = study.meta()
             first_started = meta.get("first_started_at", started_wall)
@@ -301,6 +309,16 @@ class TuneLoop:
 
     _SHARED = ("goal", "metric", "maximize", "strategy", "max_trials", "max_minutes", "seed", "prune", "confirm",
                "trial_timeout", "stale_after", "ramp")
+
+    def _wait_until_ready(self, study: StudyStore, timeout: float = 120.0) -> None:
+        """A worker started by 'mlops run --workers N' (before that run's own set-up): wait
+        until the run has recovered the study's stale trials and recorded its goal and budget."""
+        deadline = self.clock() + timeout
+        while study.meta().get("ready") != self.ready_token:
+            if self.clock() > deadline:
+                raise StudyError(f"the 'mlops run' that started this worker did not open its study within "
+                                 f"{timeout:g} s; it stopped, or see its own output")
+            time.sleep(0.1)
 
     def _agree_on_settings(self, study: StudyStore) -> None:
         """One goal and one budget per study: the run that starts it (or resumes it with new

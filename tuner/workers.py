@@ -33,6 +33,7 @@ def worker_name(pid: int | None = None) -> str:
     return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
 
 
+READY_ENV = "MLOPS_JOIN_WHEN_READY"  # the token a started worker waits for before it claims a trial
 STOP_GRACE = 60.0  # seconds a worker gets to record its trial after Ctrl-C or SIGTERM
 
 
@@ -107,12 +108,13 @@ class WorkerPool:
         self.env = dict(os.environ if env is None else env)
         self.python = python or sys.executable
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.token = os.urandom(8).hex()  # the study is ready for them when it holds this (TuneLoop.ready_token)
         self._stopping = False
         self._watchers: list[threading.Thread] = []
 
     def __call__(self, event: Event) -> None:
         if event.type == "run_started" and not self.procs:
-            self.start()
+            self.start()  # not started with the run (Tune.run does): start them now
 
     def command(self, index: int) -> list[str]:
         return [self.python, "-m", "tuner", "worker", "--study", self.study, "--run-dir", str(self.run_dir),
@@ -121,6 +123,7 @@ class WorkerPool:
     def start(self) -> None:
         for i in range(1, self.count + 1):
             env = worker_env(self.env, self.gpus[i] if i < len(self.gpus) else None, self.storage)
+            env[READY_ENV] = self.token
             self.procs.append(subprocess.Popen(
                 self.command(i), env=env, stdin=subprocess.DEVNULL,
                 preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None))
