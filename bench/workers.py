@@ -418,8 +418,25 @@ def thread_env(threads: str, workers: int, cpus: int) -> dict[str, str]:
     return {"OMP_NUM_THREADS": n, "TF_NUM_INTRAOP_THREADS": n, "TF_NUM_INTEROP_THREADS": n}
 
 
+def _warm_server_cpu() -> dict[int, float]:
+    """CPU seconds of each lingering warm worker of this user and of the trials it forked and
+    reaped (they are its children, not the command's: RUSAGE_CHILDREN does not see them)."""
+    from tuner.runners.warm import runtime_dir
+
+    folder = runtime_dir()
+    out: dict[int, float] = {}
+    for pidfile in folder.glob("*.pid") if folder else []:
+        try:
+            pid = int(pidfile.read_text())
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+            out[pid] = sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError):
+            continue
+    return out
+
+
 def measured_run(task: Task, seed: int, workers: int, budget: int, threads: str, workroot: Path,
-                 cpus: int) -> dict[str, Any]:
+                 cpus: int, cold: bool = False) -> dict[str, Any]:
     """``python -m tuner run`` with ``--workers workers``; what it cost and what it trained."""
     folder = workroot / f"{task.name}-{seed}-w{workers}"
     shutil.rmtree(folder, ignore_errors=True)
@@ -427,6 +444,8 @@ def measured_run(task: Task, seed: int, workers: int, budget: int, threads: str,
     run_dir = folder / "run"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")}
     env.update({"MLOPS_WINNERS_FILE": "off", "TF_CPP_MIN_LOG_LEVEL": "2"}, **thread_env(threads, workers, cpus))
+    if cold:  # every run imports TensorFlow itself (no warm worker left by the run before)
+        env["MLOPS_WARM_LINGER"] = "0"
     cmd = [sys.executable, "-m", "tuner", "run", str(script), "--run-dir", str(run_dir), "--workers", str(workers),
            "--no-mail", "--seed", str(seed), "--goal", repr(task.goal), "--max-trials", str(budget),
            "--strategy", "auto"]
@@ -434,14 +453,17 @@ def measured_run(task: Task, seed: int, workers: int, budget: int, threads: str,
     import resource
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    servers_before = _warm_server_cpu()
     wall0 = time.time()
     t0 = time.monotonic()
     with open(log_path, "wb") as log:
         proc = subprocess.run(cmd, env=env, cwd=str(folder), stdout=log, stderr=subprocess.STDOUT, timeout=3600)
     wall = time.monotonic() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    # CPU seconds of the whole process tree (workers, warm zygotes, trials: each is waited for)
+    # CPU seconds of the whole process tree (workers, warm zygotes, trials: each is waited for),
+    # and what the machine's lingering warm worker and its trials spent meanwhile
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    cpu += sum(v - servers_before.get(pid, 0.0) for pid, v in _warm_server_cpu().items())
     row: dict[str, Any] = {"task": task.name, "seed": seed, "workers": workers, "exit": proc.returncode,
                            "wall": round(wall, 2), "cpu": round(cpu, 2), "cores_busy": round(cpu / wall, 2)}
     try:
@@ -528,7 +550,7 @@ def measured_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_measured(tasks: list[str], seeds: list[int], budget: int, threads: str,
-                 log: Callable[[str], Any] = print) -> dict[str, Any]:
+                 log: Callable[[str], Any] = print, cold: bool = False) -> dict[str, Any]:
     cpus = os.cpu_count() or 1
     workroot = Path(tempfile.mkdtemp(prefix="mlops-bench-workers-"))
     rows = []
@@ -538,7 +560,7 @@ def run_measured(tasks: list[str], seeds: list[int], budget: int, threads: str,
             for j, t in enumerate(tasks):
                 order = (1, 2) if (i + j) % 2 == 0 else (2, 1)
                 for n in order:
-                    row = measured_run(TASKS[t], s, n, budget, threads, workroot, cpus)
+                    row = measured_run(TASKS[t], s, n, budget, threads, workroot, cpus, cold)
                     rows.append(row)
                     log(f"[{time.monotonic() - t0:5.0f}s] {t:<7} seed {s} workers {n}: wall {row['wall']:.1f} s, "
                         f"goal {'met' if row.get('reached') else 'NOT met'} (epoch at "
@@ -546,7 +568,7 @@ def run_measured(tasks: list[str], seeds: list[int], budget: int, threads: str,
                         f"{row.get('epochs_trained')} epochs, exit {row['exit']}")
     finally:
         shutil.rmtree(workroot, ignore_errors=True)
-    return {"threads": threads, "thread_env": {str(n): thread_env(threads, n, cpus) for n in (1, 2)},
+    return {"threads": threads, "cold": cold, "thread_env": {str(n): thread_env(threads, n, cpus) for n in (1, 2)},
             "tasks": tasks, "seeds": seeds, "rows": rows, "summary": measured_summary(rows),
             "seconds": round(time.monotonic() - t0, 1)}
 
@@ -566,7 +588,8 @@ def table(data: dict[str, Any]) -> str:
                                                      for n, e in te.items()))
         lines.append(f"measured: python -m tuner run --workers N, strategy auto, budget {data['meta']['budget']} "
                      f"trials; tasks {', '.join(m['tasks'])}, seeds {_seed_text(m['seeds'])}; "
-                     f"{data['meta']['cpus']} CPUs; {threads} ({m['threads']})")
+                     f"{data['meta']['cpus']} CPUs; {threads} ({m['threads']}); warm worker "
+                     f"{'per run (--cold)' if m.get('cold') else 'lingering between runs (the default)'}")
         lines.append(f"{'task':<7} {'seed':>4} {'goal@1':>7} {'goal@2':>7} {'ratio':>6} {'exit@1':>7} {'exit@2':>7} "
                      f"{'ratio':>6} {'epochs 1':>8} {'epochs 2':>8}   (seconds from the command's start to the end of "
                      "the epoch that met the goal, and to its exit; epochs = trained)")
@@ -669,6 +692,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget", type=int, default=BUDGET, help=f"trials per run (default {BUDGET}, as bench/tuning.py)")
     ap.add_argument("--threads", choices=("split", "default"), default="split",
                     help="split: each worker's trials get cpus/N threads (default); default: TensorFlow's own")
+    ap.add_argument("--cold", action="store_true",
+                    help="MLOPS_WARM_LINGER=0: every run imports TensorFlow itself (default: the product's "
+                         "default, a warm worker that lingers for the machine's next run)")
     ap.add_argument("--simulate-only", action="store_true", help="skip the measured part (keeps the one in the JSON)")
     ap.add_argument("--no-ramp", action="store_true",
                     help="simulate without the loop's ramp (workers.ramp: false): every free worker starts a trial")
@@ -712,7 +738,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         data["meta"]["loadavg_before_measuring"] = [round(x, 2) for x in os.getloadavg()]
         data["measured"] = run_measured(tasks, parse_seeds(args.seeds), args.budget, args.threads,
-                                        log=lambda s: print(s, flush=True))
+                                        log=lambda s: print(s, flush=True), cold=args.cold)
         data["meta"]["measured_command"] = data["meta"]["command"]
     data["pass"] = {"measured": (data.get("measured") or {}).get("summary", {}).get("target"),
                     "simulated": data["simulated"]["summary"]["target"]}
