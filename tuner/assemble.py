@@ -305,8 +305,6 @@ def build_tune(
         from notify import MailOnFinish
 
         subscribers.append(MailOnFinish(cfg, echo=echo))
-    if pool is not None:
-        subscribers.insert(0, pool)  # started once the study is open and recovered
     supervise = build_supervisor(cfg)
     trial_runner = runner or build_runner(cfg)  # last: nothing after it can fail and leak it
     share = getattr(trial_runner, "share_with_workers", None)

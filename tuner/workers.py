@@ -25,8 +25,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from tuner.events import Event
-
 
 def worker_name(pid: int | None = None) -> str:
     """Who owns the trials a process runs: ``host:pid`` (this process by default)."""
@@ -91,9 +89,9 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 
 
 class WorkerPool:
-    """Starts the other workers when the run starts (a subscriber of ``run_started``, emitted
-    once the study is open and the trials a dead session left were recovered), and waits for
-    them before the outcome is written (``wait``)."""
+    """Starts the other workers with the run (:meth:`tuner.assemble.Tune.run`, before the run's
+    own set-up; each claims nothing until the run has recovered the study and written their
+    :attr:`token` into it), and waits for them before the outcome is written (``wait``)."""
 
     def __init__(self, script: Path, run_dir: Path, storage: str, study: str, count: int,
                  gpus: list[str | None], *, echo: Callable[[str], Any] = print,
@@ -111,10 +109,6 @@ class WorkerPool:
         self.token = os.urandom(8).hex()  # the study is ready for them when it holds this (TuneLoop.ready_token)
         self._stopping = False
         self._watchers: list[threading.Thread] = []
-
-    def __call__(self, event: Event) -> None:
-        if event.type == "run_started" and not self.procs:
-            self.start()  # not started with the run (Tune.run does): start them now
 
     def command(self, index: int) -> list[str]:
         return [self.python, "-m", "tuner", "worker", "--study", self.study, "--run-dir", str(self.run_dir),
