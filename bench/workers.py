@@ -421,14 +421,14 @@ def thread_env(threads: str, workers: int, cpus: int) -> dict[str, str]:
 def _warm_server_cpu() -> dict[int, float]:
     """CPU seconds of each lingering warm worker of this user and of the trials it forked and
     reaped (they are its children, not the command's: RUSAGE_CHILDREN does not see them)."""
-    from tuner.runners.warm import runtime_dir
+    from tuner.runners.warm import proc_stat, runtime_dir
 
     folder = runtime_dir()
     out: dict[int, float] = {}
     for pidfile in folder.glob("*.pid") if folder else []:
         try:
             pid = int(pidfile.read_text())
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+            fields = proc_stat(pid) or []  # utime, stime, cutime, cstime
             out[pid] = sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
         except (OSError, ValueError):
             continue

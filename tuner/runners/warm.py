@@ -127,11 +127,25 @@ def _pid_of(path: str) -> int | None:
         return None
 
 
+_STOPPED = ("T", "t")  # /proc states: stopped (SIGSTOP, a debugger): it would never answer
+_GONE = (None, "Z", "X")  # no such process, a zombie, dead
+
+
+def proc_stat(pid: int | str) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (the state first: field 3 of
+    proc(5) is index 0); None when there is no such process."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[-1].split() or None
+
+
 def _serving(path: str) -> bool:
     """A server answers at ``path``: its socket takes a connection and it is not stopped."""
     pid = _pid_of(path)
-    if pid is not None and _proc_state(pid) in ("T", "t"):
-        return False  # stopped (SIGSTOP, a debugger): it would never answer; replace it
+    if pid is not None and _proc_state(pid) in _STOPPED:
+        return False  # it would never answer: replace it
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe.settimeout(1)
     try:
@@ -146,7 +160,7 @@ def _serving(path: str) -> bool:
 def process_age() -> float:
     """Seconds since this process started (Linux: from /proc); 0 where that is unknown."""
     try:
-        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[-1].split()[19])
+        ticks = int((proc_stat("self") or [])[19])
         uptime = float(Path("/proc/uptime").read_text().split()[0])
         return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
     except (OSError, ValueError, IndexError):
@@ -442,7 +456,7 @@ class _Zygote:
     @property
     def healthy(self) -> bool:
         """Running and able to answer: not exited, not stopped (SIGSTOP, a debugger)."""
-        return self.alive and _proc_state(self.server_pid) not in ("T", "t", "Z", "X")
+        return self.alive and _proc_state(self.server_pid) not in _STOPPED + _GONE
 
     def spawn(self, req: dict[str, Any], timeout: float = 30) -> int:
         """Ask the zygote to fork the trial; its pid.
@@ -520,7 +534,7 @@ class _SharedZygote(_Zygote):
         deadline = time.monotonic() + timeout
         while not self.ready.wait(0.25):
             pid = _pid_of(self.path) if self.lingering else None
-            if (pid is not None and _proc_state(pid) in (None, "Z", "X", "T", "t")) or time.monotonic() > deadline:
+            if (pid is not None and _proc_state(pid) in _GONE + _STOPPED) or time.monotonic() > deadline:
                 self.close()
                 raise RunnerError("the machine's warm worker does not answer (stopped or gone)")
         if self.gone:
@@ -541,12 +555,8 @@ class _SharedZygote(_Zygote):
 
 def _proc_state(pid: int) -> str | None:
     """The kernel's one-letter state of ``pid`` (R, S, T stopped, Z zombie, ...); None if gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return None
-    rest = text.rsplit(")", 1)[-1].split()
-    return rest[0] if rest else None
+    fields = proc_stat(pid)
+    return fields[0] if fields else None
 
 
 _EXIT_FILE = ".warm-exit"
@@ -709,7 +719,7 @@ class WarmRunner(LocalRunner):
         deadline = time.monotonic() + 30
         while True:
             pid = _pid_of(path)
-            if pid is None or _proc_state(pid) not in ("T", "t"):
+            if pid is None or _proc_state(pid) not in _STOPPED:
                 try:
                     return _SharedZygote(path, lingering=True)
                 except RunnerError:
