@@ -20,6 +20,7 @@ from typing import Any
 
 from tuner.errors import NotifyError
 from tuner.fmt import (
+    METRIC_DECIMALS,
     clean_log,
     diff_line_kind,
     format_duration,
@@ -294,9 +295,6 @@ def message_id_for(run_dir: Path, summary: Mapping[str, Any]) -> str:
 
 
 # -- formatting -----------------------------------------------------------------------------
-
-
-METRIC_DECIMALS = 4  # as the report (tuner.html_report.format_metric), the console and the loop's reasons
 
 
 def fmt_metric(value: Any) -> str:

@@ -11,6 +11,7 @@ LOG_TAIL_LINES = 50  # the lines of a failed trial's log that the summary, repor
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
+METRIC_DECIMALS = 4  # a score, everywhere it is shown: 0.93 -> 0.9300 (console, report, mail)
 SETTING_LABELS = {"fc_layers": "FC", "learning_rate": "lr", "epochs": "epochs", "batch_size": "batch"}
 # the canonical setting names (tuner.settings.CANONICAL), in the order people read them
 

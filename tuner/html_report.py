@@ -34,6 +34,7 @@ from markupsafe import Markup, escape
 from tuner.errors import MlopsError
 from tuner.fmt import (  # noqa: F401 - re-exported for the report's callers
     LOG_TAIL_LINES,
+    METRIC_DECIMALS,
     SETTING_LABELS,
     clean_log,
     diff_line_kind,
@@ -58,7 +59,6 @@ TEMPLATE = "report.html.j2"
 TRIAL_LOG = "train.log"  # in each trial's workdir (docs/architecture.md)
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
-METRIC_DECIMALS = 4
 FAILED_STATUSES = ("failed", "timeout", "killed")
 
 STATUS_WORDS = {
