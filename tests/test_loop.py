@@ -208,6 +208,46 @@ def test_goal_pruner_stops_hopeless_curves_only():
     assert lo.should_prune("loss", [{"loss": v} for v in (0.9, 0.88, 0.87, 0.86)], planned=10)
 
 
+def test_goal_pruner_reads_the_recent_slope_not_the_first_jump():
+    p = GoalPruner(goal=0.9, maximize=True)
+    # a big first jump, then a plateau: the steepest-jump rule (0.3/epoch) kept it training
+    plateau = [{"m": v} for v in (0.5, 0.8, 0.81, 0.8, 0.81, 0.8)]
+    assert "levelled off at 0.8100" in p.should_prune("m", plateau, planned=15)
+    # still climbing at 0.02 an epoch: 0.83 + 1.5 * 0.02 * 9 = 1.1 may reach 0.9
+    climbing = [{"m": v} for v in (0.5, 0.77, 0.79, 0.81, 0.83)]
+    assert p.should_prune("m", climbing, planned=15) is None
+    # noise: a plateau 0.05 under the goal is left alone when the curves move 0.03 by chance
+    near = [{"m": v} for v in (0.6, 0.84, 0.85, 0.85, 0.85)]
+    assert p.should_prune("m", near, planned=15) is not None
+    assert p.should_prune("m", near, planned=15, margin=0.06) is None
+
+
+def test_a_diverged_trial_stops_at_once(tmp_path):
+    from tuner.pruning import diverged
+
+    policy = PrunePolicy(metric="val_accuracy", goal=0.9, planned=15, peers=[])
+    nan = [{"epoch": 1, "loss": float("nan"), "val_accuracy": 0.1}]
+    why = policy.check(nan)
+    assert why is not None and "diverged at epoch 1" in why and "lower learning rate" in why
+    assert diverged({"epoch": 2, "loss": float("inf")}) is not None
+    assert diverged({"epoch": 2, "loss": 0.3}) is None and diverged({"epoch": 2}) is None
+    # a diverged epoch written by a trial reads back as NaN and still stops it
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(nan[0]) + "\n")
+    from tuner.trial import read_history
+
+    assert "diverged" in policy.check(read_history(tmp_path))
+
+
+def test_the_goal_rule_allows_twice_the_measured_noise():
+    flat = [[{"epoch": i + 1, "val_accuracy": v} for i, v in enumerate((0.5, 0.8, 0.83, 0.8, 0.83, 0.8))]]
+    policy = PrunePolicy.for_trial("val_accuracy", 0.9, True, 15, flat)
+    assert policy.noise == pytest.approx(0.03)
+    assert policy.goal_margin == pytest.approx(0.06)
+    near = [{"epoch": i + 1, "val_accuracy": v} for i, v in enumerate((0.6, 0.84, 0.85, 0.85, 0.85))]
+    assert policy.check(near) is None  # 0.85 + 0.06 >= 0.9: within the noise
+    assert PrunePolicy.for_trial("val_accuracy", 0.9, True, True, flat).planned is None
+
+
 def test_baseline_that_cannot_reach_the_goal_is_pruned_early(tmp_path):
     outcome, _ = run_loop(tmp_path, runner=FakeRunner(final=lambda s: 0.6 if s["fc_layers"] == [16] else 0.95,
                                                       epochs=6), prune=True)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from tuner.artifact import drop_model
 from tuner.errors import EXIT_GOAL_NOT_MET, EXIT_OK, HParamsError, RunnerError, StudyError
 from tuner.events import EventBus, Listener
-from tuner.pruning import PrunePolicy, measured_noise, meets_goal
+from tuner.pruning import PrunePolicy, meets_goal
 from tuner.runners.base import Runner
 from tuner.search import Observation, SearchSpace, build_space, get_strategy, strategy_class
 from tuner.search.base import settings_key
@@ -491,9 +491,7 @@ class TuneLoop:
 
         emitted = {"epoch": 0}
         planned = rec.settings.get("epochs", self.planned_epochs)
-        policy = PrunePolicy(metric=self.s.metric, goal=self.s.goal, maximize=self.s.maximize,
-                             planned=planned if isinstance(planned, int) else None, peers=peers,
-                             noise=measured_noise(peers, self.s.metric))
+        policy = PrunePolicy.for_trial(self.s.metric, self.s.goal, self.s.maximize, planned, peers)
         prune = self.s.prune and rec.confirms is None  # a confirmation is trained to the end, never pruned
         if prune:
             policy.write(spec.workdir)  # the harness applies it at the end of every epoch

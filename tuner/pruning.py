@@ -7,6 +7,7 @@ the loop writes into the trial workdir, and decides at the end of every epoch, e
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -62,14 +63,22 @@ class MedianPruner:
 
 @dataclass
 class GoalPruner:
-    """Stop a trial that cannot reach the goal by its last epoch, even on an optimistic
-    straight-line extrapolation of its steepest one-epoch gain so far (x ``optimism``).
-    Needs the planned epoch count; waits ``warmup_epochs`` and a third of the plan."""
+    """Stop a trial that has levelled off below the goal: even if it kept climbing at its recent
+    pace (the least-squares slope of its last ``window`` epochs, x ``optimism``) and gained the
+    noise margin on top, it would not reach the goal by its last epoch.
+
+    The recent slope, not the largest jump so far: almost every curve jumps in its first epochs,
+    and that jump says nothing about a plateau ten epochs later. Needs the planned epoch count;
+    waits ``warmup_epochs`` and a third of the plan. Measured on 109 full curves of the example
+    models (bench/README.md): it stops 29 of 46 curves that never reach the goal, where the
+    steepest-jump rule stopped 13, and stops 2 of 63 that would have reached it, both climbing
+    so slowly that they would have met it only after 10 and 14 epochs."""
 
     goal: float
     maximize: bool = True
     warmup_epochs: int = 3
     optimism: float = 1.5
+    window: int = 4
 
     def should_prune(self, metric: str, history: list[dict[str, Any]], planned: int | None,
                      margin: float = 0.0) -> str | None:
@@ -82,13 +91,32 @@ class GoalPruner:
         sign = 1 if self.maximize else -1
         vals = [sign * v for v in values]  # type: ignore[operator]
         goal = sign * self.goal
-        step = max([b - a for a, b in zip(vals, vals[1:], strict=False)] + [0.0])
+        step = max(0.0, recent_slope(vals[-self.window:]))
         reach = max(vals) + self.optimism * step * (planned - e) + margin
         if reach < goal:
             best = sign * max(vals)
-            return (f"pruned at epoch {e}: best {metric} so far {best:.4f}, gaining at most {step:.4f} "
-                    f"per epoch, cannot reach the goal {self.goal:g} in the {planned - e} epochs left")
+            return (f"pruned at epoch {e}: {metric} has levelled off at {best:.4f} (gaining {step:.4f} per epoch "
+                    f"lately), cannot reach the goal {self.goal:g} in the {planned - e} epochs left")
         return None
+
+
+def recent_slope(values: list[float]) -> float:
+    """The least-squares slope of ``values`` per step (0 for fewer than two)."""
+    n = len(values)
+    if n < 2:
+        return 0.0
+    mx, my = (n - 1) / 2, sum(values) / n
+    return sum((x - mx) * (y - my) for x, y in enumerate(values)) / sum((x - mx) ** 2 for x in range(n))
+
+
+def diverged(record: dict[str, Any]) -> str | None:
+    """Why an epoch's record shows a diverged training (its loss is NaN or infinite), or None.
+    A NaN loss never recovers: the weights are NaN from then on, so no later epoch can score."""
+    loss = record.get("loss")
+    if isinstance(loss, (int, float)) and not isinstance(loss, bool) and not math.isfinite(loss):
+        return (f"diverged at epoch {record.get('epoch', '?')}: the training loss is {loss}; "
+                "a lower learning rate may train")
+    return None
 
 
 @dataclass
@@ -109,16 +137,34 @@ class PrunePolicy:
         """A gap no rule stops a trial over: one validation sample plus the measured noise."""
         return (self.resolution or 0.0) + self.noise
 
+    @property
+    def goal_margin(self) -> float:
+        """The goal rule's margin: one validation sample plus twice the noise (the best of a few
+        noisy epochs on a plateau lies about two noise steps above where it levelled off)."""
+        return (self.resolution or 0.0) + 2 * self.noise
+
+    @classmethod
+    def for_trial(cls, metric: str, goal: float, maximize: bool, planned: Any,
+                  peers: list[list[dict[str, Any]]]) -> PrunePolicy:
+        """The policy ``mlops run`` gives a trial: compared with ``peers`` (the finished trials'
+        curves), the noise measured on them."""
+        return cls(metric=metric, goal=goal, maximize=maximize,
+                   planned=planned if isinstance(planned, int) and not isinstance(planned, bool) else None,
+                   peers=peers, noise=measured_noise(peers, metric))
+
     def check(self, history: list[dict[str, Any]]) -> str | None:
         if not history:
             return None
+        why = diverged(history[-1])
+        if why:
+            return why
         history, peers = _slim(history, self.metric), [_slim(h, self.metric) for h in self.peers]
         value = history[-1].get(self.metric)
         if meets_goal(value, self.goal, self.maximize):
             return None
         return (MedianPruner(maximize=self.maximize).should_prune(self.metric, history, peers, self.margin)
                 or GoalPruner(goal=self.goal, maximize=self.maximize).should_prune(
-                    self.metric, history, self.planned, self.margin))
+                    self.metric, history, self.planned, self.goal_margin))
 
     def write(self, workdir: Path) -> None:
         Path(workdir).mkdir(parents=True, exist_ok=True)
