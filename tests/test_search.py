@@ -105,3 +105,42 @@ def test_a_value_known_only_at_run_time_reads_as_written_and_a_none_keyword_as_n
     # the console, report and mail: None of a canonical setting is "decided when the script
     # runs"; None of a scikit-learn keyword (max_depth=None: no limit) is a value
     assert format_settings({"learning_rate": None, "max_depth": None}) == "lr as written, max_depth None"
+
+
+def test_tpe_is_told_a_first_trial_outside_the_space_as_it_ran():
+    from tuner.search._tpe import TPE, _distributions, _encode
+    from tuner.search.space import Param, SearchSpace
+
+    params = {"fc_layers": Param("fc_layers", "fc", 1, 3, choices=(16, 64, 256)),
+              "learning_rate": Param("learning_rate", "float", 1e-4, 3e-2, log=True),
+              "batch_size": Param("batch_size", "choice", choices=(16, 32))}
+    written = {"fc_layers": [16, 16, 16, 16], "learning_rate": 3e-5, "batch_size": 32}
+    flat, used = _encode(params, written, _distributions(params))
+    assert flat["fc_layers__n"] == 4 and flat["learning_rate"] == 3e-5  # the true values ...
+    assert used["fc_layers__n"].high == 4 and used["learning_rate"].low == 3e-5  # ... in a range widened for it
+    assert _encode(params, {**written, "batch_size": 24}, _distributions(params)) is None  # an unknown choice: not told
+    space = SearchSpace(params=params, baseline=written, framework="keras")
+    history = [Observation(1, dict(written), "ok", 0.5, []),
+               Observation(2, {"fc_layers": [256, 64], "learning_rate": 3e-3, "batch_size": 16}, "pruned", 0.8,
+                           [{"epoch": 1, "val_accuracy": 0.8}])]
+    for attempt in range(5):  # what it proposes stays in the space
+        s = TPE(space, n_startup_trials=1).propose(history, attempt)
+        assert 1 <= len(s["fc_layers"]) <= 3 and 1e-4 <= s["learning_rate"] <= 3e-2
+        assert s["fc_layers"] == sorted(s["fc_layers"], reverse=True)  # a pyramid, widest first
+
+
+def test_auto_guesses_by_framework():
+    from tuner.search._auto import Auto
+    from tuner.search.space import Param, SearchSpace
+
+    gb = SearchSpace(params={"n_estimators": Param("n_estimators", "int", 20, 500, log=True),
+                             "learning_rate": Param("learning_rate", "float", 1e-3, 0.5, log=True),
+                             "max_depth": Param("max_depth", "int", 1, 8)},
+                     baseline={"n_estimators": 20, "learning_rate": 0.01, "max_depth": 1},
+                     framework="sklearn", estimator="GradientBoostingClassifier")
+    seeds = Auto(gb).seeds()
+    # scikit-learn's own defaults first; never a Keras learning rate such as 3e-3 on trees
+    assert seeds[0] == {"n_estimators": 100, "learning_rate": 0.1, "max_depth": 3}
+    assert all(s["learning_rate"] >= 0.01 for s in seeds)
+    unknown = SearchSpace(params=gb.params, baseline=gb.baseline, framework="sklearn", estimator="MyBooster")
+    assert Auto(unknown).seeds() == []  # no guess for an estimator it does not know: straight to TPE

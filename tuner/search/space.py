@@ -93,6 +93,8 @@ def _round_sig(x: float, digits: int = 3) -> float:
 class SearchSpace:
     params: dict[str, Param] = field(default_factory=dict)
     baseline: dict[str, Any] = field(default_factory=dict)
+    framework: str | None = None  # "keras", "sklearn" or None (unknown): which built-in guesses fit
+    estimator: str | None = None  # the scikit-learn estimator's class name
 
     def __bool__(self) -> bool:
         return bool(self.params)
@@ -269,4 +271,5 @@ def build_space(tunables: Any, overrides: Mapping[str, Any] | None = None) -> Se
         if bad:
             raise ConfigError(f"hparams.space.{key}: {bad}")
     baseline = {k: v for k, v in found.items() if k in params}
-    return SearchSpace(params=params, baseline=baseline)
+    return SearchSpace(params=params, baseline=baseline, framework=tunables.framework,
+                       estimator=getattr(tunables, "estimator", None))
