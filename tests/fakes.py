@@ -121,7 +121,7 @@ def run_tune(script: Path, run_dir: Path, settings: Any, runner: Runner, *, kind
     from tuner.assemble import outcome_subscribers
     from tuner.loop import TuneLoop
 
-    subscribers = outcome_subscribers(run_dir, settings.names or None, winners_file) + list(listeners or [])
-    loop = TuneLoop(script, run_dir, settings, runner, kind=kind, listeners=subscribers,
-                    previous_winners=winners.load(Path(script).name, winners_file), **kw)
+    portfolio = winners.Portfolio(winners_file)
+    subscribers = outcome_subscribers(run_dir, settings.names or None, portfolio) + list(listeners or [])
+    loop = TuneLoop(script, run_dir, settings, runner, kind=kind, listeners=subscribers, portfolio=portfolio, **kw)
     return loop.run()

@@ -280,7 +280,9 @@ def test_a_goal_met_run_seeds_the_next_run_of_the_same_script(tmp_path):
                      winners_file=store)
     assert first.status == "goal_met"
     won = first.summary.to_json()["best"]["settings"]
-    assert json.loads(store.read_text())["model.py"][0] == won
+    [entry] = json.loads(store.read_text())["entries"]
+    assert entry["settings"] == won and entry["script"] == "model.py"
+    assert entry["fingerprint"]["layers"] == {"Dense": 2} and entry["fingerprint"]["input_shape"] == [8]
     runner = FakeRunner()
     second = run_tune(tmp_path / "model.py", tmp_path / "run2", settings(strategy="auto"), runner,
                       winners_file=store)

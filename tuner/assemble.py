@@ -3,7 +3,9 @@
 ``mlops run``, ``mlops train``, ``mlops watch``, the Jenkins steps (which call those commands)
 and ``bench/`` get their parts from here and nowhere else:
 
-* the **runner**, from the registry in :mod:`tuner.runners` (:func:`build_runner`);
+* the **runner**, from the registry in :mod:`tuner.runners` (:func:`build_runner`), built and
+  started first (:func:`start_runner`), so its warm worker imports the framework while the
+  rest is assembled and the study opened;
 * the **watchdog** around it (:func:`build_supervisor`);
 * the **run directory** (default ``<repo root>/mlops-runs/<script path>/``, :func:`default_run_dir`;
   ``--fresh``, or a script changed since its study, moves it aside under its lock) and the
@@ -22,11 +24,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuner.config import Config
 from tuner.events import Listener
 from tuner.runners.base import Runner
+
+if TYPE_CHECKING:
+    from tuner.winners import Portfolio
 
 
 def build_runner(cfg: Config, name: str | None = None) -> Runner:
@@ -240,6 +245,10 @@ def build_tune(
     """Assemble ``mlops run SCRIPT``: runner, watchdog, run directory, study store, loop and
     subscribers, from ``cfg``. ``runner`` replaces the configured one (tests, bench).
 
+    The runner is started first (:func:`start_runner`): the warm worker imports the framework
+    while the rest is assembled and the loop reads the script and opens the study. When
+    assembling fails, a runner built here is closed before the error goes on.
+
     With ``cfg.workers`` > 1, the other workers are started beside this one on the same study
     (:class:`tuner.workers.WorkerPool`) and the outcome waits for them. ``worker`` (its label)
     assembles ``mlops worker`` instead: a loop that joins a study someone started, runs trials
@@ -249,6 +258,68 @@ def build_tune(
         ConfigError: an unknown strategy or runner, or a run directory that cannot be used.
         StudyError: ``fresh``, or a script changed since its study, on a run directory a live run holds.
     """
+    gpus: list[str | None] = []
+    if worker is None and cfg.workers > 1:  # before the warm worker starts: it inherits this environment
+        from tuner.workers import gpu_split, thread_split
+
+        gpus = gpu_split(cfg.workers, os.environ, cfg["docker.gpus"])
+        if gpus[0] is not None:
+            os.environ["CUDA_VISIBLE_DEVICES"] = gpus[0]  # this process is worker 0
+            os.environ["MLOPS_GPUS"] = gpus[0]
+        if cfg.runner == "local":
+            os.environ.update(thread_split(cfg.workers, os.environ))  # each worker's trials: its share of the cores
+    # first, before the heavy imports below (libcst, Optuna): the warm worker's framework import
+    # then overlaps reading the script, the run directory and opening the study
+    trial_runner, prepared, shared_env = start_runner(cfg, script, kind=kind, runner=runner,
+                                                      share=worker is None and cfg.workers > 1)
+    try:
+        return _build_tune(script, cfg, kind=kind, run_dir=run_dir, fresh=fresh, mail=mail, listeners=listeners,
+                           echo=echo, runner=trial_runner, prepared=prepared, worker=worker, joined=joined,
+                           gpus=gpus, shared_env=shared_env)
+    except BaseException:
+        if runner is None:  # ours: nothing is left running behind an error
+            trial_runner.close()
+        raise
+
+
+def start_runner(cfg: Config, script: Path, *, kind: str | None = None, runner: Runner | None = None,
+                 share: bool = False) -> tuple[Runner, str | None, dict[str, str]]:
+    """The trial runner (``runner``, else the configured one), already getting ready for the
+    script's trials: its preparation (the warm worker's TensorFlow import, or scikit-learn's for a
+    scikit-learn script; nothing for a script that cannot be classified, whose error the loop
+    reports) starts now, in the background. ``share``: the other workers of ``--workers N`` fork
+    from it (its environment entry for them is returned; asked before the warm worker starts).
+    Returns the runner, the kind it prepares (or None) and that environment.
+
+    Raises:
+        ConfigError: an unknown runner name, or a setting the runner refuses.
+    """
+    trial_runner = runner or build_runner(cfg)
+    shared_env: dict[str, str] = {}
+    share_with = getattr(trial_runner, "share_with_workers", None)
+    if share and share_with is not None:
+        shared_env = share_with()
+    prepared = kind or _kind_of(script)
+    if prepared is not None:
+        trial_runner.prepare(prepared)
+    return trial_runner, prepared, shared_env
+
+
+def _kind_of(script: Path) -> str | None:
+    """The script's kind by :func:`tuner.classify.classify_source` (``ast`` only: milliseconds);
+    None when it cannot be read or classified (the loop then says why)."""
+    from tuner.classify import classify_source, read_script
+    from tuner.errors import MlopsError
+
+    try:
+        return classify_source(read_script(script), str(script)).kind
+    except (MlopsError, RecursionError, ValueError):
+        return None
+
+
+def _build_tune(script: Path, cfg: Config, *, kind: str | None, run_dir: Path | None, fresh: bool, mail: bool,
+                listeners: list[Listener] | None, echo: Callable[[str], Any], runner: Runner, prepared: str | None,
+                worker: str | None, joined: bool, gpus: list[str | None], shared_env: dict[str, str]) -> Tune:
     from tuner import winners
     from tuner.gitinfo import commit_info
     from tuner.loop import LoopSettings, TuneLoop
@@ -270,25 +341,20 @@ def build_tune(
 
         ensure_dir(target, what="run directory")
     names = cfg.hparam_names()
-    winners_file = winners.winners_path()
+    portfolio = winners.Portfolio(winners.winners_path(target))
     study_name = cfg.study or Path(script).stem
     storage = cfg.storage
     if worker is not None:
         return _build_worker(script, cfg, target, kind=kind, listeners=listeners, runner=runner, worker=worker,
-                             study_name=study_name, joined=joined)
+                             study_name=study_name, joined=joined, prepared=prepared)
     pool = None
-    subscribers = [*outcome_subscribers(target, names, winners_file)]
+    subscribers = [*outcome_subscribers(target, names, portfolio)]
     if cfg.workers > 1:
-        from tuner.workers import WorkerPool, gpu_split, thread_split
+        from tuner.workers import WorkerPool
 
-        gpus = gpu_split(cfg.workers, os.environ, cfg["docker.gpus"])
-        if gpus[0] is not None:
-            os.environ["CUDA_VISIBLE_DEVICES"] = gpus[0]  # this process is worker 0
-            os.environ["MLOPS_GPUS"] = gpus[0]
-        if cfg.runner == "local":
-            os.environ.update(thread_split(cfg.workers, os.environ))  # each worker's trials: its share of the cores
         pool = WorkerPool(Path(script), target, storage or store_url(target), study_name, cfg.workers - 1, gpus,
                           echo=echo)
+        pool.env.update(shared_env)  # the other workers fork their trials from this one's warm worker
     if cfg["git.push"]:  # after best/ and the report exist, before what shows or mails the branch
         from tuner.outcome import GitPusher
 
@@ -306,14 +372,12 @@ def build_tune(
 
         subscribers.append(MailOnFinish(cfg, echo=echo))
     supervise = build_supervisor(cfg)
-    trial_runner = runner or build_runner(cfg)  # last: nothing after it can fail and leak it
-    share = getattr(trial_runner, "share_with_workers", None)
-    if pool is not None and share is not None:
-        pool.env.update(share())  # the other workers fork their trials from this one's warm worker
+    subscribers.append(WindDownImports(mail=mail))
+    trial_runner = runner
     loop = TuneLoop(
         script, target, LoopSettings.from_config(cfg), trial_runner, kind=kind, listeners=subscribers,
-        supervise=supervise, runner_name=cfg.runner,
-        previous_winners=winners.load(Path(script).name, winners_file),
+        supervise=supervise, runner_name=cfg.runner, prepared=prepared,
+        portfolio=portfolio,
         context={"git": commit_info(Path(script).resolve()), "build_url": os.environ.get("BUILD_URL") or None},
         store_url=storage, study_name=study_name, exclusive=storage is None and pool is None,
         wait_for_peers=pool.wait if pool is not None else None,
@@ -323,7 +387,7 @@ def build_tune(
 
 
 def _build_worker(script: Path, cfg: Config, run_dir: Path, *, kind: str | None, listeners: list[Listener] | None,
-                  runner: Runner | None, worker: str, study_name: str, joined: bool) -> Tune:
+                  runner: Runner, worker: str, study_name: str, joined: bool, prepared: str | None) -> Tune:
     """``mlops worker``: a loop on a study someone started, that runs trials and writes no outcome;
     ``joined``: started by ``mlops run --workers`` in its run directory (whose lock it holds)."""
     from tuner.events import JsonlSink
@@ -332,24 +396,59 @@ def _build_worker(script: Path, cfg: Config, run_dir: Path, *, kind: str | None,
 
     subscribers: list[Listener] = [JsonlSink(run_dir / f"events-{worker}.jsonl"), *(listeners or [])]
     supervise = build_supervisor(cfg)
-    trial_runner = runner or build_runner(cfg)
+    trial_runner = runner
     from tuner.workers import READY_ENV
 
     loop = TuneLoop(script, run_dir, LoopSettings.from_config(cfg), trial_runner, kind=kind, listeners=subscribers,
-                    supervise=supervise, runner_name=cfg.runner, store_url=cfg.storage or store_url(run_dir),
+                    supervise=supervise, runner_name=cfg.runner, prepared=prepared,
+                    store_url=cfg.storage or store_url(run_dir),
                     study_name=study_name, exclusive=False, lock=not joined, join=True,
                     ready_token=os.environ.get(READY_ENV) if joined else None)
     return Tune(loop, trial_runner, run_dir)
 
 
 def outcome_subscribers(run_dir: Path, names: dict[str, list[str]] | None,
-                        winners_file: Path | None) -> list[Listener]:
+                        portfolio: Portfolio | None) -> list[Listener]:
     """The subscribers every tuning run has, in order: the events file, the outcome writer
-    (``best/``, ``summary.json``, ``report.html``) and the winner keeper."""
+    (``best/``, ``summary.json``, ``report.html``) and the project's portfolio of winners
+    (after ``best/``: it records the data the winning model was trained on)."""
     from tuner.events import JsonlSink
-    from tuner.outcome import OutcomeWriter, WinnerKeeper
+    from tuner.outcome import OutcomeWriter
 
-    return [JsonlSink(Path(run_dir) / "events.jsonl"), OutcomeWriter(names), WinnerKeeper(winners_file)]
+    subscribers: list[Listener] = [JsonlSink(Path(run_dir) / "events.jsonl"), OutcomeWriter(names)]
+    return subscribers + ([portfolio] if portfolio is not None else [])
+
+
+class WindDownImports:
+    """A subscriber that, when the first trial starts, imports in a background thread what the
+    end of the run needs (the report's pandas and jinja2; the mail's matplotlib), so it is done
+    while the trial trains instead of after it. Nothing else: the report and the mail import
+    what they need themselves when it is not there yet (an import the thread has begun is
+    finished by whichever comes first, under the import lock)."""
+
+    REPORT = ("jinja2", "pandas", "tuner.html_report")
+    MAIL = ("notify", "notify.chart", "matplotlib.backends.backend_agg", "matplotlib.figure", "matplotlib.ticker")
+
+    def __init__(self, mail: bool = True):
+        self.modules = self.REPORT + (self.MAIL if mail else ())
+        self.thread: Any = None
+
+    def __call__(self, event: Any) -> None:
+        if event.type != "trial_started" or self.thread is not None:
+            return
+        import threading
+
+        self.thread = threading.Thread(target=self._imports, name="mlops-wind-down-imports", daemon=True)
+        self.thread.start()
+
+    def _imports(self) -> None:
+        import importlib
+
+        for name in self.modules:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - not installed or broken: the report or the mail says so
+                continue
 
 
 def _live_description(cfg: Config, echo: Callable[[str], Any]) -> Listener:

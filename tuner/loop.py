@@ -131,9 +131,12 @@ def _now_iso(t: float | None = None) -> str:
 class TuneLoop:
     """One tuning run of one script in one run directory.
 
-    ``previous_winners`` (settings that met the goal before) go to a strategy that takes
-    them; ``context`` adds what the loop cannot know to the summary (``git``, ``build_url``);
-    ``store_url`` names the study store (default: the run directory's SQLite file)."""
+    ``previous_winners`` (settings that met the goal before) and the guesses of ``portfolio``
+    (the project's winners on the most similar models, :mod:`tuner.winners`) go to a strategy
+    that takes them; ``context`` adds what the loop cannot know to the summary (``git``, ``build_url``);
+    ``store_url`` names the study store (default: the run directory's SQLite file);
+    ``prepared`` is the kind the runner was already asked to get ready for as the run was
+    assembled (the loop asks again only for another kind)."""
 
     def __init__(
         self,
@@ -148,6 +151,7 @@ class TuneLoop:
         runner_name: str = "local",
         clock: Callable[[], float] = time.time,
         previous_winners: list[dict[str, Any]] | None = None,
+        portfolio: Any = None,
         context: Mapping[str, Any] | None = None,
         store_url: str | None = None,
         study_name: str | None = None,
@@ -156,6 +160,7 @@ class TuneLoop:
         wait_for_peers: Callable[[], None] | None = None,
         join: bool = False,
         ready_token: str | None = None,
+        prepared: str | None = None,
     ):
         self.script = Path(script).resolve()
         self.run_dir = Path(run_dir).resolve()
@@ -167,6 +172,8 @@ class TuneLoop:
         self.runner_name = runner_name
         self.clock = clock
         self.previous_winners = list(previous_winners or [])
+        self.portfolio = portfolio
+        self._trained_on: dict[str, Any] | None = None
         self.context = dict(context or {})
         self.store_url = store_url
         self.study_name = study_name
@@ -177,6 +184,7 @@ class TuneLoop:
         # 'mlops run --workers N' starts its workers before its own set-up: it marks the study
         # ready with this token once stale trials are recovered, and they wait for it to claim
         self.ready_token = ready_token
+        self.prepared = prepared  # the kind the runner was already asked to prepare (tuner.assemble.start_runner)
         self.session_started = 0.0
         self.owner = worker_name()
         self.planned_epochs: int | None = None
@@ -193,6 +201,21 @@ class TuneLoop:
         trials = study.trials()
         return [Observation(t.number, t.settings, t.status, self._score(t, trials) if t.finished else None, t.history)
                 for t in trials if t.confirms is None]
+
+    def _data_trained_on(self, study: StudyStore) -> dict[str, Any] | None:
+        """What the script's model is trained on (``model.json``'s ``data``: input shape, samples),
+        from the first finished trial that saved a model here; None until one has."""
+        if self._trained_on is None:
+            from tuner import artifact
+
+            for t in study.trials():
+                workdir = self.run_dir / t.workdir if t.workdir else None  # an absolute workdir stays as it is
+                folder = artifact.trial_model(workdir) if t.finished and workdir is not None else None
+                info = artifact.read_info(folder) if folder is not None else None
+                if info and isinstance(info.get("data"), dict):
+                    self._trained_on = info["data"]
+                    break
+        return self._trained_on
 
     def _confirmation(self, rec: TrialRecord, trials: list[TrialRecord]) -> Confirmation:
         return Confirmation(rec, [t for t in trials if t.confirms == rec.number and t.finished], self.s.confirm)
@@ -245,7 +268,8 @@ class TuneLoop:
         source = read_script(self.script, HParamsError)
         if self.kind is None:
             self.kind = classify_source(source, str(self.script)).kind
-        self.runner.prepare(self.kind)  # the framework import overlaps reading the script and the study
+        if self.kind != self.prepared:  # else the runner got ready for it as the run was assembled
+            self.runner.prepare(self.kind)  # the framework import overlaps reading the script and the study
         tunables = hparams.find_settings(source, path=str(self.script), names=self.s.names)
         epochs = tunables.values().get("epochs")
         self.planned_epochs = epochs if isinstance(epochs, int) else None
@@ -283,6 +307,12 @@ class TuneLoop:
             options: dict[str, Any] = {}
             if "previous_winners" in inspect.signature(strategy_class(self.s.strategy).__init__).parameters:
                 options["previous_winners"] = self.previous_winners
+                if self.portfolio is not None:
+                    from tuner.winners import fingerprint
+
+                    self.portfolio.bind(fingerprint(source, tunables, self.kind))
+                    options["previous_winners"] = lambda: self.previous_winners + self.portfolio.guesses(
+                        self._data_trained_on(study))
             strategy = get_strategy(self.s.strategy, space, maximize=self.s.maximize, seed=self.s.seed,
                                     metric=self.s.metric, **options)
             self.session_started = self.clock()

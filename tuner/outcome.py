@@ -3,8 +3,8 @@
 * :class:`OutcomeWriter` completes the :class:`~tuner.summary.RunSummary` (the winning
   script's diff) and writes ``best/<script>``, ``best/settings.diff``, ``best/settings.json``,
   ``summary.json`` and ``report.html``;
-* :class:`WinnerKeeper` remembers the winning settings for the next run of the same script
-  (:mod:`tuner.winners`).
+* :class:`tuner.winners.Portfolio` remembers the winning settings, keyed by the model's
+  fingerprint, for the project's next runs.
 
 Mail (:class:`notify.MailOnFinish`), the events file (:class:`tuner.events.JsonlSink`) and the
 progress display are subscribers too; :mod:`tuner.assemble` subscribes them in this order:
@@ -191,18 +191,3 @@ def deliver_run(summary: RunSummary, script: Path, *, remote: str = "origin", pr
     write_report(run_dir, summary)
     return summary.delivery
 
-
-class WinnerKeeper:
-    """Remembers the winning settings of a run that met its goal, for the script's next run."""
-
-    def __init__(self, path: Path | None):
-        self.path = path
-
-    def __call__(self, event: Event) -> None:
-        if event.type != "run_finished":
-            return
-        summary: RunSummary = event.data["summary"]
-        if summary.goal_met and summary.best is not None:
-            from tuner import winners
-
-            winners.record(summary.script_name, summary.best.settings, self.path)

@@ -1,7 +1,8 @@
 """``auto`` (the default): spend as few training epochs as possible before the goal.
 
 1. the script as written (every strategy starts there);
-2. what won before on this script, when a previous run left its winner (seeding);
+2. what won before on the most similar models of the project (:mod:`tuner.winners`: the same
+   script run again first, then other scripts by fingerprint);
 3. a short list of settings that train fast on small Keras models, fitted into the search
    space: a two-layer 256-128 head at learning rate 3e-3 first, then a small head at 1e-2,
    then two at the gentler 1e-3 (for models that diverge at high rates); each with the
@@ -23,6 +24,7 @@ reached the face goal in 15; batch size 16 halved the epochs on the breast-cance
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from tuner.search._tpe import TPE
@@ -66,9 +68,13 @@ class Auto(Strategy):
     name = "auto"
     description = "what won before on this script, robust defaults, then Optuna TPE"
 
-    def __init__(self, *args: Any, previous_winners: list[dict[str, Any]] | None = None, **kwargs: Any):
+    def __init__(self, *args: Any,
+                 previous_winners: list[dict[str, Any]] | Callable[[], list[dict[str, Any]]] | None = None,
+                 **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.previous_winners = list(previous_winners or [])
+        # a list, or a callable asked on every proposal (the loop's portfolio: its guesses sharpen
+        # once the first trial has said what the model is trained on)
+        self.previous_winners = previous_winners if callable(previous_winners) else list(previous_winners or [])
         self._tpe = TPE(self.space, maximize=self.maximize, seed=self.seed, metric=self.metric,
                         n_startup_trials=2)
 
@@ -83,7 +89,8 @@ class Auto(Strategy):
 
     def seeds(self) -> list[dict[str, Any]]:
         seeds: list[dict[str, Any]] = []
-        for winner in self.previous_winners:
+        winners = self.previous_winners() if callable(self.previous_winners) else self.previous_winners
+        for winner in winners:
             fitted = {k: v for k, v in winner.items() if k in self.space.params}
             if fitted and all(self.space.params[k].contains(v) for k, v in fitted.items()):
                 seeds.append({**self.space.baseline, **fitted})
