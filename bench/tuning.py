@@ -1,4 +1,4 @@
-"""Epochs to the goal: this project's default strategy against the classic ladder, random
+"""Wall time to the goal (then epochs): this project's default strategy against the classic ladder, random
 search, plain Optuna TPE and Keras Tuner, on the offline example models.
 
     .venv/bin/python bench/tuning.py                      # everything, ten seeds (see README)
@@ -34,7 +34,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench._common import RESULTS, TASKS, PartialJson, TrialOut, median, parse_seeds, space_for  # noqa: E402
+from bench._common import (  # noqa: E402
+    RESULTS,
+    TASKS,
+    PartialJson,
+    TrialOut,
+    cap_of,
+    median,
+    parse_seeds,
+    space_for,
+)
 
 ORDER = ["ladder", "random", "optuna_tpe", "kt_random", "kt_hyperband", "auto"]
 LABELS = {"ladder": "classic ladder", "random": "random search", "optuna_tpe": "Optuna TPE+median",
@@ -106,7 +115,7 @@ def run_one(task_name: str, method: str, seed: int, runner: Any, budget: int, ba
 
     task = TASKS[task_name]
     space = space_for(task)
-    cap = int(space.baseline["epochs"])
+    cap = cap_of(space)
     key = f"{task_name}/{seed}"
     if key not in baselines:
         baselines[key] = baseline_trial(task, seed, space, runner, workroot / "baseline")
@@ -135,7 +144,16 @@ def run_one(task_name: str, method: str, seed: int, runner: Any, budget: int, ba
     return rec
 
 
-def table(data: dict[str, Any], tasks: list[str] | None = None, methods: list[str] | None = None) -> str:
+def _median_reached(rs: list[dict[str, Any]], key: str) -> float:
+    """Median of ``key`` over runs, a run that missed the goal counting as worse than any that reached it."""
+    v = median([r[key] if r["reached"] and r.get(key) is not None else math.inf for r in rs])
+    return math.inf if v is None else v
+
+
+def summarize(data: dict[str, Any], tasks: list[str] | None = None,
+              methods: list[str] | None = None) -> dict[str, Any]:
+    """Per task and method: reach and the medians to the goal (wall time first), the hindsight
+    floor, and the issue's targets checked (``checks``)."""
     from bench._floor import FLOOR_FILE, floor
 
     try:
@@ -145,39 +163,81 @@ def table(data: dict[str, Any], tasks: list[str] | None = None, methods: list[st
     runs = [rederive(r, TASKS[r["task"]].goal) for r in data.get("runs", []) if r["task"] in TASKS]
     tasks = tasks or [t for t in TASKS if any(r["task"] == t for r in runs)]
     methods = methods or [m for m in ORDER if any(r["method"] == m for r in runs)]
-    lines = []
-    hdr = (f"{'method':<22} {'reached':>8} {'trials':>7} {'epochs':>7} {'after t1':>8} {'seconds':>8}"
-           "   (medians to goal; after t1 = epochs after trial 1)")
+    out: dict[str, Any] = {"tasks": {}, "checks": {}}
     for t in tasks:
         task = TASKS[t]
         fl = floor(fdata, t, task.goal)
-        fl_text = (f"hindsight floor {fl['epochs']} epochs ({fl['settings']['fc_layers']}, lr {fl['settings']['learning_rate']:g}, "
-                   f"batch {fl['settings']['batch_size']}; {fl['reaching']}/{fl['grid']} grid settings reach the goal)"
-                   if fl["epochs"] is not None else "hindsight floor: not swept")
-        firsts = {r["seed"]: r["trial_log"][0]["counted"] for r in runs if r["task"] == t and r.get("trial_log")}
-        lines.append(f"\n{t}: {task.script.name}, goal val_accuracy >= {task.goal:g}; {fl_text}")
-        if firsts:
-            lines.append(f"trial 1 (the script as written, shared by every method): median "
-                         f"{median(list(firsts.values())):g} epochs over {len(firsts)} seeds")
-        lines.append(hdr)
+        firsts = [r["trial_log"][0]["counted"] for r in runs if r["task"] == t and r.get("trial_log")]
+        per: dict[str, Any] = {}
         for m in methods:
             rs = [r for r in runs if r["task"] == t and r["method"] == m]
             if not rs:
                 continue
-            ok = [r for r in rs if r["reached"]]
-
             for r in rs:
                 r["after_first"] = r["epochs_to_goal"] - r["trial_log"][0]["counted"] if r["reached"] else None
+            per[m] = {"runs": len(rs), "reached": sum(r["reached"] for r in rs),
+                      **{k: _median_reached(rs, src) for k, src in (
+                          ("seconds", "seconds_to_goal"), ("epochs", "epochs_to_goal"),
+                          ("after_first", "after_first"), ("trials", "trials_to_goal"))}}
+        out["tasks"][t] = {"goal": task.goal, "script": task.script.name, "floor": fl,
+                           "first_trial_epochs": median(firsts) if firsts else None, "methods": per}
+    if "auto" in methods:
+        ts = [t for t in out["tasks"] if "auto" in out["tasks"][t]["methods"]]
+        fastest = {t: min(out["tasks"][t]["methods"], key=lambda m, t=t: out["tasks"][t]["methods"][m]["seconds"])
+                   for t in ts}
+        near_floor = [t for t in ts if out["tasks"][t]["floor"]["epochs"]
+                      and out["tasks"][t]["methods"]["auto"]["after_first"] <= 2 * out["tasks"][t]["floor"]["epochs"]]
+        out["checks"] = {
+            "auto_fastest_on_every_task": all(fastest[t] == "auto" for t in ts),
+            "fastest": fastest,
+            "auto_reaches_every_seed": all(out["tasks"][t]["methods"]["auto"]["reached"]
+                                           == out["tasks"][t]["methods"]["auto"]["runs"] for t in ts),
+            "auto_within_2x_floor": near_floor,
+            "auto_within_2x_floor_on_half": 2 * len(near_floor) >= len(ts),
+            "tasks": len(ts),
+        }
+    return out
 
-            def med(key: str, rs: list[dict[str, Any]] = rs) -> str:
-                vals = [r[key] if r["reached"] else math.inf for r in rs]
-                v = median(vals)
-                if v is None or math.isinf(v):
-                    return ">budget"
-                return f"{v:.1f}" if key == "seconds_to_goal" else f"{v:g}"
 
-            lines.append(f"{LABELS.get(m, m):<22} {len(ok):>3}/{len(rs):<4} {med('trials_to_goal'):>7} "
-                         f"{med('epochs_to_goal'):>7} {med('after_first'):>8} {med('seconds_to_goal'):>8}")
+def _num(v: float | None, spec: str = "g") -> str:
+    if v is None:
+        return "-"
+    return ">budget" if math.isinf(v) else format(v, spec)
+
+
+def table(data: dict[str, Any], tasks: list[str] | None = None, methods: list[str] | None = None) -> str:
+    summ = summarize(data, tasks, methods)
+    lines = []
+    hdr = (f"{'method':<22} {'reached':>8} {'seconds':>8} {'epochs':>7} {'after t1':>8} {'trials':>7}"
+           "   (medians to the goal; seconds = wall time: decisions, start-up and training)")
+    for t, info in summ["tasks"].items():
+        fl = info["floor"]
+        shown = {k: v for k, v in (fl.get("settings") or {}).items() if k != "epochs"}
+        fl_text = (f"hindsight floor {fl['epochs']} epoch{'' if fl['epochs'] == 1 else 's'} ({', '.join(f'{k} {v}' for k, v in shown.items())}; "
+                   f"{fl['reaching']}/{fl['grid']} grid settings reach the goal)"
+                   if fl["epochs"] is not None else "hindsight floor: not swept")
+        lines.append(f"\n{t}: {info['script']}, goal {TASKS[t].metric} >= {TASKS[t].goal:g}; {fl_text}")
+        if info["first_trial_epochs"] is not None:
+            lines.append(f"trial 1 (the script as written, shared by every method): median "
+                         f"{info['first_trial_epochs']:g} epochs")
+        lines.append(hdr)
+        best = min((m["seconds"] for m in info["methods"].values()), default=math.inf)
+        for m, row in info["methods"].items():
+            mark = " *" if row["seconds"] == best and not math.isinf(best) else ""
+            lines.append(f"{LABELS.get(m, m):<22} {row['reached']:>3}/{row['runs']:<4} {_num(row['seconds'], '.1f'):>8} "
+                         f"{_num(row['epochs']):>7} {_num(row['after_first']):>8} {_num(row['trials']):>7}{mark}")
+    c = summ["checks"]
+    if c:
+        ok = lambda b: "PASS" if b else "FAIL"  # noqa: E731
+        lines.append("\n* = lowest median wall time to the goal on the task")
+        lines.append(f"target: auto has the lowest median wall time on every task ({c['tasks']}): "
+                     f"{ok(c['auto_fastest_on_every_task'])}"
+                     + ("" if c["auto_fastest_on_every_task"] else
+                        " (fastest: " + ", ".join(f"{t} {m}" for t, m in c["fastest"].items() if m != "auto") + ")"))
+        lines.append(f"target: auto reaches the goal in every seed of every task: {ok(c['auto_reaches_every_seed'])}")
+        lines.append(f"target: auto's median epochs after trial 1 <= 2 x the hindsight floor on at least half the "
+                     f"tasks: {len(c['auto_within_2x_floor'])}/{c['tasks']} ({', '.join(c['auto_within_2x_floor'])}) "
+                     f"-> {ok(c['auto_within_2x_floor_on_half'])}")
     return "\n".join(lines)
 
 
@@ -251,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         runner.close()
         shutil.rmtree(workroot, ignore_errors=True)
+    store.data["summary"] = summarize(store.data)
+    store.save()
     print(table(store.data, tasks, methods))
     print(f"\nresults: {out_path}  ({time.monotonic() - t0:.0f} s)")
     return 0
