@@ -507,7 +507,8 @@ def test_sigterm_of_mlops_run_removes_the_trial_container(docker_images, tmp_pat
     labels = {"study": run_dir.name}
     try:
         wait_for(lambda: bool(docker_images.containers_with(labels)), "the trial container")
-        wait_for(lambda: "working" in (run_dir / "trials" / "0001" / "train.log").read_text(errors="replace"),
+        log = run_dir / "trials" / "0001" / "train.log"  # the warm container may start before the trial's log
+        wait_for(lambda: log.exists() and "working" in log.read_text(errors="replace"),
                  "the script to start in its container")
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -14,10 +14,12 @@ by Jenkins (mlops-monitor), not by the local watchdog (``resumes``), and the ret
 no goal (``stops_at_goal``).
 
 The Docker half runs against a real engine (tests/docker_engine.py starts one if needed) in
-images built from dockerfiles/ on a local base image. The Jenkins half runs against the local
-fake Jenkins (tests/jenkins_server.py) with the retrain job rendered from jobs/ and synced; an
-:class:`~tests.jenkins_server.Agent` runs its builds for real: scripts/jenkins-trial.sh, so
-the real ``mlops train``, in a checkout of the script's repository, archiving mlops-trial/**.
+images built from dockerfiles/ on a local base image, twice: a container per trial
+(``docker``) and the warm container that forks each trial (``docker-warm``). The Jenkins half
+runs against the local fake Jenkins (tests/jenkins_server.py) with the retrain job rendered
+from jobs/ and synced; an :class:`~tests.jenkins_server.Agent` runs its builds for real:
+scripts/jenkins-trial.sh, so the real ``mlops train``, in a checkout of the script's
+repository, archiving mlops-trial/**.
 """
 
 from __future__ import annotations
@@ -122,7 +124,8 @@ def retrain_jobs() -> object:
     return jk.render_jobs(ROOT / "jobs", {"prefix": "t-mlops"})
 
 
-@pytest.fixture(params=["local", "warm", "jenkins", pytest.param("docker", marks=pytest.mark.docker)])
+@pytest.fixture(params=["local", "warm", "jenkins", pytest.param("docker", marks=pytest.mark.docker),
+                        pytest.param("docker-warm", marks=pytest.mark.docker)])
 def contract(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Contract]:
     made: list[Runner] = []
 
@@ -143,7 +146,7 @@ def contract(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
             with _jenkins_contract(request.getfixturevalue("retrain_jobs"), tmp_path_factory.mktemp("agent"),
                                    keep) as c:
                 yield c
-        else:
+        elif request.param == "docker":
             from tuner.runners.docker import DockerRunner
 
             images = request.getfixturevalue("docker_images")
@@ -156,6 +159,26 @@ def contract(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
                 return not images.containers_with(spec.labels)
 
             yield Contract("docker", make, gone)
+        else:  # one warm container per kind and run forks each trial
+            from tuner import docker_engine
+            from tuner.runners.docker_warm import DockerWarmRunner
+
+            images = request.getfixturevalue("docker_images")
+
+            def make_warm(kind: str) -> Runner:
+                return keep(DockerWarmRunner(client=images.client, images={kind: images.get(kind)}, memory="2g",
+                                             gpus="none"))
+
+            def warm_gone(spec: TrialSpec) -> bool:
+                """No container of this trial, and the run's warm containers run nothing but
+                their init and zygote (a trial's processes are children of the zygote)."""
+                if images.containers_with(spec.labels):
+                    return False
+                root = str(spec.workdir.resolve().parent)
+                warm = images.containers_with({"warm": "true", "trials": root})
+                return all(len(docker_engine.container_processes(c)) <= 2 for c in warm)
+
+            yield Contract("docker-warm", make_warm, warm_gone)
     finally:
         for runner in made:
             runner.close()

@@ -18,7 +18,7 @@ same keys). A script's ``mlops.yaml``
   (:data:`JENKINS_GUARDED`);
 * may tighten the containers' limits but never loosen them (:data:`DOCKER_GUARDED`): the
   network may only be ``none``, memory and CPUs no more than the admin's (or default) value,
-  and images are the admin's choice.
+  images are the admin's choice, and ``docker.warm`` may be turned off, not on.
 
 A yaml that tries is refused with a message that names the key and the admin's way to set it.
 """
@@ -181,6 +181,9 @@ SCHEMA: dict[str, Key] = {
     "docker.network": Key(str, "none", "MLOPS_DOCKER_NETWORK"),
     "docker.pids_limit": Key(int, 4096, "MLOPS_DOCKER_PIDS_LIMIT", check=_positive,
                              help="most processes/threads a trial container may run"),
+    "docker.warm": Key(bool, True, "MLOPS_DOCKER_WARM",
+                       help="one container per kind and run imports TensorFlow once and forks each trial "
+                            "(false: a new container per trial)"),
     # the tuned script back to git (credentials: MLOPS_GIT_TOKEN / MLOPS_GIT_USERNAME, or the job's ssh agent)
     "git.push": Key(bool, None, "MLOPS_GIT_PUSH",
                     help="on goal met, push the tuned script to a new branch (default on in Jenkins, else off)"),
@@ -208,7 +211,7 @@ JENKINS_DEFAULTS = {"confirm": (1, 0), "git.push": (True, False),
                     "warm_worker_linger": (0.0, 300.0)}  # a build leaves no process for the next one
 # container limits a script's mlops.yaml may tighten but never loosen
 DOCKER_GUARDED = ("docker.network", "docker.memory", "docker.cpus", "docker.pids_limit",
-                  "docker.images.cnn", "docker.images.ann", "docker.images.regression")
+                  "docker.images.cnn", "docker.images.ann", "docker.images.regression", "docker.warm")
 ADMIN_CONFIG_ENV = "MLOPS_ADMIN_CONFIG"
 
 
@@ -517,6 +520,8 @@ def _check_guarded(key: str, value: Any, current: Any, path: Path, admin: Path |
             raise ConfigError(f"{path}: docker.memory: {value!r} is not a size such as 4g or 512m")
         if limit is not None and new > limit:
             loosen = f"it may only lower the limit ({current})"
+    elif key == "docker.warm" and value and not current:
+        loosen = "a warm container shares the run's trials folder between its trials; only false may be set here"
     elif key == "docker.pids_limit" and value > current:
         loosen = f"it may only lower the limit ({current})"
     elif key == "docker.cpus":

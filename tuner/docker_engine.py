@@ -251,6 +251,40 @@ def kill_container(container: Any) -> None:
         pass
 
 
+def container_state(container: Any) -> dict[str, Any] | None:
+    """The container's ``State`` (``Status``, ``ExitCode``, ``OOMKilled`` ...) as the engine says
+    it now; None when the container is gone. Raises :class:`DockerError` when the engine fails."""
+    docker = sdk()
+    try:
+        container.reload()
+    except docker.errors.NotFound:
+        return None
+    except docker.errors.APIError as exc:
+        raise DockerError(f"cannot inspect container {container.short_id}: {_short(exc)}") from None
+    return dict(container.attrs.get("State") or {})
+
+
+def container_processes(container: Any) -> list[list[str]]:
+    """The processes running in the container (``docker top``: one list of columns each, the
+    command last); [] when it is not running or gone. Raises nothing."""
+    docker = sdk()
+    try:
+        return [list(p) for p in (container.top().get("Processes") or [])]
+    except docker.errors.APIError:
+        return []
+
+
+def logs_tail(container: Any, lines: int = 20) -> str:
+    """The last ``lines`` lines of the container's own output; "" when there is none or it is
+    gone. Raises nothing."""
+    docker = sdk()
+    try:
+        data = container.logs(stdout=True, stderr=True, tail=lines)
+    except docker.errors.APIError:
+        return ""
+    return data.decode("utf-8", errors="replace").strip() if isinstance(data, bytes) else str(data).strip()
+
+
 def api_error_text(exc: BaseException) -> str:
     return _short(exc)
 

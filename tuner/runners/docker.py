@@ -42,6 +42,11 @@ in ``/mlops/trial`` (as a local trial runs in its workdir): scripts reach these 
 Its output is streamed into ``train.log``. The container is removed when the trial ends,
 times out, is killed or interrupted (Ctrl-C). All Docker calls go through
 :mod:`tuner.docker_engine`.
+
+This is the cold Docker runner (``docker.warm: false``, ``MLOPS_DOCKER_WARM=0``). By default the
+registry's ``docker`` runner is :class:`tuner.runners.docker_warm.DockerWarmRunner`: one
+long-lived container per kind and run, with these same limits, that imports the framework once
+and forks each trial; it falls back to this runner when it cannot serve a trial.
 """
 
 from __future__ import annotations
@@ -497,13 +502,14 @@ class DockerRunner(Runner):
             labels[name] = str(value)
         return labels
 
-    def container_env(self, spec: TrialSpec) -> dict[str, str]:
+    def container_env(self, spec: TrialSpec, workdir: str = engine.CONTAINER_WORKDIR) -> dict[str, str]:
         """The trial's environment inside the container: :func:`harness_env` with container
-        paths, and the caches/config of Python, Matplotlib and Keras in the ``/tmp`` tmpfs (an
-        arbitrary uid has no home, and the root file system is read-only). Raises nothing."""
+        paths (the trial's folder is ``workdir`` there), and the caches/config of Python,
+        Matplotlib and Keras in the ``/tmp`` tmpfs (an arbitrary uid has no home, and the root
+        file system is read-only). Raises nothing."""
         inside = dataclasses.replace(
             spec,
-            workdir=Path(engine.CONTAINER_WORKDIR),
+            workdir=Path(workdir),
             script=Path(engine.CONTAINER_SRC) / spec.script.name,
         )
         env = harness_env(inside)
@@ -597,10 +603,13 @@ class DockerRunner(Runner):
             finally:
                 self._client = None
 
-    def start(self, spec: TrialSpec) -> DockerHandle:
-        """Prepare the workdir and start the trial's container; returns at once. Raises
-        :class:`RunnerError` (no script, unknown kind, the engine refused the container) and
-        :class:`DockerError` (no engine, no image)."""
+    def checked_image(self, spec: TrialSpec) -> str:
+        """The image ``spec`` runs in, once the script, the kind and the image are there.
+
+        Raises:
+            RunnerError: no script, or a kind without an image.
+            DockerError: no engine, or the image is not on it (the message says how to build it).
+        """
         if not spec.script.is_file():
             raise RunnerError(f"{spec.script}: training script not found")
         if spec.kind not in engine.KINDS:
@@ -614,6 +623,14 @@ class DockerRunner(Runner):
                 f"'mlops images build --kind {spec.kind}', or name another image with "
                 f"MLOPS_IMAGE_{spec.kind.upper()} (docker.images.{spec.kind})"
             )
+        return image
+
+    def start(self, spec: TrialSpec) -> DockerHandle:
+        """Prepare the workdir and start the trial's container; returns at once. Raises
+        :class:`RunnerError` (no script, unknown kind, the engine refused the container) and
+        :class:`DockerError` (no engine, no image)."""
+        client = self.client
+        image = self.checked_image(spec)
         prepare_workdir(spec, self.names)
         self.reap_orphans()
         self.remove_stale(spec)
@@ -703,5 +720,11 @@ def _hand_over(workdir: Path, user: str) -> None:
 
 
 def from_config(cfg: Any, names: dict[str, list[str]] | None = None) -> DockerRunner:
-    """The registry's ``docker`` runner, from the ``docker.*`` settings."""
+    """The registry's ``docker`` runner, from the ``docker.*`` settings: the warm container
+    (:class:`~tuner.runners.docker_warm.DockerWarmRunner`), or a container per trial when
+    ``docker.warm`` is off."""
+    if cfg.get("docker.warm", True):
+        from tuner.runners.docker_warm import DockerWarmRunner
+
+        return DockerWarmRunner(config=cfg, names=names)
     return DockerRunner(config=cfg, names=names)

@@ -29,6 +29,14 @@ fresh fork with its run's own environment, and a run that disconnects (it exited
 killed) has its trials killed. A stopped or dead server is replaced; one that cannot be
 reached falls back to a zygote of the run's own.
 
+**Inside a container.** The Docker runner's warm container (:mod:`tuner.runners.docker_warm`)
+runs ``python -m tuner.runners.warm GROUP --container PATH``: the same zygote, serving one owner
+(the runner on the host) over a Unix socket in a folder the host mounts into the container. It
+takes exactly one connection (the host's uid or root), removes the socket at once (no trial in
+the container can reach it), exits when its owner leaves (its trials killed first), and also
+takes ``{"id", "signal"}`` requests (the host cannot signal a pid of the container's namespace)
+and reports a trial the container's OOM killer stopped (``"oom": true``).
+
 **Start-up overlaps.** :meth:`WarmRunner.prepare` starts the zygote in the background as soon as
 the kind is known, while the loop reads the script and opens the study; the loop then waits
 for it before the first trial and reports the start-up apart from the trial's time.
@@ -186,6 +194,12 @@ def _child(req: dict[str, Any], close: list[int]) -> None:  # pragma: no cover -
         sys.stdout = os.fdopen(1, "w", buffering=1)
         sys.stderr = os.fdopen(2, "w", buffering=1)
         os.chdir(req["cwd"])
+        if req.get("oom_score_adj"):  # in a warm container: the OOM killer takes the trial, not the zygote
+            try:
+                with open("/proc/self/oom_score_adj", "w") as adj:
+                    adj.write(str(int(req["oom_score_adj"])))
+            except (OSError, ValueError):
+                pass
         if req.get("replace_env"):  # another worker's trial: its own environment (its GPU), not ours
             os.environ.clear()
         os.environ.update(req["env"])
@@ -223,16 +237,38 @@ def _write_exit_file(path: str | None, code: int) -> None:  # pragma: no cover -
         pass
 
 
+def oom_kills() -> int | None:
+    """How many processes the OOM killer stopped in this process's memory cgroup so far (inside a
+    container: the container's), from cgroup v2 ``memory.events`` or v1 ``memory.oom_control``;
+    None where neither can be read. Raises nothing."""
+    for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
+        try:
+            text = Path(path).read_text(encoding="ascii", errors="replace")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name == "oom_kill" and value.strip().isdigit():
+                return int(value)
+    return None
+
+
 def _peer_uid(conn: socket.socket) -> int:  # pragma: no cover - in the zygote
     creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     return struct.unpack("3i", creds)[1]
 
 
-def serve(group: str, listen_fd: int | None = None, linger: float = 0.0) -> int:  # pragma: no cover - in a subprocess
+def serve(group: str, listen_fd: int | None = None, linger: float = 0.0, *,
+          owner: str | None = None) -> int:  # pragma: no cover - in a subprocess
     """The zygote's loop. ``linger`` > 0: a server of its own (no owner on stdin), serving its
-    socket's clients until it has had none, and no trial, for that many seconds."""
+    socket's clients until it has had none, and no trial, for that many seconds.
+
+    ``owner`` (in a warm container: the socket's path): serve exactly one client, which may be
+    this uid or root, unlink the socket once it is connected, stop when it leaves (its trials
+    are killed first) or when none came within ``linger`` seconds; stdin is not read."""
+    once = owner is not None
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if linger <= 0:
+    if linger <= 0 and not once:
         _die_with_parent()
     listener = socket.socket(fileno=listen_fd) if listen_fd is not None else None
     for module in PRELOAD.get(group, ()):
@@ -249,7 +285,9 @@ def serve(group: str, listen_fd: int | None = None, linger: float = 0.0) -> int:
     buf = b""
     stdin = sys.stdin.buffer.raw if hasattr(sys.stdin.buffer, "raw") else sys.stdin.buffer
     fd = stdin.fileno()
-    eof = False
+    eof = once  # a container's zygote has no owner on stdin: its owner is its one client
+    served = False  # once: the owner has connected
+    oom_before: dict[int, int | None] = {}  # once: pid -> the cgroup's OOM kills when it was forked
 
     def answer(client: socket.socket | None, msg: dict[str, Any]) -> None:
         line = json.dumps(msg) + "\n"
@@ -269,7 +307,24 @@ def serve(group: str, listen_fd: int | None = None, linger: float = 0.0) -> int:
         if pid == 0:
             _child(req, [s.fileno() for s in clients] + ([listener.fileno()] if listener else []))
         children[pid] = (req["id"], client)
+        if once:
+            oom_before[pid] = oom_kills()
         answer(client, {"id": req["id"], "pid": pid})
+
+    def deliver(req: dict[str, Any], client: socket.socket | None) -> None:
+        """``{"id", "signal"}``: signal the process group of that client's trial ``id``."""
+        for pid, (rid, who) in list(children.items()):
+            if rid == req["id"] and who is client:
+                try:
+                    os.killpg(pid, int(req["signal"]))
+                except (ProcessLookupError, PermissionError, ValueError, OverflowError):
+                    pass
+
+    def handle(req: dict[str, Any], client: socket.socket | None) -> None:
+        if "signal" in req:
+            deliver(req, client)
+        else:
+            fork(req, client)
 
     def lines(data: bytes) -> tuple[list[dict[str, Any]], bytes]:
         reqs = []
@@ -284,11 +339,16 @@ def serve(group: str, listen_fd: int | None = None, linger: float = 0.0) -> int:
 
     idle_since = time.monotonic()
     while True:
-        if not eof or children or clients:
+        if once:
+            if clients or children:
+                idle_since = time.monotonic()
+            elif served or time.monotonic() - idle_since >= linger:
+                break
+        elif not eof or children or clients:
             idle_since = time.monotonic()
         elif linger <= 0 or time.monotonic() - idle_since >= linger:
             break
-        accept = listener is not None and (linger > 0 or not eof)
+        accept = listener is not None and (not served if once else (linger > 0 or not eof))
         watch: list[Any] = ([] if eof else [fd]) + ([listener] if accept else []) + list(clients)
         ready, _, _ = select.select(watch, [], [], 0.05)
         for r in ready:
@@ -299,16 +359,24 @@ def serve(group: str, listen_fd: int | None = None, linger: float = 0.0) -> int:
                 reqs, buf = lines(buf + chunk)
                 for req in reqs:
                     if not eof or linger <= 0:
-                        fork(req, None)
+                        handle(req, None)
             elif r is listener:
                 try:
                     conn, _ = listener.accept()
                 except OSError:
                     continue
-                if _peer_uid(conn) != os.getuid():  # the folder is private; this is the second lock
-                    conn.close()
+                if _peer_uid(conn) not in ((os.getuid(), 0) if once else (os.getuid(),)):
+                    conn.close()  # the folder is private; this is the second lock
                     continue
                 clients[conn] = b""
+                if once:  # the owner: nobody else may connect (a trial in this container least of all)
+                    served = True
+                    listener.close()
+                    listener = None
+                    try:
+                        os.unlink(owner)
+                    except OSError:
+                        pass
                 answer(conn, {"ready": True, "pid": os.getpid()})
             else:
                 try:
@@ -327,7 +395,7 @@ def serve(group: str, listen_fd: int | None = None, linger: float = 0.0) -> int:
                     continue
                 reqs, clients[r] = lines(clients[r] + chunk)
                 for req in reqs:
-                    fork(req, r)
+                    handle(req, r)
         while children:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -336,10 +404,35 @@ def serve(group: str, listen_fd: int | None = None, linger: float = 0.0) -> int:
             if pid == 0:
                 break
             rid, who = children.pop(pid, (None, None))
+            before = oom_before.pop(pid, None)
             if rid is not None:
                 code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-                answer(who, {"id": rid, "exit": code})
+                msg: dict[str, Any] = {"id": rid, "exit": code}
+                if once and code == -signal.SIGKILL and before is not None and (oom_kills() or 0) > before:
+                    msg["oom"] = True  # the container's OOM killer stopped it
+                answer(who, msg)
     return 0
+
+
+def serve_container(group: str, path: str, wait: float = 300.0) -> int:  # pragma: no cover - in a container
+    """The zygote of a warm container: listen at ``path`` (a folder the host mounted), import the
+    framework, then serve the host's runner alone (see :func:`serve`'s ``owner``); exit when it
+    leaves, or when it has not connected within ``wait`` seconds."""
+    for stale in (path, path + ".new"):
+        try:
+            os.unlink(stale)
+        except FileNotFoundError:
+            pass
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        listener.bind(path + ".new")
+    finally:
+        os.umask(old)
+    listener.listen(1)
+    os.rename(path + ".new", path)  # the socket appears listening: a connection is never refused
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    return serve(group, listener.detach(), linger=wait, owner=path)
 
 
 def serve_detached(group: str, path: str, linger: float) -> int:  # pragma: no cover - in a subprocess
@@ -403,6 +496,7 @@ class _Zygote:
         self.lock = threading.Lock()
         self.pids: dict[str, int] = {}
         self.exits: dict[str, int] = {}
+        self.ooms: set[str] = set()  # requests whose child the OOM killer stopped (warm containers)
         self.cond = threading.Condition()
         self.ready = threading.Event()
         self.ready_at: float | None = None  # time.monotonic() when the framework was imported
@@ -447,6 +541,8 @@ class _Zygote:
                     self.pids[msg["id"]] = msg["pid"]
                 elif "exit" in msg:
                     self.exits[msg["id"]] = msg["exit"]
+                    if msg.get("oom"):
+                        self.ooms.add(msg["id"])
                 self.cond.notify_all()
 
     @property
@@ -863,6 +959,9 @@ def from_config(cfg: Any, names: dict[str, list[str]] | None = None) -> LocalRun
 if __name__ == "__main__":  # pragma: no cover
     _args = sys.argv[1:]
     _group = _args[0] if _args and not _args[0].startswith("--") else "keras"
+    if "--container" in _args:
+        _wait = float(_args[_args.index("--wait") + 1]) if "--wait" in _args else 300.0
+        sys.exit(serve_container(_group, _args[_args.index("--container") + 1], _wait))
     if "--serve" in _args:
         sys.exit(serve_detached(_group, _args[_args.index("--serve") + 1],
                                 float(_args[_args.index("--linger") + 1])))
