@@ -1,9 +1,11 @@
 """What a trial costs beyond fit(), for the local runner: cold (a new Python + TensorFlow per
 trial) against warm (the zygote that imported TensorFlow once forks each trial); and for the
 Docker runner: cold (a new container per trial) against warm (one container per kind and run
-whose zygote forks each trial).
+whose zygote forks each trial); and the fixed cost of a whole ``mlops run`` against
+``python -c "import tensorflow"`` (``fixed``: :mod:`bench._fixed`, cold and with a lingering warm
+worker; ``--trials`` rounds).
 
-    .venv/bin/python bench/overhead.py [--runners local,docker] [--trials 5] [--epochs 3] [--model FILE]
+    .venv/bin/python bench/overhead.py [--runners local,docker,fixed] [--trials 5] [--epochs 3] [--model FILE]
 
 The Docker part needs an engine and the ``cnn`` image: ``$DOCKER_HOST`` (or the default socket)
 with ``mlops/cnn:<version>`` (``mlops images build --kind cnn``) or ``$MLOPS_IMAGE_CNN``. When no
@@ -237,9 +239,11 @@ def _row(name: str, m: dict[str, float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runners", default="local,docker",
+    ap.add_argument("--runners", default="local,docker,fixed",
                     help="what to measure, comma-separated: local (cold and warm process), docker (a container "
-                         "per trial and the warm container); default local,docker")
+                         "per trial and the warm container), fixed (the fixed cost of a whole 'mlops run' against "
+                         "'import tensorflow': bench/_fixed.py, also bench/results/fixed_cost.json); "
+                         "default local,docker,fixed")
     ap.add_argument("--trials", type=int, default=5, help="trials per runner (default 5)")
     ap.add_argument("--epochs", type=int, default=3, help="epochs per trial (default 3)")
     ap.add_argument("--model", default=None,
@@ -247,9 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "overhead.json"))
     args = ap.parse_args(argv)
     runners = [r.strip() for r in args.runners.split(",") if r.strip()]
-    unknown = sorted(set(runners) - {"local", "docker"})
+    unknown = sorted(set(runners) - {"local", "docker", "fixed"})
     if unknown or not runners:
-        ap.error(f"--runners: unknown {', '.join(unknown) or '(none given)'}; valid: local, docker")
+        ap.error(f"--runners: unknown {', '.join(unknown) or '(none given)'}; valid: local, docker, fixed")
     model = Path(args.model or ROOT / "models" / ("digits_cnn.py" if "docker" in runners else "face_cnn.py")).resolve()
 
     out = Path(args.out)
@@ -265,6 +269,12 @@ def main(argv: list[str] | None = None) -> int:
             result.update(measure_local(args, script, tmp))
         if "docker" in runners:
             result["docker"] = measure_docker(args, script, tmp)
+        if "fixed" in runners:
+            from bench import _fixed
+
+            fixed = _fixed.measure(args.trials, log=lambda line: print(line, flush=True))
+            result["fixed"] = fixed
+            _fixed.OUT.write_text(json.dumps(fixed, indent=1) + "\n", encoding="utf-8")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -290,6 +300,11 @@ def main(argv: list[str] | None = None) -> int:
         target = result["docker"]["target"]
         print(f"target: Docker per-trial overhead (warm) <= {TARGET_SECONDS:g} s: {target['overhead_warm']:.2f} s -> "
               f"{'PASS' if target['pass'] else 'FAIL'}")
+    if "fixed" in runners:
+        from bench import _fixed
+
+        print()
+        print(_fixed.render(result["fixed"]))
     print(f"results: {out}")
     return 0
 

@@ -161,7 +161,7 @@ def summarize(data: dict[str, Any], tasks: list[str] | None = None,
     except (OSError, json.JSONDecodeError):
         fdata = {"curves": {}}
     runs = [rederive(r, TASKS[r["task"]].goal) for r in data.get("runs", []) if r["task"] in TASKS]
-    tasks = tasks or [t for t in TASKS if any(r["task"] == t for r in runs)]
+    tasks = [t for t in (tasks or TASKS) if any(r["task"] == t for r in runs)]
     methods = methods or [m for m in ORDER if any(r["method"] == m for r in runs)]
     out: dict[str, Any] = {"tasks": {}, "checks": {}}
     for t in tasks:
@@ -218,8 +218,9 @@ def table(data: dict[str, Any], tasks: list[str] | None = None, methods: list[st
                    if fl["epochs"] is not None else "hindsight floor: not swept")
         lines.append(f"\n{t}: {info['script']}, goal {TASKS[t].metric} >= {TASKS[t].goal:g}; {fl_text}")
         if info["first_trial_epochs"] is not None:
+            n = info["first_trial_epochs"]
             lines.append(f"trial 1 (the script as written, shared by every method): median "
-                         f"{info['first_trial_epochs']:g} epochs")
+                         f"{n:g} epoch{'' if n == 1 else 's'}")
         lines.append(hdr)
         best = min((m["seconds"] for m in info["methods"].values()), default=math.inf)
         for m, row in info["methods"].items():
