@@ -62,24 +62,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 OUT = ROOT / "bench" / "results" / "fixed_cost.json"
 TARGET = 1.3
 PARTS = ("to_tf", "to_script", "wind_down", "study_open", "fixed", "wall")
 
-PRELUDE = '''import json as _bj, os as _bo, time as _bt
-_BMARKS = {"script": _bt.time()}
-import keras as _bk
-_bfit = _bk.Model.fit
-def _bench_fit(self, *a, **k):
-    _BMARKS["fit_begin"] = _bt.time()
-    try:
-        return _bfit(self, *a, **k)
-    finally:
-        _BMARKS["fit_end"] = _bt.time()
-        with open(_bo.environ.get("BENCH_MARKS", "marks.json"), "w") as _f:
-            _f.write(_bj.dumps(_BMARKS))
-_bk.Model.fit = _bench_fit
-'''  # as bench/overhead.py's
+from bench.overhead import PRELUDE  # noqa: E402  (the same fit() time marks as a trial's)
 
 
 def small_script(model: Path, folder: Path, epochs: int) -> Path:

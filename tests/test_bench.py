@@ -268,3 +268,29 @@ def test_a_scikit_learn_task_is_scored_on_its_own_metric_one_fit_one_epoch(tmp_p
     assert all(t["epochs"] == 1 and len(t["curve"]) == 1 for t in log)
     if rec["reached"]:
         assert rec["epochs_to_goal"] == rec["trials_to_goal"]  # a fit counts as one epoch
+
+
+def test_the_summary_checks_the_issues_targets_on_wall_time(fake_task, monkeypatch):
+    """The headline is the median wall time to the goal: a method that reached the goal in fewer
+    epochs but more seconds is not the fastest; a seed that missed counts as slower than any."""
+    def run(method, seed, seconds, epochs, reached=True):
+        log = [{"settings": {}, "status": "ok", "seconds": 1.0, "epochs": 2, "reached": None, "counted": 2,
+                "curve": [0.5, 0.6]},
+               {"settings": {}, "status": "ok", "seconds": seconds - 1.0, "epochs": epochs - 2,
+                "reached": (epochs - 2) if reached else None, "counted": epochs - 2,
+                "curve": [0.5] * (epochs - 3) + [0.95 if reached else 0.6]}]
+        return {"task": "fake", "method": method, "seed": seed, "trial_log": log, "decision_seconds": 0.0}
+
+    data = {"runs": [run("auto", 0, 5.0, 12), run("auto", 1, 6.0, 14), run("auto", 2, 7.0, 16),
+                     run("random", 0, 9.0, 8), run("random", 1, 9.5, 9), run("random", 2, 3.0, 6, reached=False)]}
+    summ = tuning.summarize(data, ["fake"], ["random", "auto"])
+    row = summ["tasks"]["fake"]["methods"]
+    assert row["auto"]["seconds"] == 6.0 and row["random"]["seconds"] == 9.5  # the miss sorts last
+    assert row["random"]["epochs"] < row["auto"]["epochs"]  # fewer epochs, yet slower
+    assert summ["checks"]["fastest"] == {"fake": "auto"} and summ["checks"]["auto_fastest_on_every_task"]
+    assert summ["checks"]["auto_reaches_every_seed"]
+    data["runs"].append(run("auto", 3, 2.0, 6, reached=False))
+    assert not tuning.summarize(data, ["fake"], ["random", "auto"])["checks"]["auto_reaches_every_seed"]
+    text = tuning.table(data, ["fake"], ["random", "auto"])
+    assert "target: auto has the lowest median wall time on every task (1): PASS" in text
+    assert "target: auto reaches the goal in every seed of every task: FAIL" in text

@@ -84,7 +84,7 @@ def test_start_up_is_told_apart_from_trial_1():
     out = io.StringIO()
     drive(Progress(stream=out, live=False))
     lines = out.getvalue().splitlines()
-    warming = lines.index("mlops: starting TensorFlow (once per run; trials fork from it)…")
+    warming = lines.index("mlops: starting TensorFlow (once; every trial forks from it)…")
     ready = lines.index("mlops: TensorFlow ready after 4.3 s")
     first = next(i for i, line in enumerate(lines) if line.startswith("trial 1/10:"))
     assert warming < ready < first

@@ -137,7 +137,7 @@ class Progress:
         self._print(f"mlops: search space: {d.get('space') or 'nothing to tune'}")
 
     def _on_runner_warming(self, d: dict[str, Any]) -> None:
-        text = f"starting {d.get('framework') or 'the framework'} (once per run; trials fork from it)…"
+        text = f"starting {d.get('framework') or 'the framework'} (once; every trial forks from it)…"
         if self.live:
             self._set_status(text)
         else:
