@@ -63,10 +63,15 @@ def product_strategy(name: str) -> Callable[[Context], list[TrialOut]]:
     earlier finished trial) and stop at the goal -> tell."""
 
     def run(ctx: Context) -> list[TrialOut]:
-        from tuner.pruning import PrunePolicy
-        from tuner.search import Observation, get_strategy
+        import inspect
 
-        strategy = get_strategy(name, ctx.space, maximize=True, seed=ctx.seed, metric=ctx.task.metric)
+        from tuner.pruning import PrunePolicy
+        from tuner.search import Observation, get_strategy, strategy_class
+
+        options: dict[str, Any] = {}
+        if "trained_on" in inspect.signature(strategy_class(name).__init__).parameters:
+            options["trained_on"] = lambda: {"train_samples": ctx.task.train_samples}  # as the loop reads it
+        strategy = get_strategy(name, ctx.space, maximize=True, seed=ctx.seed, metric=ctx.task.metric, **options)
         outs = [ctx.baseline]
         obs = [Observation(1, ctx.baseline.settings, ctx.baseline.status, _metric(ctx.baseline), ctx.baseline.history)]
         strategy.tell(obs[0])

@@ -134,3 +134,31 @@ def test_the_benchmark_strategies_start_with_no_portfolio():
     # bench/tuning.py builds its strategies without one: no seed of a benchmark learns from another
     src = (Path(__file__).resolve().parents[1] / "bench" / "_methods.py").read_text()
     assert "previous_winners" not in src and "Portfolio" not in src
+
+
+class _SavesModelInfo(FakeRunner):
+    """A fake trial that also leaves what a Keras trial saves: model.json with the data it saw."""
+
+    def __init__(self, samples: int | None):
+        super().__init__()
+        self.samples = samples
+
+    def start(self, spec):
+        handle = super().start(spec)
+        if self.samples is not None:
+            folder = spec.workdir / "model" / "epoch-0001"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "model.json").write_text(json.dumps({"format": "keras", "file": "model.keras",
+                                                           "data": {"train_samples": self.samples}}))
+        return handle
+
+
+def test_what_trial_1_was_trained_on_reaches_auto(tmp_path):
+    # 1,347 training samples: the guesses after trial 1 take batch 32 (43 steps an epoch), not 16 (85)
+    write_script(tmp_path)
+    big = _SavesModelInfo(1347)
+    run_tune(tmp_path / "model.py", tmp_path / "run1", settings(max_trials=2, goal=0.999), big, winners_file=None)
+    assert big.started[1]["batch_size"] == 32
+    unknown = _SavesModelInfo(None)  # nothing saved: the smallest batch
+    run_tune(tmp_path / "model.py", tmp_path / "run2", settings(max_trials=2, goal=0.999), unknown, winners_file=None)
+    assert unknown.started[1]["batch_size"] == 16

@@ -144,3 +144,22 @@ def test_auto_guesses_by_framework():
     assert all(s["learning_rate"] >= 0.01 for s in seeds)
     unknown = SearchSpace(params=gb.params, baseline=gb.baseline, framework="sklearn", estimator="MyBooster")
     assert Auto(unknown).seeds() == []  # no guess for an estimator it does not know: straight to TPE
+
+
+def test_auto_guesses_keep_an_epoch_under_fifty_steps_once_the_data_size_is_known():
+    from tuner.search._auto import Auto
+    from tuner.search.space import Param, SearchSpace
+
+    space = SearchSpace(params={"fc_layers": Param("fc_layers", "fc", 1, 3, choices=(16, 64, 256)),
+                                "learning_rate": Param("learning_rate", "float", 1e-4, 3e-2, log=True),
+                                "batch_size": Param("batch_size", "choice", choices=(16, 32, 64, 128))},
+                        baseline={"fc_layers": [16], "learning_rate": 1e-4, "batch_size": 64}, framework="keras")
+    data: dict = {}
+    auto = Auto(space, trained_on=lambda: data)
+    assert auto.seeds()[0]["batch_size"] == 16  # not known yet: the smallest
+    data["train_samples"] = 426  # 27 steps at 16
+    assert {s["batch_size"] for s in auto.seeds()} == {16}
+    data["train_samples"] = 1347  # 85 steps at 16, 43 at 32
+    assert {s["batch_size"] for s in auto.seeds()} == {32}
+    data["train_samples"] = 10**6  # no size keeps it under: the largest
+    assert auto.seeds()[0]["batch_size"] == 128

@@ -313,6 +313,8 @@ class TuneLoop:
                     self.portfolio.bind(fingerprint(source, tunables, self.kind))
                     options["previous_winners"] = lambda: self.previous_winners + self.portfolio.guesses(
                         self._data_trained_on(study))
+            if "trained_on" in inspect.signature(strategy_class(self.s.strategy).__init__).parameters:
+                options["trained_on"] = lambda: self._data_trained_on(study)
             strategy = get_strategy(self.s.strategy, space, maximize=self.s.maximize, seed=self.s.seed,
                                     metric=self.s.metric, **options)
             self.session_started = self.clock()
